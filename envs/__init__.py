@@ -1,0 +1,1 @@
+"""Built-in teacher environments (installed as ``teachgym.envs``)."""

@@ -1,0 +1,1 @@
+"""Built-in teacher policies (installed as ``teachgym.policies``); one file per policy."""

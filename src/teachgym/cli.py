@@ -1,0 +1,111 @@
+"""``teachgym`` command line: ``teachgym run CONFIG [key=value ...]`` and ``teachgym list``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from teachgym.registry import KINDS, RegistryError, describe
+
+
+def _describe_action(action: dict | None) -> str:
+    if action is None:
+        return "-"
+    if action["type"] == "mixture":
+        top = sorted(action["weights"].items(), key=lambda kv: -kv[1])[:3]
+        return "mixture " + " ".join(f"{k}={v:.2f}" for k, v in top)
+    if action["type"] == "synthesize":
+        return "synthesize " + " ".join(
+            f"{r['skill']}x{r['n']}" + (f"@L{r['level']}" if r["level"] is not None else "") for r in action["requests"]
+        )
+    return f"examples ({action['n_rows']} rows)"
+
+
+def _progress(record, rounds_total: int) -> None:
+    name, acc = record.weakest
+    delta = ""
+    if record.round > 0:
+        delta = f" ({record.metrics.get('acc/mean', 0) - _progress.first:+.3f} vs round 0)"
+    else:
+        _progress.first = record.mean_accuracy
+    loss = f" loss {record.train_loss:.3f}" if record.train_loss is not None else ""
+    print(
+        f"round {record.round:>2}/{rounds_total}  acc/mean {record.mean_accuracy:.3f}{delta}  "
+        f"weakest {name} {acc:.2f}  teacher: {_describe_action(record.action)}{loss}  [{record.seconds:.1f}s]",
+        flush=True,
+    )
+
+
+_progress.first = 0.0  # type: ignore[attr-defined]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from teachgym.config import ConfigError, load_config
+    from teachgym.engine import EngineError
+    from teachgym.types import InvalidActionError
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # Quiet the libraries; the round lines are the progress display.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    from teachgym.loop import default_run_name, run_experiment
+
+    print(
+        f"teachgym: env={config.env.name} student={config.student.name} policy={config.policy.name} "
+        f"rounds={config.loop.rounds} examples/round={config.loop.examples_per_round} seed={config.loop.seed} "
+        f"run={default_run_name(config)}",
+        flush=True,
+    )
+    start = time.perf_counter()
+    try:
+        result = run_experiment(config, on_round=_progress)
+    except (ConfigError, RegistryError, InvalidActionError, EngineError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    first, last = result.rounds[0], result.final
+    print(
+        f"done in {time.perf_counter() - start:.0f}s: acc/mean {first.mean_accuracy:.3f} -> {last.mean_accuracy:.3f} "
+        f"over {last.examples} examples; student saved under {result.output_dir}"
+        if config.loop.save_student
+        else f"done in {time.perf_counter() - start:.0f}s: acc/mean {first.mean_accuracy:.3f} -> "
+        f"{last.mean_accuracy:.3f} over {last.examples} examples",
+        flush=True,
+    )
+    if result.run_id:
+        print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: mlflow ui --backend-store-uri "
+              f"{result.tracking_uri}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for kind in KINDS:
+        print(f"{kind}:")
+        for name, desc in describe(kind):
+            print(f"  {name:<22} {desc}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="teachgym", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run a curriculum experiment from a YAML config")
+    p_run.add_argument("config", help="path to a YAML config, e.g. configs/arithmetic.yaml")
+    p_run.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. loop.rounds=3 policy.name=uniform")
+    p_run.set_defaults(func=cmd_run)
+    p_list = sub.add_parser("list", help="list every registered env, student and policy")
+    p_list.set_defaults(func=cmd_list)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Experiment config: YAML validated into typed models, with ``key.sub=value`` overrides.
+
+Every field carries help text; unknown or ill-typed keys are errors that name the full path
+(``loop.rounds``, ``policy.temperature``) and suggest the nearest valid key. Component sections
+(``env``, ``student``, ``policy``) are ``{name: ..., <kwargs>}``; their kwargs are checked against
+the component's constructor signature when it is built (:func:`build_component`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from teachgym.registry import Kind, resolve
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names every bad key by its full path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentConfig(BaseModel):
+    """A pluggable component: ``name`` plus keyword arguments for its constructor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="Built-in name, 'package.module:Class' path, or entry-point name.")
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The constructor arguments (every key but ``name``)."""
+        return dict(self.model_extra or {})
+
+
+class LoopConfig(_Strict):
+    """How long the experiment runs and how much data each round gets."""
+
+    rounds: int = Field(5, ge=1, description="Training rounds after the round-0 evaluation.")
+    examples_per_round: int = Field(
+        1000, ge=1, description="Training rows per round; equal for every policy so results compare."
+    )
+    seed: int = Field(0, description="Seeds the policy, the data engine and the student.")
+    num_failures: int = Field(20, ge=0, description="Failed eval items shown to the teacher each round.")
+    eval_batch_size: int = Field(256, ge=1, description="Prompts per batch when generating eval answers.")
+    max_new_tokens: int = Field(16, ge=1, description="Longest answer generated at evaluation.")
+    output_dir: str = Field("outputs", description="Where checkpoints and round files go (one folder per run).")
+    save_student: bool = Field(True, description="Save the final student to <output_dir>/<run>/student.")
+
+
+class TrackingConfig(_Strict):
+    """MLflow logging."""
+
+    enabled: bool = Field(True, description="Log to MLflow at all.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow store; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working dir.",
+    )
+    experiment: str | None = Field(None, description="MLflow experiment; default teachgym/<env name>.")
+    run_name: str | None = Field(None, description="Parent run name; default <policy>-s<seed>.")
+    log_predictions: bool = Field(True, description="Log each round's eval predictions as a table.")
+
+
+class ExperimentConfig(_Strict):
+    """A whole curriculum experiment."""
+
+    env: ComponentConfig = Field(description="The teacher environment (skills, eval set, data sources).")
+    student: ComponentConfig = Field(description="The model being taught.")
+    policy: ComponentConfig = Field(description="The teacher policy.")
+    loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds, budget, seed.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow logging.")
+
+
+def _path(loc: Sequence[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of ``loc`` (for 'did you mean')."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (inspect.isclass(ann) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def _format(err: ValidationError, model: type[BaseModel], prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = [prefix, *e["loc"]] if prefix else list(e["loc"])
+        where = _path(loc)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            owner = _model_at(model, e["loc"])
+            near = difflib.get_close_matches(str(e["loc"][-1]), list(owner.model_fields), n=1) if owner else []
+            msg = "unknown key" + (f"; did you mean '{_path([*loc[:-1], near[0]])}'?" if near else "")
+            if owner:
+                msg += f" (valid keys: {', '.join(owner.model_fields)})"
+        elif "input" in e and e["type"] != "missing":
+            msg += f" (got {e['input']!r})"
+        lines.append(f"  {where}: {msg}")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["loop.rounds=3", "policy.name=uniform"]`` into a nested dict; values are YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override of {p!r}")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            # Changing a component's name drops the old component's kwargs: they belong to it.
+            if "name" in v and v["name"] != out[k].get("name") and k in ("env", "student", "policy"):
+                out[k] = dict(v)
+            else:
+                out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_config(source: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read a YAML file (or a dict), apply ``key=value`` overrides, and validate.
+
+    Raises:
+        ConfigError: For a missing file, bad YAML, or any invalid key (all listed at once).
+    """
+    if isinstance(source, Mapping):
+        raw: Any = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a mapping with sections env, student, policy, loop, tracking")
+    raw = _merge(raw, parse_overrides(overrides))
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format(e, ExperimentConfig)) from None
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"loop": {"rounds": 3}}`` -> ``{"loop.rounds": 3}`` (for MLflow params)."""
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _signature_model(target: Any, skip: set[str]) -> tuple[type[BaseModel], bool]:
+    """A pydantic model of ``target``'s keyword arguments, to validate config kwargs by type."""
+    fn = target.__init__ if inspect.isclass(target) else target
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolved forward refs: fall back to no type checking for those
+        hints = {}
+    fields: dict[str, Any] = {}
+    var_kw = False
+    for p in sig.parameters.values():
+        if p.name == "self" or p.name in skip or p.kind is p.VAR_POSITIONAL:
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+            continue
+        ann = hints.get(p.name, Any)
+        fields[p.name] = (ann, ... if p.default is p.empty else p.default)
+    model = create_model(
+        f"{getattr(target, '__name__', 'component')}Args",
+        __config__=ConfigDict(extra="allow" if var_kw else "forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+    return model, var_kw
+
+
+def build_component(kind: Kind, section: str, config: ComponentConfig, **injected: Any) -> Any:
+    """Resolve ``config.name`` and call it with the config's kwargs (type-checked) plus ``injected``.
+
+    Injected arguments (``seed``, ``env``) are passed only where the constructor accepts them.
+
+    Raises:
+        ConfigError: Unknown or ill-typed kwargs, named as ``<section>.<key>``.
+        RegistryError: Unknown component name (with near names).
+    """
+    target = resolve(kind, config.name)
+    kwargs = config.kwargs
+    try:
+        model, var_kw = _signature_model(target, skip=set())
+    except (TypeError, ValueError):  # builtins without a signature: pass through
+        return target(**kwargs)
+    accepted = set(model.model_fields)
+    for key in list(injected):
+        if key in kwargs or not (key in accepted or var_kw):
+            injected.pop(key)
+    try:
+        validated = model.model_validate({**injected, **kwargs})
+    except ValidationError as e:
+        msg = _format(e, model, prefix=section)
+        msg = msg.replace("invalid config:", f"invalid config for {section} {config.name!r}:")
+        raise ConfigError(msg) from None
+    args = {k: getattr(validated, k) for k in {**injected, **kwargs} if k in accepted}
+    args.update({k: v for k, v in (validated.model_extra or {}).items()})
+    return target(**args)

@@ -1,0 +1,91 @@
+"""Skill-by-skill evaluation: the missing-skill profile that the teacher sees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from teachgym.types import Failure, SkillStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from teachgym.protocols import Env, Student
+
+
+@dataclass
+class EvalResult:
+    """The profile plus what it was computed from."""
+
+    profile: dict[str, SkillStats]
+    predictions: list[dict[str, Any]]
+    failures: list[Failure]
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Mean of the per-skill accuracies (each skill counts once, however many items it has)."""
+        return sum(s.accuracy for s in self.profile.values()) / len(self.profile)
+
+    @property
+    def weakest(self) -> tuple[str, float]:
+        """The skill with the lowest accuracy (first in env order on ties) and its accuracy."""
+        name = min(self.profile, key=lambda s: self.profile[s].accuracy)
+        return name, self.profile[name].accuracy
+
+
+def evaluate(
+    student: Student,
+    env: Env,
+    previous: Mapping[str, SkillStats] | None = None,
+    max_new_tokens: int = 16,
+    batch_size: int = 256,
+    num_failures: int = 20,
+) -> EvalResult:
+    """Answer every eval item, verify each answer, and aggregate per skill.
+
+    A skill's accuracy is over the eval items that need it (items can need several skills); its
+    missing rate is ``1 - accuracy`` (STAT); its loss is the mean teacher-forced NLL on those items.
+
+    Args:
+        student: The student under test.
+        env: Supplies the eval set and the verifier.
+        previous: Last round's profile, for ``change``.
+        max_new_tokens: Longest generated answer.
+        batch_size: Prompts per generation batch.
+        num_failures: Failed items to keep for the teacher (the first ones in eval order).
+    """
+    ev = env.eval_set()
+    prompts, golds, skills = ev["prompt"], ev["completion"], ev["skills"]
+    outputs = student.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    losses = student.loss(prompts, golds, batch_size=batch_size)
+    correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
+
+    names = [s.name for s in env.skills]
+    hits = {s: 0 for s in names}
+    n = {s: 0 for s in names}
+    loss_sum = {s: 0.0 for s in names}
+    for ok, lo, row_skills in zip(correct, losses, skills):
+        for s in row_skills:
+            n[s] += 1
+            hits[s] += ok
+            loss_sum[s] += lo
+    profile = {}
+    for s in names:
+        acc = hits[s] / n[s] if n[s] else 0.0
+        prev = previous.get(s) if previous else None
+        profile[s] = SkillStats(
+            accuracy=acc,
+            loss=loss_sum[s] / n[s] if n[s] else float("nan"),
+            n=n[s],
+            missing_rate=1.0 - acc,
+            change=None if prev is None else acc - prev.accuracy,
+        )
+    predictions = [
+        {"prompt": p, "gold": g, "output": o, "correct": ok, "loss": lo, "skills": ",".join(sk)}
+        for p, g, o, ok, lo, sk in zip(prompts, golds, outputs, correct, losses, skills)
+    ]
+    failures = [
+        Failure(prompt=p["prompt"], gold=p["gold"], output=p["output"], skills=tuple(sk))
+        for p, sk in zip(predictions, skills)
+        if not p["correct"]
+    ][:num_failures]
+    return EvalResult(profile=profile, predictions=predictions, failures=failures)

@@ -1,0 +1,197 @@
+"""The closed loop: evaluate, let the teacher act, build the data, train, evaluate again, log.
+
+It reads top to bottom on purpose; see DESIGN.md for the picture::
+
+    obs = evaluate(student, env)                       # round 0: the untrained student
+    for round in 1..R:
+        action  = policy.act(obs)
+        data    = engine.materialize(action, env, budget=examples_per_round)
+        report  = student.train(data)
+        obs     = evaluate(student, env)
+        tracker.log_round(round, obs, action, data, report)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from teachgym.config import ExperimentConfig, build_component, flatten
+from teachgym.types import Action, HistoryEntry, Observation, action_to_dict, validate_action
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundRecord:
+    """One finished round, as the loop's caller sees it (round 0 is the untrained student)."""
+
+    round: int
+    mean_accuracy: float
+    weakest: tuple[str, float]
+    accuracies: dict[str, float]
+    action: dict[str, Any] | None
+    examples: int
+    train_loss: float | None
+    seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentResult:
+    """What :func:`run_experiment` returns."""
+
+    rounds: list[RoundRecord]
+    run_id: str | None
+    tracking_uri: str | None
+    output_dir: str
+
+    @property
+    def final(self) -> RoundRecord:
+        """The last round."""
+        return self.rounds[-1]
+
+
+def default_run_name(config: ExperimentConfig) -> str:
+    """``<policy>-s<seed>``, with an import path shortened to its attribute."""
+    policy = config.policy.name.rsplit(":", 1)[-1]
+    return config.tracking.run_name or f"{policy}-s{config.loop.seed}"
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    on_round: Callable[[RoundRecord, int], None] | None = None,
+) -> ExperimentResult:
+    """Run one curriculum experiment end to end.
+
+    Args:
+        config: A validated experiment config.
+        on_round: Called after each round with ``(record, rounds_total)`` (the CLI prints a line).
+
+    Returns:
+        Per-round records, the MLflow parent run id and where outputs went.
+
+    Raises:
+        ConfigError, RegistryError: Bad components or kwargs (before anything runs).
+        InvalidActionError: The teacher returned an action that cannot be trained on (before training).
+    """
+    from teachgym.engine import materialize
+    from teachgym.evaluation import evaluate
+    from teachgym.tracking import MLflowTracker, round_metrics
+
+    loop = config.loop
+    seed = loop.seed
+    env = build_component("envs", "env", config.env, seed=seed)
+    student = build_component("students", "student", config.student, seed=seed)
+    policy = build_component("policies", "policy", config.policy, seed=seed)
+    skills = [s.name for s in env.skills]
+    eval_prompts = set(env.eval_set()["prompt"])
+    skill_graph = {s.name: tuple(s.prerequisites) for s in env.skills}
+    run_name = default_run_name(config)
+    out_dir = Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    tracker = None
+    if config.tracking.enabled:
+        tracker = MLflowTracker(
+            tracking_uri=config.tracking.tracking_uri,
+            experiment=config.tracking.experiment or f"teachgym/{env.name}",
+            run_name=run_name,
+            tags={
+                "teachgym.policy": config.policy.name,
+                "teachgym.env": config.env.name,
+                "teachgym.student": config.student.name,
+                "teachgym.seed": str(seed),
+            },
+            params=flatten(config.model_dump()),
+            config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
+            log_predictions=config.tracking.log_predictions,
+        )
+        tracker.start()
+
+    records: list[RoundRecord] = []
+    status = "FAILED"
+    try:
+        # Round 0: the untrained student.
+        t0 = time.perf_counter()
+        with tracker.round(0) if tracker else nullcontext():
+            result = evaluate(student, env, None, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures)
+            metrics = round_metrics(result, None, None, 0, skills)
+            if tracker:
+                tracker.log_round(0, result, None, None, None, None, metrics)
+        records.append(_record(0, result, None, 0, None, time.perf_counter() - t0, metrics))
+        if on_round:
+            on_round(records[-1], loop.rounds)
+        history = [HistoryEntry(0, result.profile, None)]
+        used = 0
+
+        for r in range(1, loop.rounds + 1):
+            t0 = time.perf_counter()
+            obs = Observation(
+                round=r,
+                rounds_total=loop.rounds,
+                examples_per_round=loop.examples_per_round,
+                budget_used=used,
+                budget_left=(loop.rounds - r + 1) * loop.examples_per_round,
+                skills=tuple(env.skills),
+                profile=result.profile,
+                failures=tuple(result.failures),
+                history=tuple(history),
+                skill_graph=skill_graph,
+            )
+            action: Action = policy.act(obs)
+            validate_action(action, env.skills)  # garbage is caught here, before any training
+            data, report = materialize(action, env, loop.examples_per_round, seed * 100_003 + r, eval_prompts)
+            with tracker.round(r) if tracker else nullcontext():
+                train = student.train(data)
+                used += len(data)
+                result = evaluate(
+                    student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures
+                )
+                metrics = round_metrics(result, action, report, used, skills)
+                if tracker:
+                    tracker.log_round(r, result, action, report, train, data, metrics)
+            history.append(HistoryEntry(r, result.profile, action))
+            records.append(_record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics))
+            if on_round:
+                on_round(records[-1], loop.rounds)
+
+        if loop.save_student:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            student.save(str(out_dir / "student"))
+            (out_dir / "policy_state.json").write_text(json.dumps(policy.state_dict()))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if tracker:
+            tracker.finish(status)
+    return ExperimentResult(
+        rounds=records,
+        run_id=tracker.parent_id if tracker else None,
+        tracking_uri=tracker.uri if tracker else None,
+        output_dir=os.fspath(out_dir),
+    )
+
+
+def _record(r, result, action, used, train_loss, seconds, metrics) -> RoundRecord:
+    return RoundRecord(
+        round=r,
+        mean_accuracy=result.mean_accuracy,
+        weakest=result.weakest,
+        accuracies={k: v.accuracy for k, v in result.profile.items()},
+        action=action_to_dict(action),
+        examples=used,
+        train_loss=train_loss,
+        seconds=seconds,
+        metrics=metrics,
+    )

@@ -1,0 +1,359 @@
+"""The three extension points, as ``typing.Protocol``s, each with a behaviour checker.
+
+A plugin needs no base class: anything with the right methods is a policy, student or env. The
+checkers (in the spirit of gymnasium's ``check_env``) exercise a component the way the loop will and
+raise :class:`CheckError` with a precise message when it misbehaves. The test suite runs them on
+every built-in; run them on your own plugin before a long experiment.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from teachgym.types import (
+    EXAMPLE_COLUMNS,
+    Action,
+    Failure,
+    HistoryEntry,
+    InvalidActionError,
+    Mixture,
+    Observation,
+    Skill,
+    SkillStats,
+    TrainReport,
+    action_to_dict,
+    validate_action,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+
+@runtime_checkable
+class TeacherPolicy(Protocol):
+    """Decides what the student trains on next. Keeps its own state, which it can save and restore."""
+
+    def act(self, observation: Observation) -> Action:
+        """Choose the next round's data: a ``Mixture``, ``Synthesize`` or ``Examples``."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable snapshot of the policy's state (for resume)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot taken by :meth:`state_dict`."""
+        ...
+
+
+@runtime_checkable
+class Student(Protocol):
+    """A model that learns from prompt/completion rows and answers prompts in batches."""
+
+    def train(self, dataset: Dataset) -> TrainReport:
+        """Continue training from the current weights on ``dataset`` (``prompt``, ``completion``)."""
+        ...
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 256) -> list[str]:
+        """Greedy answers, one per prompt, without the prompt."""
+        ...
+
+    def loss(self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 256) -> list[float]:
+        """Teacher-forced NLL per completion token, one value per row."""
+        ...
+
+    def save(self, path: str) -> None:
+        """Write the student so that it can be loaded back (for the HF student: ``model=path``)."""
+        ...
+
+
+@runtime_checkable
+class Env(Protocol):
+    """A teacher environment: skills, a held-out eval set, a verifier and data sources.
+
+    ``pool()`` returns the rows a teacher can reweight, or ``None``; ``generate()`` synthesises new
+    rows when ``supports_generation`` is true (otherwise it may raise ``NotImplementedError``).
+    Every row has the columns in :data:`teachgym.types.EXAMPLE_COLUMNS`.
+    """
+
+    name: str
+    skills: Sequence[Skill]
+    supports_generation: bool
+
+    def eval_set(self) -> Dataset:
+        """The fixed held-out eval items."""
+        ...
+
+    def pool(self) -> Dataset | None:
+        """Existing rows to reweight, or ``None`` if the env has no pool."""
+        ...
+
+    def generate(self, skill: str, n: int, level: int | None = None, seed: int = 0) -> list[dict]:
+        """Up to ``n`` fresh rows of ``skill``; never an eval prompt."""
+        ...
+
+    def verify(self, prompt: str, output: str) -> bool:
+        """Whether ``output`` is a correct answer to ``prompt``."""
+        ...
+
+
+class CheckError(AssertionError):
+    """A component does not behave as its protocol requires."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise CheckError(msg)
+
+
+def _methods(obj: Any, names: Sequence[str], what: str) -> None:
+    missing = [n for n in names if not callable(getattr(obj, n, None))]
+    _require(not missing, f"{what} {type(obj).__name__} lacks the method(s) {missing}")
+
+
+# -- env ----------------------------------------------------------------------------------------
+
+
+def _check_rows(rows: Any, skills: set[str], what: str) -> None:
+    cols = rows.column_names if hasattr(rows, "column_names") else list(rows[0]) if len(rows) else []
+    missing = [c for c in EXAMPLE_COLUMNS if c not in cols]
+    _require(not missing, f"{what} lacks the columns {missing}")
+    for i, row in enumerate(rows):
+        _require(isinstance(row["prompt"], str) and row["prompt"] != "", f"{what} row {i} has an empty prompt")
+        _require(isinstance(row["completion"], str), f"{what} row {i}: completion is not a string")
+        rs = row["skills"]
+        _require(
+            isinstance(rs, (list, tuple)) and len(rs) > 0 and set(rs) <= skills,
+            f"{what} row {i} has skills {rs!r}; each row needs a non-empty list of known skills",
+        )
+
+
+def check_env(env: Any, min_eval_per_skill: int = 1, sample: int = 200) -> None:
+    """Check an env: skill graph, eval set, verifier, pool/generator disjointness and determinism.
+
+    Args:
+        env: The env instance.
+        min_eval_per_skill: Fewest eval items each skill must have.
+        sample: Rows of each data source to check with the verifier.
+
+    Raises:
+        CheckError: On the first problem found.
+    """
+    _methods(env, ["eval_set", "pool", "generate", "verify"], "env")
+    _require(isinstance(getattr(env, "name", None), str), "env.name must be a string")
+    skills = list(env.skills)
+    _require(len(skills) > 0 and all(isinstance(s, Skill) for s in skills), "env.skills must be non-empty Skills")
+    names = [s.name for s in skills]
+    _require(len(set(names)) == len(names), f"duplicate skill names in {names}")
+    for s in skills:
+        unknown = set(s.prerequisites) - set(names)
+        _require(not unknown, f"skill {s.name!r} has unknown prerequisites {sorted(unknown)}")
+        _require(len(s.levels) > 0, f"skill {s.name!r} has no levels")
+    # The prerequisite graph must be acyclic, or no skill in a cycle could ever be learned first.
+    state: dict[str, int] = {}
+    graph = {s.name: s.prerequisites for s in skills}
+
+    def visit(n: str, path: tuple[str, ...]) -> None:
+        _require(state.get(n) != 1, f"prerequisite cycle: {' -> '.join((*path, n))}")
+        if state.get(n) == 2:
+            return
+        state[n] = 1
+        for p in graph[n]:
+            visit(p, (*path, n))
+        state[n] = 2
+
+    for n in names:
+        visit(n, ())
+
+    ev = env.eval_set()
+    _check_rows(ev, set(names), "eval set")
+    counts = {n: 0 for n in names}
+    for rs in ev["skills"]:
+        for s in rs:
+            counts[s] += 1
+    thin = {s: c for s, c in counts.items() if c < min_eval_per_skill}
+    _require(not thin, f"skills with fewer than {min_eval_per_skill} eval items: {thin}")
+    eval_prompts = set(ev["prompt"])
+    for row in ev.select(range(min(sample, len(ev)))):
+        _require(env.verify(row["prompt"], row["completion"]), f"verify() rejects the gold answer of {row!r}")
+        _require(not env.verify(row["prompt"], row["completion"] + "9x"), f"verify() accepts junk for {row!r}")
+
+    pool = env.pool()
+    has_gen = bool(getattr(env, "supports_generation", False))
+    _require(pool is not None or has_gen, "env has neither a pool nor a generator: nothing to train on")
+    if pool is not None:
+        _check_rows(pool, set(names), "pool")
+        overlap = eval_prompts & set(pool["prompt"])
+        _require(not overlap, f"pool contains {len(overlap)} eval prompts, e.g. {sorted(overlap)[:3]}")
+        for row in pool.select(range(min(sample, len(pool)))):
+            _require(env.verify(row["prompt"], row["completion"]), f"pool row fails its own verifier: {row!r}")
+    if has_gen:
+        for s in skills:
+            for level in (None, *s.levels):
+                rows = env.generate(s.name, 8, level=level, seed=3)
+                _require(len(rows) > 0, f"generate({s.name!r}, level={level}) returned no rows")
+                _check_rows(rows, set(names), f"generate({s.name!r})")
+                for r in rows:
+                    _require(s.name in r["skills"], f"generate({s.name!r}) returned a row of {r['skills']}")
+                    _require(r["prompt"] not in eval_prompts, f"generate({s.name!r}) returned eval prompt {r!r}")
+                    _require(env.verify(r["prompt"], r["completion"]), f"generated row fails the verifier: {r!r}")
+                    if level is not None:
+                        _require(r["level"] == level, f"generate(level={level}) returned level {r['level']}")
+            again = env.generate(s.name, 8, seed=3)
+            _require(again == env.generate(s.name, 8, seed=3), f"generate({s.name!r}) is not deterministic by seed")
+
+
+# -- policy -------------------------------------------------------------------------------------
+
+
+def make_observation(
+    skills: Sequence[Skill],
+    accuracies: Sequence[float],
+    round: int = 1,
+    rounds_total: int = 5,
+    examples_per_round: int = 100,
+    losses: Sequence[float] | None = None,
+    previous: Sequence[float] | None = None,
+    history: Sequence[HistoryEntry] = (),
+    n: int = 100,
+) -> Observation:
+    """Build an :class:`Observation` by hand (for tests and for checking a policy)."""
+    losses = list(losses) if losses is not None else [2.0 * (1 - a) + 0.1 for a in accuracies]
+    profile = {
+        s.name: SkillStats(
+            accuracy=float(a),
+            loss=float(lo),
+            n=n,
+            missing_rate=1.0 - float(a),
+            change=None if previous is None else float(a) - float(p),
+        )
+        for s, a, lo, p in zip(skills, accuracies, losses, previous or [0.0] * len(skills))
+    }
+    used = (round - 1) * examples_per_round
+    return Observation(
+        round=round,
+        rounds_total=rounds_total,
+        examples_per_round=examples_per_round,
+        budget_used=used,
+        budget_left=rounds_total * examples_per_round - used,
+        skills=tuple(skills),
+        profile=profile,
+        failures=tuple(Failure("1+1=", "2", "3", (skills[0].name,)) for _ in range(2)),
+        history=tuple(history),
+        skill_graph={s.name: s.prerequisites for s in skills},
+    )
+
+
+def _episode(skills: Sequence[Skill], rounds: int, seed: int) -> list[Observation]:
+    import random
+
+    rng = random.Random(seed)
+    acc = [rng.random() * 0.3 for _ in skills]
+    obs, history, prev = [], [], None
+    for r in range(1, rounds + 1):
+        o = make_observation(skills, acc, round=r, rounds_total=rounds, previous=prev, history=tuple(history))
+        obs.append(o)
+        history.append(HistoryEntry(r - 1, o.profile, None))
+        prev = list(acc)
+        acc = [min(1.0, a + rng.random() * 0.2) for a in acc]
+    return obs
+
+
+def check_policy(
+    make_policy: Callable[[], Any],
+    skills: Sequence[Skill] | None = None,
+    rounds: int = 6,
+) -> None:
+    """Check a policy on a synthetic episode: valid actions, determinism, and state round-trips.
+
+    Args:
+        make_policy: A zero-argument factory (e.g. ``lambda: MyPolicy(seed=0)``); called several
+            times, each call must give a fresh policy with the same seed.
+        skills: The skills to test on (default: four skills with a prerequisite chain).
+        rounds: Length of the synthetic episode.
+
+    Raises:
+        CheckError: On the first problem found.
+    """
+    skills = list(skills or [Skill("a"), Skill("b", prerequisites=("a",), levels=(1, 2)), Skill("c"), Skill("d")])
+    episode = _episode(skills, rounds, seed=7)
+    policy = make_policy()
+    _methods(policy, ["act", "state_dict", "load_state_dict"], "policy")
+    actions = []
+    for o in episode:
+        a = policy.act(o)
+        try:
+            validate_action(a, skills)
+        except InvalidActionError as e:
+            raise CheckError(f"round {o.round}: invalid action: {e}") from None
+        if isinstance(a, Mixture):
+            total = sum(a.weights.values())
+            _require(math.isfinite(total) and total > 0, f"round {o.round}: weights sum to {total}")
+        actions.append(action_to_dict(a))
+    again = make_policy()
+    replay = [action_to_dict(again.act(o)) for o in episode]
+    _require(replay == actions, "two policies built the same way made different decisions (seed not honoured?)")
+
+    # State round-trip: snapshot halfway, continue; a fresh policy loaded from the snapshot must agree.
+    half = len(episode) // 2
+    first = make_policy()
+    for o in episode[:half]:
+        first.act(o)
+    state = copy.deepcopy(first.state_dict())
+    _require(isinstance(state, dict), "state_dict() must return a dict")
+    import json
+
+    try:
+        json.dumps(state)
+    except TypeError as e:
+        raise CheckError(f"state_dict() is not JSON-serialisable: {e}") from None
+    restored = make_policy()
+    restored.load_state_dict(state)
+    rest_a = [action_to_dict(first.act(o)) for o in episode[half:]]
+    rest_b = [action_to_dict(restored.act(o)) for o in episode[half:]]
+    _require(rest_a == rest_b, "a policy restored from state_dict() decides differently from the original")
+
+
+# -- student ------------------------------------------------------------------------------------
+
+
+def check_student(student: Any, train_rows: Sequence[dict], tmp_dir: str, load: Callable[[str], Any]) -> None:
+    """Check a student: batched generation matches one-by-one, losses are finite, training lowers
+    the loss on the training rows, and a saved student loads back with the same outputs.
+
+    Args:
+        student: The student instance.
+        train_rows: A few ``prompt``/``completion`` dicts to train on.
+        tmp_dir: A scratch directory for :meth:`Student.save`.
+        load: Loads a saved student from a directory (e.g. ``lambda p: HFStudent(model=p)``).
+
+    Raises:
+        CheckError: On the first problem found.
+    """
+    from datasets import Dataset
+
+    _methods(student, ["train", "generate", "loss", "save"], "student")
+    prompts = [r["prompt"] for r in train_rows]
+    completions = [r["completion"] for r in train_rows]
+    # Prompts of different lengths in one batch exercise padding.
+    batched = student.generate(prompts, max_new_tokens=6)
+    _require(isinstance(batched, list) and len(batched) == len(prompts), "generate() must return one str per prompt")
+    _require(all(isinstance(x, str) for x in batched), "generate() must return strings")
+    single = [student.generate([p], max_new_tokens=6)[0] for p in prompts]
+    _require(batched == single, f"batched generation differs from one-by-one (padding?): {batched} vs {single}")
+    before = student.loss(prompts, completions)
+    _require(len(before) == len(prompts), "loss() must return one value per row")
+    _require(all(math.isfinite(x) and x >= 0 for x in before), f"loss() returned {before}")
+    report = student.train(Dataset.from_list([{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]))
+    _require(isinstance(report, TrainReport), f"train() must return a TrainReport, got {type(report).__name__}")
+    after = student.loss(prompts, completions)
+    _require(sum(after) < sum(before), f"training did not lower the loss on its own data: {before} -> {after}")
+    student.save(tmp_dir)
+    loaded = load(tmp_dir)
+    _require(loaded.generate(prompts, max_new_tokens=6) == student.generate(prompts, max_new_tokens=6),
+             "a saved and reloaded student answers differently")
+    reloaded_loss = loaded.loss(prompts, completions)
+    _require(all(abs(a - b) < 1e-4 for a, b in zip(after, reloaded_loss)), "a reloaded student has other losses")

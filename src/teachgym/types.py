@@ -1,0 +1,259 @@
+"""The data the loop passes around: skills, observations and teacher actions.
+
+These are plain dataclasses with no heavy imports, so a policy author can ``from teachgym import
+Observation, Mixture`` without pulling in torch or MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+#: Columns every example row carries (a ``datasets.Dataset`` row).
+EXAMPLE_COLUMNS = ("prompt", "completion", "skills", "level", "source")
+
+
+@dataclass(frozen=True)
+class Skill:
+    """A named ability the student can have.
+
+    Attributes:
+        name: Unique identifier used everywhere (metrics are ``acc/<name>``).
+        description: One line a human (or an LLM teacher) can read.
+        prerequisites: Names of skills that must be learned first.
+        levels: The difficulty levels the env can generate, easiest first.
+    """
+
+    name: str
+    description: str = ""
+    prerequisites: tuple[str, ...] = ()
+    levels: tuple[int, ...] = (1,)
+
+
+@dataclass(frozen=True)
+class SkillStats:
+    """One skill's line in the missing-skill profile.
+
+    Attributes:
+        accuracy: Fraction of the skill's eval items the student got right.
+        loss: Mean teacher-forced NLL per completion token on those items.
+        n: Number of eval items that need the skill.
+        missing_rate: Fraction of those items the student failed (STAT's missing-skill rate).
+        change: ``accuracy`` minus the previous round's; ``None`` at round 0.
+    """
+
+    accuracy: float
+    loss: float
+    n: int
+    missing_rate: float
+    change: float | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One eval item the student got wrong."""
+
+    prompt: str
+    gold: str
+    output: str
+    skills: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """What happened in an earlier round: the profile measured after it and the action taken in it."""
+
+    round: int
+    profile: Mapping[str, SkillStats]
+    action: Action | None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The teacher's state before it decides round ``round``.
+
+    Attributes:
+        round: The round about to be trained (1-based); the profile was measured after ``round - 1``.
+        rounds_total: Rounds in the experiment.
+        examples_per_round: Training rows the engine will build from the next action.
+        budget_used: Training rows spent so far.
+        budget_left: Training rows left, this round included.
+        skills: The env's skill taxonomy.
+        profile: Per-skill stats, keyed by skill name.
+        failures: A sample of eval items the student failed.
+        history: Earlier rounds, oldest first (round 0 has no action).
+        skill_graph: ``skill -> prerequisites`` when the env declares them.
+    """
+
+    round: int
+    rounds_total: int
+    examples_per_round: int
+    budget_used: int
+    budget_left: int
+    skills: tuple[Skill, ...]
+    profile: Mapping[str, SkillStats]
+    failures: tuple[Failure, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    skill_graph: Mapping[str, tuple[str, ...]] | None = None
+
+    @property
+    def skill_names(self) -> list[str]:
+        """Skill names in the env's order."""
+        return [s.name for s in self.skills]
+
+    def accuracies(self) -> dict[str, float]:
+        """``{skill: accuracy}`` in the env's order."""
+        return {s: self.profile[s].accuracy for s in self.skill_names}
+
+    def missing_rates(self) -> dict[str, float]:
+        """``{skill: missing_rate}`` in the env's order."""
+        return {s: self.profile[s].missing_rate for s in self.skill_names}
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Reweight: sample the round's data from the skills in these proportions.
+
+    Weights need not sum to one (the engine normalises) but must be finite, non-negative, name only
+    known skills and not all be zero. Skills left out get weight zero.
+    """
+
+    weights: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Request:
+    """Ask the data source for ``n`` new rows of ``skill`` at ``level`` (``None``: any level)."""
+
+    skill: str
+    n: int
+    level: int | None = None
+
+
+@dataclass(frozen=True)
+class Synthesize:
+    """Synthesise: generate fresh rows for these requests.
+
+    The engine treats the ``n`` of each request as its share of the round's budget: if the
+    requests do not add up to ``examples_per_round`` they are scaled to it.
+    """
+
+    requests: tuple[Request, ...]
+
+    def __init__(self, requests: Sequence[Request]) -> None:
+        object.__setattr__(self, "requests", tuple(requests))
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Teacher-written rows (a ``datasets.Dataset`` or a list of dicts with at least ``prompt``,
+    ``completion`` and ``skills``). Every row is checked by the env's verifier before training."""
+
+    rows: Dataset | Sequence[Mapping[str, Any]]
+
+
+Action = Union[Mixture, Synthesize, Examples]
+
+
+class InvalidActionError(ValueError):
+    """A teacher returned an action the engine cannot train on."""
+
+
+def validate_action(action: object, skills: Sequence[Skill]) -> None:
+    """Reject malformed actions before any data is built or any training starts.
+
+    Args:
+        action: What the policy returned.
+        skills: The env's skills.
+
+    Raises:
+        InvalidActionError: With a message that says what is wrong and with which skill.
+    """
+    known = {s.name: s for s in skills}
+    if isinstance(action, Mixture):
+        if not isinstance(action.weights, Mapping) or not action.weights:
+            raise InvalidActionError("Mixture.weights must be a non-empty mapping of skill -> weight")
+        unknown = sorted(set(action.weights) - set(known))
+        if unknown:
+            raise InvalidActionError(
+                f"Mixture has weights for unknown skills {unknown}; known skills: {sorted(known)}"
+            )
+        for skill, w in action.weights.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)):
+                raise InvalidActionError(f"Mixture weight for {skill!r} is {w!r}, not a number")
+            if math.isnan(w) or math.isinf(w):
+                raise InvalidActionError(f"Mixture weight for {skill!r} is {w}, not finite")
+            if w < 0:
+                raise InvalidActionError(f"Mixture weight for {skill!r} is negative ({w})")
+        if sum(action.weights.values()) <= 0:
+            raise InvalidActionError("Mixture weights are all zero")
+    elif isinstance(action, Synthesize):
+        if not action.requests:
+            raise InvalidActionError("Synthesize has no requests")
+        for r in action.requests:
+            if not isinstance(r, Request):
+                raise InvalidActionError(f"Synthesize.requests must hold Request objects, got {r!r}")
+            if r.skill not in known:
+                raise InvalidActionError(
+                    f"Request for unknown skill {r.skill!r}; known skills: {sorted(known)}"
+                )
+            if isinstance(r.n, bool) or not isinstance(r.n, int) or r.n < 1:
+                raise InvalidActionError(f"Request for {r.skill!r} asks for n={r.n!r}; n must be an int >= 1")
+            if r.level is not None and r.level not in known[r.skill].levels:
+                raise InvalidActionError(
+                    f"Request for {r.skill!r} asks for level {r.level!r}; "
+                    f"levels: {list(known[r.skill].levels)}"
+                )
+    elif isinstance(action, Examples):
+        rows = action.rows
+        if rows is None or len(rows) == 0:
+            raise InvalidActionError("Examples has no rows")
+        columns = rows.column_names if hasattr(rows, "column_names") else None
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise InvalidActionError(f"Examples row {i} is {type(row).__name__}, not a mapping")
+            missing = [c for c in ("prompt", "completion", "skills") if c not in (columns or row)]
+            if missing:
+                raise InvalidActionError(f"Examples row {i} lacks {missing}")
+            row_skills = [row["skills"]] if isinstance(row["skills"], str) else list(row["skills"])
+            bad = sorted(set(row_skills) - set(known))
+            if not row_skills or bad:
+                raise InvalidActionError(f"Examples row {i} names unknown or no skills {bad or row_skills}")
+    else:
+        raise InvalidActionError(
+            f"a policy must return Mixture, Synthesize or Examples, got {type(action).__name__}: {action!r}"
+        )
+
+
+def action_to_dict(action: Action | None) -> dict[str, Any] | None:
+    """A JSON-ready description of an action (teacher-written rows are summarised, not copied)."""
+    if action is None:
+        return None
+    if isinstance(action, Mixture):
+        total = float(sum(action.weights.values())) or 1.0
+        return {"type": "mixture", "weights": {k: float(v) / total for k, v in action.weights.items()}}
+    if isinstance(action, Synthesize):
+        return {"type": "synthesize", "requests": [asdict(r) for r in action.requests]}
+    if isinstance(action, Examples):
+        return {"type": "examples", "n_rows": len(action.rows)}
+    raise TypeError(f"not an action: {action!r}")
+
+
+def profile_to_dict(profile: Mapping[str, SkillStats]) -> dict[str, dict[str, Any]]:
+    """A JSON-ready copy of a profile."""
+    return {k: asdict(v) for k, v in profile.items()}
+
+
+@dataclass
+class TrainReport:
+    """What a student's ``train()`` returns."""
+
+    steps: int
+    train_loss: float
+    runtime_s: float
+    metrics: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""Built-in students (installed as ``teachgym.students``)."""

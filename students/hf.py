@@ -1,0 +1,274 @@
+"""A Hugging Face causal LM student, trained with TRL's ``SFTTrainer``.
+
+``model`` is either ``"tiny"`` — a small Llama-architecture model built from a config, with a
+byte-level tokenizer built locally (no download; it covers any UTF-8 text) — or a local directory /
+hub name loaded with ``from_pretrained``. ``lora`` wraps the model with peft.
+
+Each ``train()`` call builds a fresh ``SFTTrainer`` on the current weights, so training continues
+round after round; the optimizer state is reset each round (the data distribution changes anyway).
+Rows are ``prompt``/``completion`` pairs, for which TRL computes the loss on the completion only
+and appends the EOS token. Generation is batched greedy decoding with left padding.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from teachgym.types import TrainReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+#: The built-in tiny configuration (Llama architecture); override any key with ``tiny: {...}``.
+TINY_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 128,
+    "intermediate_size": 512,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 128,
+    "tie_word_embeddings": True,
+}
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level fast tokenizer built in memory: 256 byte tokens plus ``<pad>``, ``<s>``, ``</s>``.
+
+    Every UTF-8 string round-trips, so any env's text (or a user's own data) is covered.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+class HFStudent:
+    """A causal LM (built-in tiny Llama, a local path or a hub name) trained with TRL's SFTTrainer."""
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        tiny: dict[str, Any] | None = None,
+        lora: dict[str, Any] | None = None,
+        learning_rate: float = 1e-3,
+        batch_size: int = 32,
+        epochs: float = 1.0,
+        lr_scheduler: str = "constant",
+        warmup_steps: int = 0,
+        weight_decay: float = 0.0,
+        max_length: int = 128,
+        precision: str = "auto",
+        device: str = "auto",
+        seed: int = 0,
+        sft_args: dict[str, Any] | None = None,
+    ) -> None:
+        """Build or load the model.
+
+        Args:
+            model: ``"tiny"`` for the built-in configuration, else a local directory or hub name.
+            tiny: Overrides of :data:`TINY_DEFAULTS` (only with ``model="tiny"``).
+            lora: peft ``LoraConfig`` kwargs (e.g. ``{r: 8, target_modules: [q_proj, v_proj]}``); needs
+                ``pip install 'teachgym[lora]'``.
+            learning_rate: SFT learning rate (per round; the schedule restarts each round).
+            batch_size: Per-device train batch size.
+            epochs: Passes over each round's data.
+            lr_scheduler: transformers scheduler name (``constant``, ``cosine``, ``linear``, ...).
+            warmup_steps: Warm-up steps at the start of each round.
+            weight_decay: AdamW weight decay.
+            max_length: Longest training sequence in tokens; longer rows are truncated.
+            precision: ``auto`` (bf16 on a GPU that supports it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
+            device: ``auto``, ``cpu`` or ``cuda``.
+            seed: Seeds the initial weights of the tiny model and the trainer's shuffling.
+            sft_args: Extra ``trl.SFTConfig`` fields, passed through as they are.
+        """
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        if precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
+        self.device = _device(device)
+        self.seed = seed
+        self.train_args = {
+            "learning_rate": learning_rate,
+            "per_device_train_batch_size": batch_size,
+            "num_train_epochs": epochs,
+            "lr_scheduler_type": lr_scheduler,
+            "warmup_steps": warmup_steps,
+            "weight_decay": weight_decay,
+            "max_length": max_length,
+            **(sft_args or {}),
+        }
+        if precision == "auto":
+            precision = "bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+        self.precision = precision
+        self.rounds_trained = 0
+
+        if model == "tiny":
+            unknown = set(tiny or {}) - set(LlamaConfig().to_dict())
+            if unknown:
+                raise ValueError(f"student.tiny has keys that LlamaConfig does not know: {sorted(unknown)}")
+            self.tokenizer = byte_tokenizer()
+            torch.manual_seed(seed)
+            config = LlamaConfig(
+                vocab_size=len(self.tokenizer),
+                pad_token_id=self.tokenizer.pad_token_id,
+                bos_token_id=self.tokenizer.bos_token_id,
+                eos_token_id=self.tokenizer.eos_token_id,
+                **{**TINY_DEFAULTS, **(tiny or {})},
+            )
+            self.model = LlamaForCausalLM(config)
+        else:
+            if tiny:
+                raise ValueError("student.tiny only applies with student.model=tiny")
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForCausalLM.from_pretrained(model)
+        if self.tokenizer.pad_token is None:  # many hub models ship without one
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if lora:
+            try:
+                from peft import LoraConfig, get_peft_model
+            except ImportError as e:
+                raise ImportError("LoRA needs peft: pip install 'teachgym[lora]'") from e
+            self.model = get_peft_model(self.model, LoraConfig(task_type="CAUSAL_LM", **lora))
+        self.model.to(self.device)
+
+    # -- training -------------------------------------------------------------------------------
+    def train(self, dataset: Dataset) -> TrainReport:
+        """One round of SFT on ``dataset`` (``prompt``/``completion``), continuing from the current weights.
+
+        Logs to MLflow through transformers' ``MLflowCallback`` when an MLflow run is active (the
+        loop opens the round's child run first), so the trainer's curves land in that round's run.
+        """
+        import sys
+
+        from trl import SFTConfig, SFTTrainer
+
+        report_to = "none"
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            report_to = "mlflow" if mlflow.active_run() is not None else "none"
+        data = dataset.select_columns(["prompt", "completion"])
+        with tempfile.TemporaryDirectory(prefix="teachgym-sft-") as out:
+            args = SFTConfig(
+                output_dir=out,
+                bf16=self.precision == "bf16",
+                fp16=self.precision == "fp16",
+                use_cpu=self.device == "cpu",
+                report_to=report_to,
+                save_strategy="no",
+                logging_steps=max(1, min(50, len(data) // (4 * self.train_args["per_device_train_batch_size"]))),
+                disable_tqdm=True,
+                seed=self.seed + self.rounds_trained,
+                dataloader_num_workers=0,
+                dataset_num_proc=None,
+                **self.train_args,
+            )
+            trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
+            start = time.perf_counter()
+            result = trainer.train()
+            runtime = time.perf_counter() - start
+        self.model = trainer.model
+        self.rounds_trained += 1
+        return TrainReport(
+            steps=int(result.global_step),
+            train_loss=float(result.training_loss),
+            runtime_s=runtime,
+            metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
+        )
+
+    # -- inference ------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 256) -> list[str]:
+        """Greedy answers, batched with left padding; the prompt and special tokens are stripped."""
+        import torch
+
+        tok = self.tokenizer
+        tok.padding_side = "left"  # generation continues from the right edge of every row
+        self.model.eval()
+        out: list[str] = []
+        for i in range(0, len(prompts), batch_size):
+            enc = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            with torch.no_grad():
+                ids = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )
+            out += tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        tok.padding_side = "right"
+        return out
+
+    def loss(self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 256) -> list[float]:
+        """Teacher-forced NLL per completion token (EOS included, as in training), one value per row."""
+        import torch
+
+        tok = self.tokenizer
+        self.model.eval()
+        losses: list[float] = []
+        for i in range(0, len(prompts), batch_size):
+            p_ids = tok(list(prompts[i : i + batch_size]), add_special_tokens=False)["input_ids"]
+            c_ids = tok(list(completions[i : i + batch_size]), add_special_tokens=False)["input_ids"]
+            seqs = [p + c + [tok.eos_token_id] for p, c in zip(p_ids, c_ids)]
+            width = max(map(len, seqs))
+            ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+            attn = torch.zeros_like(ids)
+            labels = torch.full_like(ids, -100)
+            for j, (p, s) in enumerate(zip(p_ids, seqs)):
+                ids[j, : len(s)] = torch.tensor(s)
+                attn[j, : len(s)] = 1
+                labels[j, len(p) : len(s)] = ids[j, len(p) : len(s)]
+            ids, attn, labels = ids.to(self.device), attn.to(self.device), labels.to(self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=attn).logits.float()
+            # Position t predicts token t+1.
+            nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none"
+            )
+            counts = (labels[:, 1:] != -100).sum(dim=1).clamp(min=1)
+            losses += (nll.sum(dim=1) / counts).tolist()
+        return [x if math.isfinite(x) else float("inf") for x in losses]
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Save model and tokenizer so that ``HFStudent(model=path)`` loads them back.
+
+        With LoRA the adapters are merged into a copy of the base weights first, so the directory is
+        a plain transformers model.
+        """
+        os.makedirs(path, exist_ok=True)
+        model = self.model
+        if hasattr(model, "merge_and_unload"):
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    def num_parameters(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a temporary MLflow store for every test, tiny components built from configs."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
+warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+TINY = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def mlflow_store(tmp_path, monkeypatch):
+    """Point MLflow into the test's temp dir (never the working directory's mlflow.db)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    yield uri
+    import sys
+
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+@pytest.fixture
+def small_env():
+    from teachgym.envs.arithmetic import ArithmeticEnv
+
+    return ArithmeticEnv(eval_per_skill=8, pool_per_skill=40)
+
+
+def tiny_config(tmp_path, **loop) -> dict:
+    """A whole experiment config small enough for a unit test (seconds on a CPU)."""
+    return {
+        "env": {"name": "arithmetic", "eval_per_skill": 6, "pool_per_skill": 40},
+        "student": {"name": "hf", "model": "tiny", "tiny": TINY, "batch_size": 8, "learning_rate": 3e-3},
+        "policy": {"name": "missing-skill"},
+        "loop": {"rounds": 2, "examples_per_round": 24, "seed": 0, "output_dir": str(tmp_path / "out"), **loop},
+        "tracking": {"enabled": True},
+    }
