@@ -1,10 +1,16 @@
 """Arithmetic: six integer-arithmetic skills with prerequisites, a pool and a generator.
 
-Rows look like ``prompt="47+38="``, ``completion="85"``. Every skill has difficulty levels, a seeded
-generator, and an item space of several hundred to hundreds of thousands of prompts, so a held-out
-eval set of 100+ items per skill can be set aside with plenty left to train on. (Single-digit
-addition or multiplication facts have only 100 items, too few to hold out an eval set and still
-train, which is why the easiest skills here are two-digit ones.)
+Rows look like ``prompt="047+038="``, ``completion="0085"`` (the default ``format="padded"``: operands
+zero-padded to three digits, answers to four) or ``prompt="47+38="``, ``completion="85"``
+(``format="plain"``). Fixed widths keep every digit at the same position relative to the digits it
+depends on, which a tiny transformer learns in hundreds of steps instead of thousands (measured in
+the README); the verifier compares numbers, so ``"85"`` and ``"0085"`` are both right.
+
+Every skill has difficulty levels, a seeded generator, and an item space of several hundred to
+hundreds of thousands of prompts, so a held-out eval set of 100+ items per skill can be set aside
+with plenty left to train on. (Single-digit addition or multiplication facts have only 100 items,
+too few to hold out an eval set and still train, which is why the easiest skills here are
+two-digit ones.)
 """
 
 from __future__ import annotations
@@ -131,6 +137,7 @@ class ArithmeticEnv:
         eval_seed: int = 1234,
         pool_seed: int = 0,
         skills: Sequence[str] | None = None,
+        format: str = "padded",
     ) -> None:
         """Build the env.
 
@@ -140,7 +147,11 @@ class ArithmeticEnv:
             eval_seed: Seed of the eval set; keep it fixed to compare runs.
             pool_seed: Seed of the pool.
             skills: A subset of skill names to use (default: all six).
+            format: ``"padded"`` (fixed-width, zero-padded) or ``"plain"`` numbers.
         """
+        if format not in ("padded", "plain"):
+            raise ValueError(f"format must be 'padded' or 'plain', not {format!r}")
+        self.format = format
         if eval_per_skill < 1 or pool_per_skill < 0:
             raise ValueError("eval_per_skill must be >= 1 and pool_per_skill >= 0")
         names = [s.name for s in SKILLS]
@@ -166,8 +177,10 @@ class ArithmeticEnv:
     # -- data sources -------------------------------------------------------------------------
     def _row(self, skill: str, level: int, rng: random.Random) -> dict:
         a, op, b = _SAMPLERS[skill](rng, level)
-        prompt = f"{a}{op}{b}="
-        return {"prompt": prompt, "completion": str(solve(prompt)), "skills": [skill], "level": level}
+        answer = solve(f"{a}{op}{b}=")
+        if self.format == "padded":
+            return {"prompt": f"{a:03d}{op}{b:03d}=", "completion": f"{answer:04d}", "skills": [skill], "level": level}
+        return {"prompt": f"{a}{op}{b}=", "completion": str(answer), "skills": [skill], "level": level}
 
     def _draw(self, skill: str, n: int, level: int | None, rng: random.Random, exclude: frozenset[str]) -> list[dict]:
         levels = list(_LEVELS[skill] if level is None else (level,))
@@ -244,6 +257,7 @@ class ArithmeticEnv:
         return [{**r, "source": "generator"} for r in self._draw(skill, n, level, rng, self._eval_prompts)]
 
     def verify(self, prompt: str, output: str) -> bool:
-        """True when ``output`` is the exact answer to ``prompt``."""
+        """True when ``output`` is a number equal to the answer to ``prompt`` (leading zeros allowed)."""
         answer = solve(prompt)
-        return answer is not None and output.strip() == str(answer)
+        text = output.strip()
+        return answer is not None and text.isdigit() and int(text) == answer

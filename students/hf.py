@@ -163,6 +163,7 @@ class HFStudent:
         """
         import sys
 
+        from transformers.trainer_callback import PrinterCallback
         from trl import SFTConfig, SFTTrainer
 
         report_to = "none"
@@ -187,6 +188,7 @@ class HFStudent:
                 **self.train_args,
             )
             trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
+            trainer.remove_callback(PrinterCallback)  # the loop prints its own line per round
             start = time.perf_counter()
             result = trainer.train()
             runtime = time.perf_counter() - start
@@ -209,7 +211,8 @@ class HFStudent:
         self.model.eval()
         out: list[str] = []
         for i in range(0, len(prompts), batch_size):
-            enc = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True, add_special_tokens=False)
+            # Special tokens as TRL adds them when it tokenizes a prompt for training (e.g. a BOS).
+            enc = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with torch.no_grad():
                 ids = self.model.generate(
@@ -231,7 +234,7 @@ class HFStudent:
         self.model.eval()
         losses: list[float] = []
         for i in range(0, len(prompts), batch_size):
-            p_ids = tok(list(prompts[i : i + batch_size]), add_special_tokens=False)["input_ids"]
+            p_ids = tok(list(prompts[i : i + batch_size]))["input_ids"]
             c_ids = tok(list(completions[i : i + batch_size]), add_special_tokens=False)["input_ids"]
             seqs = [p + c + [tok.eos_token_id] for p, c in zip(p_ids, c_ids)]
             width = max(map(len, seqs))

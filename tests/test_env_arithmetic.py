@@ -36,9 +36,15 @@ def test_eval_set_is_fixed_held_out_and_100_per_skill(env):
 
 
 def test_generators_respect_skill_definitions(env):
+    assert env.generate("add_3d", 1, seed=0)[0]["prompt"][3] == "+"  # padded: three digits per operand
+    assert len(env.generate("add_3d", 1, seed=0)[0]["completion"]) == 4
+    plain = ArithmeticEnv(eval_per_skill=2, pool_per_skill=0, format="plain")
+    assert all(r["prompt"] == f"{int(r['prompt'][:-1].split('-')[0])}-{int(r['prompt'][:-1].split('-')[1])}="
+               for r in plain.generate("sub_borrow", 20, seed=0))
     for r in env.generate("add_nocarry", 200, seed=1):
         a, b = map(int, r["prompt"][:-1].split("+"))
         assert all(int(x) + int(y) < 10 for x, y in zip(str(a)[::-1], str(b)[::-1]))
+        assert int(r["completion"]) == a + b
     for r in env.generate("add_carry", 200, seed=1):
         a, b = map(int, r["prompt"][:-1].split("+"))
         assert a % 10 + b % 10 >= 10
@@ -52,7 +58,7 @@ def test_generators_respect_skill_definitions(env):
 def test_verify_and_solve(env):
     assert solve("47+38=") == 85 and solve("90-7=") == 83 and solve("12*3=") == 36
     assert solve("hello") is None
-    assert env.verify("47+38=", "85") and env.verify("47+38=", " 85 ")
+    assert env.verify("47+38=", "85") and env.verify("47+38=", " 85 ") and env.verify("047+038=", "0085")
     assert not env.verify("47+38=", "84") and not env.verify("47+38=", "") and not env.verify("x", "1")
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 from teachgym.registry import KINDS, RegistryError, describe
@@ -48,6 +49,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from teachgym.engine import EngineError
     from teachgym.types import InvalidActionError
 
+    # Like `python -m`: `policy.name=my_teacher:MyTeacher` finds my_teacher.py in the working directory.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as e:
@@ -57,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     from teachgym.loop import default_run_name, run_experiment
 
     print(

@@ -185,7 +185,7 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _signature_model(target: Any, skip: set[str]) -> tuple[type[BaseModel], bool]:
     """A pydantic model of ``target``'s keyword arguments, to validate config kwargs by type."""
     fn = target.__init__ if inspect.isclass(target) else target
-    sig = inspect.signature(fn)
+    sig = inspect.signature(target)  # for a class: its constructor's parameters, without self
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolved forward refs: fall back to no type checking for those

@@ -144,9 +144,9 @@ class MLflowTracker:
         """Log a finished round: parent metrics at ``step=index``, artifacts into the active child run."""
         mlflow = self.mlflow
         client = mlflow.MlflowClient()
-        from mlflow.entities import Metric
-
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         client.log_batch(

@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    builds .venv (first time only) and runs configs/arithmetic.yaml
+#   make test   builds .venv (first time only) and runs the fast test suite
+# GPU users: create .venv and install the torch build for your CUDA first; this Makefile keeps it.
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: run test test-all lint clean
+
+run: $(VENV)/.installed
+	$(BIN)/teachgym run configs/arithmetic.yaml
+
+test: $(VENV)/.installed
+	$(BIN)/pytest
+
+# Everything, the slow end-to-end runs included (what CI runs).
+test-all: $(VENV)/.installed
+	$(BIN)/pytest -m "slow or not slow"
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src policies students envs tests benchmarks
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, from the spec above (on this machine a local CPU wheel), unless .venv already has one;
+	# then pin whatever torch is there so that no dependency can swap it for a multi-GB CUDA build.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)"
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch-constraint.txt
+	$(BIN)/pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) outputs mlruns .pytest_cache

@@ -1,0 +1,35 @@
+"""Policies used by the tests through the import-path route (``tests.helpers_policies:...``)."""
+
+from teachgym import Mixture, Request, Synthesize
+
+
+class NaNPolicy:
+    """Returns a NaN weight: must be rejected before any training."""
+
+    def act(self, obs):
+        return Mixture({s: float("nan") for s in obs.skill_names})
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class UnknownSkillPolicy(NaNPolicy):
+    def act(self, obs):
+        return Mixture({"calculus": 1.0})
+
+
+class EmptyRequestPolicy(NaNPolicy):
+    def act(self, obs):
+        return Synthesize([])
+
+
+class LateGarbagePolicy(NaNPolicy):
+    """Behaves for one round, then asks for a negative amount."""
+
+    def act(self, obs):
+        if obs.round == 1:
+            return Mixture({s: 1.0 for s in obs.skill_names})
+        return Synthesize([Request(obs.skill_names[0], -5)])
