@@ -74,7 +74,7 @@ def test_generator_that_never_passes_raises():
         def generate(self, skill, n, level=None, seed=0):
             return [{**r, "completion": "x"} for r in super().generate(skill, n, level, seed)]
 
-    with pytest.raises(EngineError, match="only 0 of 10 usable rows"):
+    with pytest.raises(EngineError, match="no usable rows for 'add_3d'"):
         materialize(Synthesize([Request("add_3d", 10)]), AlwaysWrong(eval_per_skill=5, pool_per_skill=0), 10, 0)
 
 
@@ -98,3 +98,13 @@ def test_teacher_examples_all_garbage_is_an_invalid_action(small_env):
 def test_invalid_action_is_rejected_before_building(small_env):
     with pytest.raises(InvalidActionError, match="unknown skills"):
         materialize(Mixture({"division": 1.0}), small_env, 10, 0)
+
+
+def test_request_larger_than_the_item_space_repeats_distinct_rows():
+    env = ArithmeticEnv(eval_per_skill=5, pool_per_skill=0)
+    # mul_2x1 level 1 is 10..99 times 2 or 3: 180 prompts, a few of them held out for eval.
+    data, report = materialize(Synthesize([Request("mul_2x1", 1000, level=1)]), env, budget=1000, seed=0)
+    distinct = len(set(data["prompt"]))
+    assert len(data) == 1000 and 170 <= distinct <= 180
+    assert report.repeated == {"mul_2x1": 1000 - distinct}
+    assert not set(data["prompt"]) & set(env.eval_set()["prompt"])

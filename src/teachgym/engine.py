@@ -10,7 +10,9 @@
 
 Synthesised and teacher-written rows that fail the verifier, equal an eval prompt, or repeat a
 prompt already in the round are dropped and counted by reason; the engine asks the generator for
-more until the budget is met.
+more until the budget is met. When a request is larger than the skill's whole item space (a small
+level of a small skill), the distinct rows are repeated to fill it and the repeats are counted in
+``DataReport.repeated``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class DataReport:
     examples: dict[str, int] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    repeated: dict[str, int] = field(default_factory=dict)
     rejected_sample: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -103,20 +106,32 @@ def _normalise(row: Mapping[str, Any], source: str) -> dict[str, Any]:
     }
 
 
-def _generate(env: Env, skill: str, n: int, level: int | None, seed: int, filt: _Filter) -> list[dict]:
+def _generate(
+    env: Env, skill: str, n: int, level: int | None, seed: int, filt: _Filter, report: DataReport
+) -> list[dict]:
     if not getattr(env, "supports_generation", False):
         raise EngineError(f"env {env.name!r} has no generator to synthesise {skill!r} from")
     rows: list[dict] = []
+    stale = 0
     for attempt in range(MAX_ATTEMPTS):
+        before = len(rows)
         for row in env.generate(skill, n - len(rows), level=level, seed=seed * 1000 + attempt):
             if len(rows) < n and filt.keep(row):
                 rows.append(_normalise(row, "generator"))
         if len(rows) == n:
             return rows
-    raise EngineError(
-        f"the generator gave only {len(rows)} of {n} usable rows for {skill!r} (level {level}) "
-        f"after {MAX_ATTEMPTS} attempts; dropped so far: {dict(filt.dropped)}"
-    )
+        stale = stale + 1 if len(rows) == before else 0
+        if stale >= 3:  # nothing new three times running: the skill's item space is used up
+            break
+    if not rows:
+        raise EngineError(
+            f"the generator gave no usable rows for {skill!r} (level {level}) after {attempt + 1} attempts; "
+            f"dropped: {dict(filt.dropped)}"
+        )
+    # The request is larger than the skill's (level's) item space: repeat the distinct rows, and say
+    # so, rather than fail the round or hand the budget to another skill.
+    report.repeated[skill] = report.repeated.get(skill, 0) + n - len(rows)
+    return [rows[i % len(rows)] for i in range(n)]
 
 
 def materialize(
@@ -167,7 +182,7 @@ def materialize(
                 continue
             idx = by_skill.get(skill)
             if not idx:
-                rows += _generate(env, skill, n, None, rng.randrange(2**31), filt)
+                rows += _generate(env, skill, n, None, rng.randrange(2**31), filt, report)
                 continue
             # Without replacement while the pool lasts, then again from a fresh permutation.
             picks: list[int] = []
@@ -186,7 +201,7 @@ def materialize(
             n = counts_by_key[str(i)]
             report.requested[skill] = report.requested.get(skill, 0) + n
             if n:
-                rows += _generate(env, skill, n, level, rng.randrange(2**31), filt)
+                rows += _generate(env, skill, n, level, rng.randrange(2**31), filt, report)
     elif isinstance(action, Examples):
         valid = [_normalise(r, "teacher") for r in action.rows if filt.keep(r)]
         if not valid:

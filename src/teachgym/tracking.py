@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,7 @@ def round_metrics(
             m[f"data/examples/{s}"] = float(report.examples.get(s, 0))
         for reason, n in report.dropped.items():
             m[f"data/dropped/{reason}"] = float(n)
+        m["data/repeated"] = float(sum(report.repeated.values()))
     m["data/cumulative_examples"] = float(cumulative)
     return m
 
@@ -144,7 +146,6 @@ class MLflowTracker:
         """Log a finished round: parent metrics at ``step=index``, artifacts into the active child run."""
         mlflow = self.mlflow
         client = mlflow.MlflowClient()
-        import time
 
         from mlflow.entities import Metric
 
@@ -165,6 +166,7 @@ class MLflowTracker:
                     "examples": report.examples,
                     "sources": report.sources,
                     "dropped": report.dropped,
+                    "repeated": report.repeated,
                     "rejected_sample": report.rejected_sample,
                 }
             mlflow.log_dict(decision, "decision.json")

@@ -1,0 +1,77 @@
+"""The protocol checkers run on every built-in plugin (policies are covered in test_policies.py)."""
+
+import pytest
+
+from teachgym.config import ComponentConfig, build_component
+from teachgym.protocols import CheckError, Env, Student, TeacherPolicy, check_env, check_policy, check_student
+from teachgym.registry import BUILTINS, resolve
+
+from conftest import TINY
+
+
+@pytest.mark.parametrize("name", list(BUILTINS["envs"]))
+def test_check_env_on_every_builtin_env(name):
+    env = build_component("envs", "env", ComponentConfig(name=name))
+    assert isinstance(env, Env)
+    check_env(env, min_eval_per_skill=100)
+
+
+@pytest.mark.parametrize("name", list(BUILTINS["students"]))
+def test_check_student_on_every_builtin_student(name, tmp_path):
+    cls = resolve("students", name)
+    student = cls(model="tiny", tiny=TINY, learning_rate=1e-2, batch_size=2, epochs=4)
+    assert isinstance(student, Student)
+    rows = [{"prompt": "12+34=", "completion": "46"}, {"prompt": "5-3=", "completion": "2"}]
+    check_student(student, rows, str(tmp_path / "s"), load=lambda p: cls(model=p))
+
+
+@pytest.mark.parametrize("name", list(BUILTINS["policies"]))
+def test_builtin_policies_satisfy_the_protocol(name):
+    assert isinstance(resolve("policies", name)(), TeacherPolicy)
+
+
+def test_check_policy_catches_misbehaviour():
+    import random
+
+    from teachgym import Mixture
+
+    class Unseeded:
+        def act(self, obs):
+            return Mixture({s: random.random() + 0.01 for s in obs.skill_names})
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    with pytest.raises(CheckError, match="different decisions"):
+        check_policy(Unseeded)
+
+    class Forgetful(Unseeded):
+        """Deterministic, but its state does not survive a round trip."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def act(self, obs):
+            self.calls += 1
+            return Mixture({s: float(self.calls) if i == 0 else 1.0 for i, s in enumerate(obs.skill_names)})
+
+    with pytest.raises(CheckError, match="restored from state_dict"):
+        check_policy(Forgetful)
+
+    class Garbage(Unseeded):
+        def act(self, obs):
+            return Mixture({"nope": 1.0})
+
+    with pytest.raises(CheckError, match="invalid action"):
+        check_policy(Garbage)
+
+
+def test_check_student_catches_a_student_that_does_not_learn(tmp_path):
+    from teachgym.students.hf import HFStudent
+
+    student = HFStudent(model="tiny", tiny=TINY, learning_rate=0.0, batch_size=2, epochs=1)
+    with pytest.raises(CheckError, match="did not lower the loss"):
+        check_student(student, [{"prompt": "1+1=", "completion": "2"}], str(tmp_path), load=lambda p: None)
