@@ -269,7 +269,15 @@ class HFStudent:
             import copy
 
             model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(path)
+        from transformers.utils import logging as hf_logging
+
+        was_enabled = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # one tiny shard: a progress bar is noise
+        try:
+            model.save_pretrained(path)
+        finally:
+            if was_enabled:
+                hf_logging.enable_progress_bar()
         self.tokenizer.save_pretrained(path)
 
     def num_parameters(self) -> int:
