@@ -146,3 +146,13 @@ def test_default_tracking_uri_is_sqlite_in_the_working_dir(tmp_path, monkeypatch
 
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))  # helpers_policies by import path
+
+
+@pytest.mark.parametrize("policy", [n for n in __import__("teachgym.registry").registry.BUILTINS["policies"]])
+def test_every_builtin_policy_runs_a_short_loop(tmp_path, policy):
+    cfg = tiny_config(tmp_path, rounds=2, save_student=False)
+    cfg["policy"] = {"name": policy}
+    cfg["tracking"] = {"enabled": False}
+    result = run_experiment(load_config(cfg))
+    assert [r.examples for r in result.rounds] == [0, 24, 48]
+    assert all(r.action is not None for r in result.rounds[1:])

@@ -9,6 +9,7 @@ every built-in; run them on your own plugin before a long experiment.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -254,9 +255,10 @@ def _episode(skills: Sequence[Skill], rounds: int, seed: int) -> list[Observatio
     acc = [rng.random() * 0.3 for _ in skills]
     obs, history, prev = [], [], None
     for r in range(1, rounds + 1):
-        o = make_observation(skills, acc, round=r, rounds_total=rounds, previous=prev, history=tuple(history))
-        obs.append(o)
+        o = make_observation(skills, acc, round=r, rounds_total=rounds, previous=prev)
+        # As in the loop, the history ends with the profile the observation carries.
         history.append(HistoryEntry(r - 1, o.profile, None))
+        obs.append(dataclasses.replace(o, history=tuple(history)))
         prev = list(acc)
         acc = [min(1.0, a + rng.random() * 0.2) for a in acc]
     return obs

@@ -53,6 +53,23 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.policies.targeted_synthesis:TargetedSynthesisPolicy",
             "STAT-Syn: synthesise new rows for the skills the student misses most",
         ),
+        "random": Entry("teachgym.policies.random:RandomPolicy", "a fresh Dirichlet mixture each round (baseline)"),
+        "skill-it": Entry(
+            "teachgym.policies.skill_it:SkillItPolicy",
+            "Skill-It online: p ∝ p_prior ⊙ exp(η A Σ_last w L) over a skills graph",
+        ),
+        "exp3": Entry(
+            "teachgym.policies.exp3:Exp3Policy",
+            "Online Data Mixing: Exp3 over skills with importance-weighted loss rewards",
+        ),
+        "tscl": Entry(
+            "teachgym.policies.tscl:TSCLPolicy",
+            "Teacher-Student Curriculum Learning: online/window/sampling teachers on |Δ accuracy|",
+        ),
+        "learning-progress": Entry(
+            "teachgym.policies.learning_progress:LearningProgressPolicy",
+            "fast/slow EMA learning progress, sigmoid of z-score (Syllabus/OMNI form)",
+        ),
     },
 }
 

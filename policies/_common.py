@@ -1,0 +1,31 @@
+"""Small helpers shared by the built-in policies (not a base class: policies stay plain objects)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from teachgym.types import Observation, SkillStats
+
+
+def evaluations(obs: Observation) -> list[Mapping[str, SkillStats]]:
+    """Every profile measured so far, oldest first, ending with ``obs.profile``.
+
+    The loop's history already ends with the current profile; an observation built by hand may not
+    include it, so it is appended when missing.
+    """
+    profiles = [h.profile for h in obs.history]
+    if not obs.history or obs.history[-1].round != obs.round - 1:
+        profiles.append(obs.profile)
+    return profiles
+
+
+def rng_state(rng) -> dict:
+    """A numpy Generator's state as JSON-ready data (for ``state_dict``)."""
+    return rng.bit_generator.state
+
+
+def new_rng(seed: int):
+    """A numpy ``Generator`` on PCG64 (its state round-trips through JSON)."""
+    import numpy as np
+
+    return np.random.Generator(np.random.PCG64(seed))
