@@ -6,13 +6,17 @@ store the run wrote. Prints a markdown table and writes it to benchmarks/results
 
     python benchmarks/default_config.py                       # the three built-in policies, seed 0
     python benchmarks/default_config.py --policies uniform --seeds 0 1 --extra env.format=plain
+    python benchmarks/default_config.py --policies all --seeds 0 1 2 --jsonl benchmarks/results/policies.jsonl
+    python benchmarks/default_config.py --summarize benchmarks/results/policies.jsonl   # mean ± sd per policy
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,10 +58,37 @@ def run_case(policy: str, seed: int, extra: list[str], store: str, out_dir: str)
         "gain": mean[last] - mean[0],
         "auc": sum(mean.values()) / len(mean),
         "weakest": f"{weakest} {accs[weakest]:.2f}",
+        "min_acc": accs[weakest],
         "examples": int(run.data.metrics["data/cumulative_examples"]),
         "wall_s": wall,
         "rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
     }
+
+
+def summarize(path: str) -> str:
+    """Group the rows of a JSONL results file by policy: mean ± sd over seeds."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["policy"] + ("" if r["extra"] == "-" else f" ({r['extra']})"), []).append(r)
+
+    def ms(vals: list[float]) -> str:
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        return f"{statistics.mean(vals):.3f} ± {sd:.3f}"
+
+    lines = [
+        "| policy | seeds | final acc/mean | weakest-skill acc | AUC (mean acc over rounds 0..R) | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    order = sorted(by, key=lambda k: -statistics.mean(r["final"] for r in by[k]))
+    for k in order:
+        rs = by[k]
+        lines.append(
+            f"| {k} | {','.join(str(r['seed']) for r in rs)} | {ms([r['final'] for r in rs])} "
+            f"| {ms([r['min_acc'] for r in rs])} | {ms([r['auc'] for r in rs])} "
+            f"| {statistics.mean(r['wall_s'] for r in rs):.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -66,7 +97,17 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--extra", nargs="*", default=[], help="extra key=value overrides for every case")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "default_config.md"))
+    parser.add_argument("--jsonl", help="also append each finished case to this JSONL file (survives a crash)")
+    parser.add_argument("--summarize", metavar="JSONL", help="print mean ± sd per policy from a JSONL file, and stop")
     args = parser.parse_args()
+    if args.summarize:
+        print(summarize(args.summarize))
+        return
+    if args.policies == ["all"]:
+        sys.path.insert(0, str(ROOT / "src"))
+        from teachgym.registry import BUILTINS
+
+        args.policies = list(BUILTINS["policies"])
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,6 +116,9 @@ def main() -> None:
             for seed in args.seeds:
                 print(f"running {policy} seed {seed} {' '.join(args.extra)} ...", file=sys.stderr, flush=True)
                 rows.append(run_case(policy, seed, args.extra, store, f"{tmp}/out"))
+                if args.jsonl:
+                    with open(args.jsonl, "a") as f:
+                        f.write(json.dumps(rows[-1]) + "\n")
     header = ("| policy | overrides | seed | acc/mean round 0 | final acc/mean | gain | mean acc over rounds (AUC) "
               "| weakest at end | examples | wall s | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|")
     lines = [
