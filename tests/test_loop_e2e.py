@@ -151,8 +151,27 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))  # helpers_policies 
 @pytest.mark.parametrize("policy", [n for n in __import__("teachgym.registry").registry.BUILTINS["policies"]])
 def test_every_builtin_policy_runs_a_short_loop(tmp_path, policy):
     cfg = tiny_config(tmp_path, rounds=2, save_student=False)
-    cfg["policy"] = {"name": policy}
+    # aioli probes each of the 6 skills inside the round: 24 rows need half the round for that
+    cfg["policy"] = {"name": policy, **({"probe_fraction": 0.5} if policy == "aioli" else {})}
     cfg["tracking"] = {"enabled": False}
     result = run_experiment(load_config(cfg))
     assert [r.examples for r in result.rounds] == [0, 24, 48]
     assert all(r.action is not None for r in result.rounds[1:])
+
+
+def test_aioli_probes_are_real_training_inside_the_budget(tmp_path, client):
+    cfg = tiny_config(tmp_path, rounds=1, save_student=False)
+    cfg["policy"] = {"name": "aioli", "probe_fraction": 0.5}
+    result = run_experiment(load_config(cfg))
+    assert result.final.examples == 24  # probes included: the same budget as every other policy
+    assert result.final.metrics["data/probe_examples"] == 12.0
+    runs = _runs(client)
+    names = sorted(r.info.run_name for r in runs)
+    assert [n for n in names if "probe" in n] == [f"round-01-probe-{k}" for k in range(6)]
+    round1 = next(r for r in runs if r.info.run_name == "round-01")
+    probe_runs = [r for r in runs if "probe" in r.info.run_name]
+    assert all(r.data.tags["mlflow.parentRunId"] == round1.info.run_id for r in probe_runs)
+    probes = json.loads(open(client.download_artifacts(round1.info.run_id, "probes.json", str(tmp_path))).read())
+    assert len(probes["probes"]) == 6 and all(p["examples"] == 2 for p in probes["probes"])
+    decision = json.loads(open(client.download_artifacts(round1.info.run_id, "decision.json", str(tmp_path))).read())
+    assert decision["data"]["sources"]["probe"] == 12 and sum(decision["data"]["examples"].values()) == 24

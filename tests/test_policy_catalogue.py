@@ -141,3 +141,48 @@ def test_learning_progress_by_hand():
     # nobody progresses -> uniform
     assert LearningProgressPolicy().act(episode(ABC, [[0, 0, 0]])[0]).weights == pytest.approx(
         {s: 1 / 3 for s in "abc"})
+
+
+def test_aioli_probes_and_update_by_hand():
+    import dataclasses
+
+    from teachgym import ProbeResult
+    from teachgym.policies.aioli import AioliPolicy
+
+    obs = episode(AB, [[0, 0]], [[2.0, 3.0]])[0]
+    obs = dataclasses.replace(obs, examples_per_round=100)
+    p = AioliPolicy(eta=1.0, probe_fraction=0.2, seed=0)
+    plan = p.probes(obs)
+    # 0.2 * 100 = 20 rows over 2 skills x 1 sweep -> two one-skill probes of 10 rows, in a seeded order
+    assert sorted((list(pr.mixture.weights), pr.n) for pr in plan) == [(["a"], 10), (["b"], 10)]
+    # probe on a: losses (2.0, 3.0) -> (1.8, 2.9); probe on b: (1.8, 2.9) -> (1.75, 2.5); scale B/n = 10
+    # A[:, a] = (0.2, 0.1) * 10 = (2, 1); A[:, b] = (0.05, 0.4) * 10 = (0.5, 4); column sums 3 and 4.5
+    probes = (
+        ProbeResult({"a": 1.0}, 10, {"a": 2.0, "b": 3.0}, {"a": 1.8, "b": 2.9}),
+        ProbeResult({"b": 1.0}, 10, {"a": 1.8, "b": 2.9}, {"a": 1.75, "b": 2.5}),
+    )
+    w = p.act(dataclasses.replace(obs, probes=probes)).weights
+    z = math.exp(3.0) + math.exp(4.5)
+    assert w == pytest.approx({"a": math.exp(3.0) / z, "b": math.exp(4.5) / z})
+    assert [x for row in p.a for x in row] == pytest.approx([2.0, 0.5, 1.0, 4.0])
+
+    # EMA gamma = 0.5 and the multiplicative form: a second round whose probes show A' = [[0, 0], [0, 2]]
+    q = AioliPolicy(eta=1.0, probe_fraction=0.2, ema=0.5, multiplicative=True)
+    first = q.act(dataclasses.replace(obs, probes=probes)).weights
+    second_probes = (
+        ProbeResult({"a": 1.0}, 10, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 1.0}),
+        ProbeResult({"b": 1.0}, 10, {"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.8}),
+    )
+    w = q.act(dataclasses.replace(obs, probes=second_probes)).weights
+    # A = 0.5 * [[2, .5], [1, 4]] + 0.5 * [[0, 0], [0, 2]] = [[1, .25], [.5, 3]]; column sums 1.5, 3.25
+    za = first["a"] * math.exp(1.5)
+    zb = first["b"] * math.exp(3.25)
+    assert w == pytest.approx({"a": za / (za + zb), "b": zb / (za + zb)})
+
+
+def test_aioli_refuses_a_budget_too_small_to_probe():
+    from teachgym.policies.aioli import AioliPolicy
+
+    obs = episode(ABC, [[0, 0, 0]])[0]  # examples_per_round = 100
+    with pytest.raises(ValueError, match="less than one row per probe"):
+        AioliPolicy(probe_fraction=0.02).probes(obs)

@@ -89,3 +89,16 @@ def evaluate(
         if not p["correct"]
     ][:num_failures]
     return EvalResult(profile=profile, predictions=predictions, failures=failures)
+
+
+def loss_profile(student: Student, env: Env, batch_size: int = 256) -> dict[str, float]:
+    """Mean teacher-forced eval loss per skill, without generating (cheap: used between probes)."""
+    ev = env.eval_set()
+    losses = student.loss(ev["prompt"], ev["completion"], batch_size=batch_size)
+    sums: dict[str, float] = {s.name: 0.0 for s in env.skills}
+    counts: dict[str, int] = {s.name: 0 for s in env.skills}
+    for lo, row_skills in zip(losses, ev["skills"]):
+        for s in row_skills:
+            sums[s] += lo
+            counts[s] += 1
+    return {s: sums[s] / counts[s] if counts[s] else float("nan") for s in sums}

@@ -13,10 +13,12 @@ It reads top to bottom on purpose; see DESIGN.md for the picture::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -26,7 +28,15 @@ from typing import Any
 import yaml
 
 from teachgym.config import ExperimentConfig, build_component, flatten
-from teachgym.types import Action, HistoryEntry, Observation, action_to_dict, validate_action
+from teachgym.types import (
+    Action,
+    HistoryEntry,
+    Observation,
+    ProbeResult,
+    action_to_dict,
+    validate_action,
+    validate_probes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,17 +157,29 @@ def run_experiment(
                 history=tuple(history),
                 skill_graph=skill_graph,
             )
-            action: Action = policy.act(obs)
-            validate_action(action, env.skills)  # garbage is caught here, before any training
-            data, report = materialize(action, env, loop.examples_per_round, seed * 100_003 + r, eval_prompts)
             with tracker.round(r) if tracker else nullcontext():
+                # Aioli-style policies first probe the student; probe rows come out of this round's budget.
+                obs, probed, probe_rows, probe_results = _run_probes(
+                    policy, obs, student, env, tracker, seed * 100_003 + r, eval_prompts, loop.eval_batch_size
+                )
+                action: Action = policy.act(obs)
+                validate_action(action, env.skills)  # garbage is caught here, before any training
+                budget = loop.examples_per_round - probed
+                data, report = materialize(action, env, budget, seed * 100_003 + r, eval_prompts)
+                if probed:  # the round's composition includes what the probes trained on
+                    report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
+                    report.sources["probe"] = probed
                 train = student.train(data)
-                used += len(data)
+                used += len(data) + probed
                 result = evaluate(
                     student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures
                 )
                 metrics = round_metrics(result, action, report, used, skills)
+                if probed:
+                    metrics["data/probe_examples"] = float(probed)
                 if tracker:
+                    if probed:
+                        tracker.log_probes(r, probe_results)
                     tracker.log_round(r, result, action, report, train, data, metrics)
             history.append(HistoryEntry(r, result.profile, action))
             records.append(_record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics))
@@ -181,6 +203,37 @@ def run_experiment(
         tracking_uri=tracker.uri if tracker else None,
         output_dir=os.fspath(out_dir),
     )
+
+
+def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_size):
+    """Run the probes a policy asks for (if any); return the observation with their results.
+
+    Each probe really trains the student on its mixture; the per-skill eval loss is measured before
+    and after, so the policy can estimate how training on one skill moves every skill's loss.
+    """
+    from teachgym.engine import materialize
+    from teachgym.evaluation import loss_profile
+    from teachgym.tracking import teacher_weights
+
+    plan = policy.probes(obs) if callable(getattr(policy, "probes", None)) else []
+    validate_probes(plan, env.skills, obs.examples_per_round)
+    results: list[ProbeResult] = []
+    rows: Counter[str] = Counter()
+    before = {s: stats.loss for s, stats in obs.profile.items()}
+    for k, probe in enumerate(plan):
+        data, report = materialize(probe.mixture, env, probe.n, seed * 101 + k + 1, eval_prompts)
+        with tracker.probe(obs.round, k) if tracker else nullcontext():
+            student.train(data)
+        after = loss_profile(student, env, batch_size)
+        results.append(ProbeResult(teacher_weights(probe.mixture), probe.n, before, after))
+        rows.update(report.examples)
+        before = after
+    probed = sum(p.n for p in plan)
+    if probed:
+        obs = dataclasses.replace(
+            obs, probes=tuple(results), budget_used=obs.budget_used + probed, budget_left=obs.budget_left - probed
+        )
+    return obs, probed, rows, results
 
 
 def _record(r, result, action, used, train_loss, seconds, metrics) -> RoundRecord:

@@ -264,6 +264,30 @@ def _episode(skills: Sequence[Skill], rounds: int, seed: int) -> list[Observatio
     return obs
 
 
+def _with_probes(policy: Any, obs: Observation) -> Observation:
+    """For a probing policy: validate its plan and hand back made-up but consistent probe results."""
+    from teachgym.types import Probe, ProbeResult, validate_probes
+
+    if not callable(getattr(policy, "probes", None)):
+        return obs
+    plan = policy.probes(obs)
+    try:
+        validate_probes(plan, obs.skills, obs.examples_per_round)
+    except InvalidActionError as e:
+        raise CheckError(f"round {obs.round}: invalid probes: {e}") from None
+    results = []
+    loss = {s: obs.profile[s].loss for s in obs.skill_names}
+    for k, p in enumerate(plan):
+        assert isinstance(p, Probe)
+        total = sum(p.mixture.weights.values())
+        after = {s: v * (1 - 0.1 * p.mixture.weights.get(s, 0.0) / total) - 0.001 * k for s, v in loss.items()}
+        results.append(ProbeResult({s: w / total for s, w in p.mixture.weights.items()}, p.n, loss, after))
+        loss = after
+    used = sum(p.n for p in plan)
+    return dataclasses.replace(obs, probes=tuple(results), budget_used=obs.budget_used + used,
+                               budget_left=obs.budget_left - used)
+
+
 def check_policy(
     make_policy: Callable[[], Any],
     skills: Sequence[Skill] | None = None,
@@ -286,7 +310,7 @@ def check_policy(
     _methods(policy, ["act", "state_dict", "load_state_dict"], "policy")
     actions = []
     for o in episode:
-        a = policy.act(o)
+        a = policy.act(_with_probes(policy, o))
         try:
             validate_action(a, skills)
         except InvalidActionError as e:
@@ -296,14 +320,14 @@ def check_policy(
             _require(math.isfinite(total) and total > 0, f"round {o.round}: weights sum to {total}")
         actions.append(action_to_dict(a))
     again = make_policy()
-    replay = [action_to_dict(again.act(o)) for o in episode]
+    replay = [action_to_dict(again.act(_with_probes(again, o))) for o in episode]
     _require(replay == actions, "two policies built the same way made different decisions (seed not honoured?)")
 
     # State round-trip: snapshot halfway, continue; a fresh policy loaded from the snapshot must agree.
     half = len(episode) // 2
     first = make_policy()
     for o in episode[:half]:
-        first.act(o)
+        first.act(_with_probes(first, o))
     state = copy.deepcopy(first.state_dict())
     _require(isinstance(state, dict), "state_dict() must return a dict")
     import json
@@ -314,8 +338,8 @@ def check_policy(
         raise CheckError(f"state_dict() is not JSON-serialisable: {e}") from None
     restored = make_policy()
     restored.load_state_dict(state)
-    rest_a = [action_to_dict(first.act(o)) for o in episode[half:]]
-    rest_b = [action_to_dict(restored.act(o)) for o in episode[half:]]
+    rest_a = [action_to_dict(first.act(_with_probes(first, o))) for o in episode[half:]]
+    rest_b = [action_to_dict(restored.act(_with_probes(restored, o))) for o in episode[half:]]
     _require(rest_a == rest_b, "a policy restored from state_dict() decides differently from the original")
 
 

@@ -70,6 +70,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.policies.learning_progress:LearningProgressPolicy",
             "fast/slow EMA learning progress, sigmoid of z-score (Syllabus/OMNI form)",
         ),
+        "aioli": Entry(
+            "teachgym.policies.aioli:AioliPolicy",
+            "Aioli: one-skill probes inside the round estimate the mixing law A, then p ∝ exp(η Σ_i A_ij)",
+        ),
     },
 }
 

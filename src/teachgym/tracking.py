@@ -133,6 +133,19 @@ class MLflowTracker:
         with self.mlflow.start_run(run_name=f"round-{index:02d}", nested=True, tags={"teachgym.round": str(index)}):
             yield
 
+    @contextmanager
+    def probe(self, index: int, k: int) -> Iterator[None]:
+        """A probe's own run, nested in the round's (the trainer logs its params once per run)."""
+        name = f"round-{index:02d}-probe-{k}"
+        with self.mlflow.start_run(run_name=name, nested=True, tags={"teachgym.probe": str(k)}):
+            yield
+
+    def log_probes(self, index: int, probes: list) -> None:
+        """The round's probe results as JSON in the round's run."""
+        from dataclasses import asdict
+
+        self.mlflow.log_dict({"round": index, "probes": [asdict(p) for p in probes]}, "probes.json")
+
     def log_round(
         self,
         index: int,

@@ -74,6 +74,16 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class ProbeResult:
+    """What a short training probe did to the student's per-skill eval loss (see :class:`Probe`)."""
+
+    weights: Mapping[str, float]
+    examples: int
+    loss_before: Mapping[str, float]
+    loss_after: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class Observation:
     """The teacher's state before it decides round ``round``.
 
@@ -88,6 +98,7 @@ class Observation:
         failures: A sample of eval items the student failed.
         history: Earlier rounds, oldest first (round 0 has no action).
         skill_graph: ``skill -> prerequisites`` when the env declares them.
+        probes: Results of this round's probes, for a policy that asked for some (else empty).
     """
 
     round: int
@@ -100,6 +111,7 @@ class Observation:
     failures: tuple[Failure, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     skill_graph: Mapping[str, tuple[str, ...]] | None = None
+    probes: tuple[ProbeResult, ...] = ()
 
     @property
     def skill_names(self) -> list[str]:
@@ -158,6 +170,38 @@ class Examples:
 
 
 Action = Union[Mixture, Synthesize, Examples]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Ask the loop to train the student for real on ``n`` rows of ``mixture`` before the policy acts.
+
+    A policy that defines ``probes(observation) -> Sequence[Probe]`` (Aioli does) gets, in the
+    observation its ``act`` then receives, one :class:`ProbeResult` per probe: the per-skill eval
+    loss before and after. Probe rows are real training and count against the round's budget: the
+    action then fills only what is left of ``examples_per_round``.
+    """
+
+    mixture: Mixture
+    n: int
+
+
+def validate_probes(probes: object, skills: Sequence[Skill], budget: int) -> None:
+    """Reject malformed probe plans (bad mixtures, sizes, or more rows than the round leaves for ``act``)."""
+    if not isinstance(probes, (list, tuple)):
+        raise InvalidActionError(f"probes() must return a list of Probe, got {type(probes).__name__}")
+    total = 0
+    for p in probes:
+        if not isinstance(p, Probe):
+            raise InvalidActionError(f"probes() must return Probe objects, got {p!r}")
+        validate_action(p.mixture, skills)
+        if isinstance(p.n, bool) or not isinstance(p.n, int) or p.n < 1:
+            raise InvalidActionError(f"a probe asks for n={p.n!r}; n must be an int >= 1")
+        total += p.n
+    if probes and total >= budget:
+        raise InvalidActionError(
+            f"probes ask for {total} rows but the round has {budget}: at least one row must be left for act()"
+        )
 
 
 class InvalidActionError(ValueError):
