@@ -193,6 +193,12 @@ class HFStudent:
             result = trainer.train()
             runtime = time.perf_counter() - start
         self.model = trainer.model
+        # SFTTrainer patches `model.forward` with a fused LM head whose closure holds the *previous*
+        # forward bound to this very model object. Left in place, the patches stack up round after
+        # round, and a deep copy of the student would keep calling the original model's weights.
+        # The class's own forward is what generation and loss need, so drop the instance patch.
+        target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        target.__dict__.pop("forward", None)
         self.rounds_trained += 1
         return TrainReport(
             steps=int(result.global_step),

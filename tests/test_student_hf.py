@@ -69,3 +69,21 @@ def test_bad_arguments():
         HFStudent(model="tiny", tiny={"hiden_size": 8})
     with pytest.raises(ValueError, match="precision"):
         HFStudent(model="tiny", tiny=TINY, precision="fp8")
+
+
+def test_a_deep_copy_trains_independently_of_the_original():
+    """SFTTrainer patches model.forward with a closure over the original model; a copy must not use it."""
+    import copy
+
+    from datasets import Dataset
+
+    student = _student()
+    data = Dataset.from_list(ROWS)
+    student.train(data)
+    before = student.loss([r["prompt"] for r in ROWS], [r["completion"] for r in ROWS])
+    twin = copy.deepcopy(student)
+    twin.train(data)
+    prompts, completions = [r["prompt"] for r in ROWS], [r["completion"] for r in ROWS]
+    assert student.loss(prompts, completions) == before  # the original is untouched
+    assert twin.loss(prompts, completions) != before  # and the copy really learned
+    assert "forward" not in student.model.__dict__

@@ -91,6 +91,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
+def cmd_skill_graph(args: argparse.Namespace) -> int:
+    from teachgym.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _quiet()
+    from teachgym.skill_graph import estimate_skill_graph, save_and_log
+
+    n = args.examples or config.loop.examples_per_round // 4
+    warmup = config.loop.examples_per_round if args.warmup is None else args.warmup
+    print(f"skill graph: env={config.env.name} student={config.student.name} warmup={warmup} rows, "
+          f"{n} rows per skill", flush=True)
+
+    def progress(skill: str, row: dict[str, float], seconds: float) -> None:
+        cells = " ".join(f"{k}={v:+.2f}" for k, v in row.items())
+        print(f"  trained on {skill:<14} {cells}  [{seconds:.1f}s]", flush=True)
+
+    try:
+        graph = estimate_skill_graph(config, n, warmup, on_skill=progress)
+    except (ConfigError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out, png, run_id = save_and_log(graph, config, args.out)
+    print(f"wrote {out} and {png}" + (f"; MLflow run {run_id}" if run_id else ""))
+    print(f"use it: teachgym run {args.config} policy.name=skill-it policy.graph={out}")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for kind in KINDS:
         print(f"{kind}:")
@@ -106,9 +145,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("config", help="path to a YAML config, e.g. configs/arithmetic.yaml")
     p_run.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. loop.rounds=3 policy.name=uniform")
     p_run.set_defaults(func=cmd_run)
+    p_graph = sub.add_parser(
+        "skill-graph", help="estimate the skills graph A (Skill-it): train a copy of the student on each skill alone"
+    )
+    p_graph.add_argument("config", help="experiment config whose env and student to use")
+    p_graph.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p_graph.add_argument("--out", default="skill_graph.json", help="JSON output (a .png heatmap is written beside it)")
+    p_graph.add_argument("--examples", type=int, help="rows per skill (default: loop.examples_per_round / 4)")
+    p_graph.add_argument("--warmup", type=int, help="uniform rows first (default: loop.examples_per_round)")
+    p_graph.set_defaults(func=cmd_skill_graph)
     p_list = sub.add_parser("list", help="list every registered env, student and policy")
     p_list.set_defaults(func=cmd_list)
-    args = parser.parse_args(argv)
+    # key=value overrides may come after options too (`skill-graph CONFIG --out g.json loop.seed=1`).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.func(args)
 
 
