@@ -20,7 +20,7 @@ test-all: $(VENV)/.installed
 	$(BIN)/pytest -m "slow or not slow"
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src policies students envs tests benchmarks
+	$(BIN)/ruff check src policies students envs tests benchmarks examples
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
