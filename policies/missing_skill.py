@@ -1,6 +1,6 @@
 """Missing-skill reweighting (STAT-Sel).
 
-STAT (Kaur et al., 2024, "Instruct-SkillMix"/"STAT: Skill-Targeted Adaptive Training") measures, for
+STAT ("Skill-Targeted Adaptive Training") measures, for
 each skill, how often the student fails the eval items that need it (the *missing rate* ``m_s``)
 and selects training data in proportion. Here, with ``K`` skills, temperature ``T`` and floor ``f``::
 
