@@ -11,7 +11,8 @@ by the probability the arm had, and smoothed::
 
 A high loss means there is still something to learn, so the arm is pulled more; the exploration
 floor ``eps_t`` shrinks over rounds. Every skill is trained and evaluated each round, so every arm's
-reward is updated each round. Default ``alpha = 0.9``.
+reward is updated each round. The exploration schedule is the paper's; the smoothing default
+``alpha = 0.9`` is teachgym's.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ After each evaluation, with skill accuracy ``x_i`` and EMA rate ``alpha``::
 
 Among the skills with ``LP_i > 0`` (all of them if none is): ``z = (LP - mean) / std`` (std 1 if it
 is 0), ``w = sigmoid(z) / sum sigmoid(z)``; the other skills get 0. Skills whose accuracy is
-changing fastest, up or down, get the most data. Defaults: ``alpha = 0.1``, ``theta = 0.1``.
+changing fastest, up or down, get the most data. Defaults ``alpha = 0.1``, ``theta = 0.1`` as in
+Syllabus.
 """
 
 from __future__ import annotations

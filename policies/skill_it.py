@@ -16,7 +16,8 @@ losses count (``targets``; the mask ``m_j`` is 1 for targets, 0 otherwise).
 The graph is ``"env"`` (from the env's prerequisites: ``A[i][i] = 1`` and ``A[i][j] = 1`` when
 ``i`` is a prerequisite of ``j``), ``"identity"``, or a path to a JSON file
 ``{"skills": [...], "matrix": [[...]]}`` such as the one ``teachgym skill-graph`` writes.
-Defaults follow the paper: ``eta = 0.5``, ``w = 3``, normalised losses, uniform prior.
+Defaults: ``w = 3`` (the paper's window), normalised losses, uniform prior; ``eta = 0.5`` is
+teachgym's default (the paper tunes ``eta`` per setting).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ SKILLS = [Skill("a"), Skill("b", levels=(1, 2, 3)), Skill("c"), Skill("d")]
 @pytest.mark.parametrize("name", list(BUILTINS["policies"]))
 def test_protocol_checker_on_every_builtin_policy(name):
     cls = resolve("policies", name)
-    check_policy(lambda: cls())
+    check_policy(lambda: cls(), require_normalized=True)
 
 
 def test_uniform():

@@ -68,6 +68,14 @@ def test_check_policy_catches_misbehaviour():
     with pytest.raises(CheckError, match="invalid action"):
         check_policy(Garbage)
 
+    class Unnormalised(Unseeded):
+        def act(self, obs):
+            return Mixture({s: 2.0 for s in obs.skill_names})
+
+    check_policy(Unnormalised)  # fine for a user's policy: the engine normalises
+    with pytest.raises(CheckError, match="not 1"):
+        check_policy(Unnormalised, require_normalized=True)
+
 
 def test_check_student_catches_a_student_that_does_not_learn(tmp_path):
     from teachgym.students.hf import HFStudent

@@ -292,6 +292,7 @@ def check_policy(
     make_policy: Callable[[], Any],
     skills: Sequence[Skill] | None = None,
     rounds: int = 6,
+    require_normalized: bool = False,
 ) -> None:
     """Check a policy on a synthetic episode: valid actions, determinism, and state round-trips.
 
@@ -300,6 +301,8 @@ def check_policy(
             times, each call must give a fresh policy with the same seed.
         skills: The skills to test on (default: four skills with a prerequisite chain).
         rounds: Length of the synthetic episode.
+        require_normalized: Also require mixture weights to sum to 1 (the built-ins do; a
+            user's policy may return unnormalised weights, which the engine normalises).
 
     Raises:
         CheckError: On the first problem found.
@@ -318,6 +321,8 @@ def check_policy(
         if isinstance(a, Mixture):
             total = sum(a.weights.values())
             _require(math.isfinite(total) and total > 0, f"round {o.round}: weights sum to {total}")
+            if require_normalized:
+                _require(abs(total - 1.0) < 1e-6, f"round {o.round}: weights sum to {total}, not 1")
         actions.append(action_to_dict(a))
     again = make_policy()
     replay = [action_to_dict(again.act(_with_probes(again, o))) for o in episode]
