@@ -43,6 +43,15 @@ def _progress(record, rounds_total: int) -> None:
 _progress.first = 0.0  # type: ignore[attr-defined]
 
 
+def _quiet() -> None:
+    """Quiet the libraries: the CLI's own lines are the progress display."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from teachgym.config import ConfigError, load_config
     from teachgym.engine import EngineError
@@ -56,12 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # Quiet the libraries; the round lines are the progress display.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    _quiet()
     from teachgym.loop import default_run_name, run_experiment
 
     print(
@@ -89,14 +93,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: mlflow ui --backend-store-uri "
               f"{result.tracking_uri}")
     return 0
-
-
-def _quiet() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 
 
 def cmd_skill_graph(args: argparse.Namespace) -> int:

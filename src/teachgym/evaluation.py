@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,21 +60,15 @@ def evaluate(
     correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
 
     names = [s.name for s in env.skills]
-    hits = {s: 0 for s in names}
-    n = {s: 0 for s in names}
-    loss_sum = {s: 0.0 for s in names}
-    for ok, lo, row_skills in zip(correct, losses, skills):
-        for s in row_skills:
-            n[s] += 1
-            hits[s] += ok
-            loss_sum[s] += lo
+    accuracy, n = _per_skill_mean(correct, skills, names)
+    loss, _ = _per_skill_mean(losses, skills, names)
     profile = {}
     for s in names:
-        acc = hits[s] / n[s] if n[s] else 0.0
+        acc = accuracy[s] if n[s] else 0.0
         prev = previous.get(s) if previous else None
         profile[s] = SkillStats(
             accuracy=acc,
-            loss=loss_sum[s] / n[s] if n[s] else float("nan"),
+            loss=loss[s],
             n=n[s],
             missing_rate=1.0 - acc,
             change=None if prev is None else acc - prev.accuracy,
@@ -95,10 +89,17 @@ def loss_profile(student: Student, env: Env, batch_size: int = 256) -> dict[str,
     """Mean teacher-forced eval loss per skill, without generating (cheap: used between probes)."""
     ev = env.eval_set()
     losses = student.loss(ev["prompt"], ev["completion"], batch_size=batch_size)
-    sums: dict[str, float] = {s.name: 0.0 for s in env.skills}
-    counts: dict[str, int] = {s.name: 0 for s in env.skills}
-    for lo, row_skills in zip(losses, ev["skills"]):
-        for s in row_skills:
-            sums[s] += lo
+    return _per_skill_mean(losses, ev["skills"], [s.name for s in env.skills])[0]
+
+
+def _per_skill_mean(
+    values: Sequence[float], row_skills: Sequence[Sequence[str]], names: Sequence[str]
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Mean of ``values`` over the eval rows that need each skill (NaN for none), and the row counts."""
+    sums = {s: 0.0 for s in names}
+    counts = {s: 0 for s in names}
+    for value, skills in zip(values, row_skills):
+        for s in skills:
+            sums[s] += float(value)
             counts[s] += 1
-    return {s: sums[s] / counts[s] if counts[s] else float("nan") for s in sums}
+    return {s: sums[s] / counts[s] if counts[s] else float("nan") for s in names}, counts
