@@ -220,7 +220,6 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the cache, run nothing")
     parser.add_argument("--no-mlflow-summary", action="store_true", help="do not log the summary run")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "src"))
     from teachgym.cli import _quiet
     from teachgym.registry import BUILTINS
 
