@@ -52,3 +52,23 @@ def tiny_config(tmp_path, **loop) -> dict:
         "loop": {"rounds": 2, "examples_per_round": 24, "seed": 0, "output_dir": str(tmp_path / "out"), **loop},
         "tracking": {"enabled": True},
     }
+
+
+@pytest.fixture(scope="session")
+def learned_teacher(tmp_path_factory) -> str:
+    """A PPO teacher trained for a few steps against the simulated student (the policy 'learned' loads it)."""
+    from stable_baselines3 import PPO
+
+    from teachgym.gym import TeachEnv
+    from teachgym.policies.learned import save_teacher
+
+    env = TeachEnv(student="simulated", rounds=4, examples_per_round=2000,
+                   env_kwargs={"eval_per_skill": 20, "pool_per_skill": 40})
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model.learn(64)
+    return str(save_teacher(model, tmp_path_factory.mktemp("teacher") / "teacher.zip", env, timesteps=64))
+
+
+def policy_kwargs(name: str, request) -> dict:
+    """Constructor kwargs a built-in policy needs in the tests that build every policy by name."""
+    return {"path": request.getfixturevalue("learned_teacher")} if name == "learned" else {}

@@ -9,7 +9,7 @@ from teachgym.config import load_config
 from teachgym.loop import run_experiment
 from teachgym.types import InvalidActionError
 
-from conftest import tiny_config
+from conftest import policy_kwargs, tiny_config
 
 SKILLS = ["add_nocarry", "add_carry", "add_3d", "sub_noborrow", "sub_borrow", "mul_2x1"]
 
@@ -149,10 +149,11 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))  # helpers_policies 
 
 
 @pytest.mark.parametrize("policy", [n for n in __import__("teachgym.registry").registry.BUILTINS["policies"]])
-def test_every_builtin_policy_runs_a_short_loop(tmp_path, policy):
+def test_every_builtin_policy_runs_a_short_loop(tmp_path, policy, request):
     cfg = tiny_config(tmp_path, rounds=2, save_student=False)
     # aioli probes each of the 6 skills inside the round: 24 rows need half the round for that
-    cfg["policy"] = {"name": policy, **({"probe_fraction": 0.5} if policy == "aioli" else {})}
+    cfg["policy"] = {"name": policy, **({"probe_fraction": 0.5} if policy == "aioli" else {}),
+                     **policy_kwargs(policy, request)}
     cfg["tracking"] = {"enabled": False}
     result = run_experiment(load_config(cfg))
     assert [r.examples for r in result.rounds] == [0, 24, 48]

@@ -1,19 +1,25 @@
 import pytest
 
 from teachgym import Request, Skill, Synthesize
+from teachgym.envs.arithmetic import ArithmeticEnv
 from teachgym.policies.missing_skill import MissingSkillPolicy
 from teachgym.policies.targeted_synthesis import TargetedSynthesisPolicy
 from teachgym.policies.uniform import UniformPolicy
 from teachgym.protocols import check_policy, make_observation
 from teachgym.registry import BUILTINS, resolve
 
+from conftest import policy_kwargs
+
 SKILLS = [Skill("a"), Skill("b", levels=(1, 2, 3)), Skill("c"), Skill("d")]
 
 
 @pytest.mark.parametrize("name", list(BUILTINS["policies"]))
-def test_protocol_checker_on_every_builtin_policy(name):
+def test_protocol_checker_on_every_builtin_policy(name, request):
     cls = resolve("policies", name)
-    check_policy(lambda: cls(), require_normalized=True)
+    kwargs = policy_kwargs(name, request)
+    # A learned teacher acts only on the skills it was trained on (the arithmetic env's).
+    skills = ArithmeticEnv(eval_per_skill=1, pool_per_skill=0).skills if name == "learned" else None
+    check_policy(lambda: cls(**kwargs), skills=skills, require_normalized=True)
 
 
 def test_uniform():

@@ -101,7 +101,7 @@ def run_experiment(
     loop = config.loop
     seed = loop.seed
     env = build_component("envs", "env", config.env, seed=seed)
-    student = build_component("students", "student", config.student, seed=seed)
+    student = build_component("students", "student", config.student, seed=seed, env=env)
     policy = build_component("policies", "policy", config.policy, seed=seed)
     skills = [s.name for s in env.skills]
     eval_prompts = set(env.eval_set()["prompt"])

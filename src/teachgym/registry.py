@@ -42,6 +42,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.students.hf:HFStudent",
             "a Hugging Face causal LM trained with TRL's SFTTrainer (built-in tiny Llama, a path, or LoRA)",
         ),
+        "simulated": Entry(
+            "teachgym.students.simulated:SimulatedStudent",
+            "an analytic learner (transfer, prerequisites, saturation, forgetting, noisy eval): 10k+ rounds/s",
+        ),
     },
     "policies": {
         "uniform": Entry("teachgym.policies.uniform:UniformPolicy", "equal weight on every skill (stratified)"),
@@ -73,6 +77,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
         "aioli": Entry(
             "teachgym.policies.aioli:AioliPolicy",
             "Aioli: one-skill probes inside the round estimate the mixing law A, then p ∝ exp(η Σ_i A_ij)",
+        ),
+        "learned": Entry(
+            "teachgym.policies.learned:LearnedPolicy",
+            "a teacher trained with RL (stable-baselines3) in teachgym.gym, loaded from policy.path [rl]",
         ),
     },
 }

@@ -45,7 +45,7 @@ def estimate_skill_graph(
     """
     seed = config.loop.seed
     env = build_component("envs", "env", config.env, seed=seed)
-    base = build_component("students", "student", config.student, seed=seed)
+    base = build_component("students", "student", config.student, seed=seed, env=env)
     names = [s.name for s in env.skills]
     eval_prompts = set(env.eval_set()["prompt"])
     if warmup:

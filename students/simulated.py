@@ -1,0 +1,338 @@
+"""An analytic student: skill acquisition as a few lines of numpy, for developing teachers in milliseconds.
+
+The state is a competence ``c[k]`` in [0, 1] per skill: the probability of answering an eval item of
+skill ``k`` correctly. Training on ``n[k]`` examples of each skill (a round is split into
+``substeps`` so that a prerequisite learned early in a round can unlock its dependants later in it):
+
+1. *Transfer* — practice reaches related skills: ``p = T @ n`` with ``T[k][k] = 1`` and
+   ``T[k][j] = transfer`` when ``j`` is a prerequisite of ``k`` or ``k`` of ``j``.
+2. *Forgetting* — training on anything else interferes: ``c[k] *= 2 ** (-max(0, N - p[k]) / half_life)``
+   where ``N`` is all the examples trained on.
+3. *Prerequisites* — a skill cannot be learned before its prerequisites:
+   ``g[k] = prod_j clip((c[j] - gate_lo) / (gate_hi - gate_lo), 0, 1)`` over prerequisites ``j``.
+4. *Saturating learning* — ``c[k] += (ceiling - c[k]) * (1 - exp(-g[k] * p[k] / difficulty[k]))``:
+   ``difficulty[k]`` examples with the prerequisites mastered close 63% of the remaining gap.
+   By default ``difficulty[k] = examples_to_learn * (1 + depth_scale * depth[k])``, ``depth`` being
+   the length of the longest prerequisite chain below ``k``.
+
+Measurement is noisy like a real eval: each eval item gets a fresh uniform draw ``u`` per state, and
+the student answers it correctly when ``u < c[k]``, so a profile on 100 items per skill has the
+binomial noise a real one has. The same draws serve :meth:`generate` (the loop's path through
+``evaluate``) and :meth:`measure` (the fast path used by ``teachgym.gym``), so both report the same
+accuracies. Everything is deterministic under ``seed``. Levels of synthesised rows are ignored:
+the model counts examples per skill.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from teachgym.types import TrainReport
+
+_EPS = 1e-3  # smallest probability the loss uses, so an untrained student's loss is finite
+CHECKPOINT = "simulated_student.json"
+
+
+class SimulatedStudent:
+    """A student whose skill competences follow the analytic model in the module docstring.
+
+    Args:
+        env: The env whose skills, prerequisites and eval set the student uses (injected by the loop).
+        skills: Skill names, when there is no env (only the fast ``practice``/``measure`` API then works).
+        prerequisites: ``{skill: [prerequisite, ...]}``, overriding the env's.
+        examples_to_learn: Examples that close 63% of the gap for a skill with no prerequisites.
+        depth_scale: How much harder each level of prerequisite depth makes a skill.
+        difficulty: ``{skill: examples}``, overriding the derived difficulty of those skills.
+        transfer: Share of an example that counts as practice for a directly related skill, or a full
+            ``{skill: {other: share}}`` matrix (missing entries 0, diagonal 1).
+        half_life: Examples of other training that halve an unpractised skill's competence (0: no forgetting).
+        gate: Prerequisite competence at which a skill starts to be learnable, and at which fully.
+        ceiling: Competence a skill saturates at.
+        initial: Starting competence, for every skill or ``{skill: value}``.
+        eval_per_skill: Eval items per skill when there is no env (with an env: the env's eval set).
+        substeps: Slices each round is trained in.
+        checkpoint: A directory written by :meth:`save` to resume from.
+        seed: Seeds the measurement draws.
+    """
+
+    def __init__(
+        self,
+        env: Any = None,
+        skills: Sequence[str] | None = None,
+        prerequisites: Mapping[str, Sequence[str]] | None = None,
+        examples_to_learn: float = 3000.0,
+        depth_scale: float = 1.0,
+        difficulty: Mapping[str, float] | None = None,
+        transfer: float | Mapping[str, Mapping[str, float]] = 0.2,
+        half_life: float = 60_000.0,
+        gate: tuple[float, float] = (0.3, 0.7),
+        ceiling: float = 0.97,
+        initial: float | Mapping[str, float] = 0.0,
+        eval_per_skill: int = 100,
+        substeps: int = 4,
+        checkpoint: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        if env is None and not skills:
+            raise ValueError("SimulatedStudent needs an env or a list of skills")
+        if env is not None:
+            names = [s.name for s in env.skills]
+            prereq = {s.name: list(s.prerequisites) for s in env.skills}
+        else:
+            names, prereq = list(skills or ()), {s: [] for s in skills or ()}
+        if prerequisites is not None:
+            _known(prerequisites, names, "prerequisites")
+            prereq.update({k: list(v) for k, v in prerequisites.items()})
+        for k, deps in prereq.items():
+            _known({d: 0 for d in deps}, names, f"prerequisites of {k!r}")
+        if not 0 <= gate[0] < gate[1] <= 1:
+            raise ValueError(f"gate must satisfy 0 <= low < high <= 1, got {gate}")
+        if not 0 < ceiling <= 1:
+            raise ValueError(f"ceiling must be in (0, 1], got {ceiling}")
+        if examples_to_learn <= 0 or substeps < 1 or half_life < 0:
+            raise ValueError("examples_to_learn must be > 0, substeps >= 1 and half_life >= 0")
+        self.skills = names
+        self.prerequisites = prereq
+        self.seed = seed
+        self.gate = (float(gate[0]), float(gate[1]))
+        self.ceiling = float(ceiling)
+        self.half_life = float(half_life)
+        self.substeps = int(substeps)
+        self._env = env
+        k = len(names)
+        idx = {s: i for i, s in enumerate(names)}
+        self._idx = idx
+
+        depth = _depths(prereq, names)
+        diff = np.array([examples_to_learn * (1 + depth_scale * depth[s]) for s in names], dtype=float)
+        if difficulty:
+            _known(difficulty, names, "difficulty")
+            for s, v in difficulty.items():
+                diff[idx[s]] = float(v)
+        if (diff <= 0).any():
+            raise ValueError("every difficulty must be positive")
+        self.difficulty = diff
+
+        self._prereq = np.zeros((k, k), dtype=bool)  # [k, j]: j is a prerequisite of k
+        for s, deps in prereq.items():
+            for d in deps:
+                self._prereq[idx[s], idx[d]] = True
+        self._has_prereq = self._prereq.any(1)
+        t = np.eye(k)
+        if isinstance(transfer, Mapping):
+            _known(transfer, names, "transfer")
+            for s, row in transfer.items():
+                _known(row, names, f"transfer[{s!r}]")
+                for o, v in row.items():
+                    t[idx[s], idx[o]] = float(v)
+        else:
+            t[self._prereq] = float(transfer)
+            t[self._prereq.T] = float(transfer)
+        self.transfer = t
+
+        init = np.zeros(k)
+        if isinstance(initial, Mapping):
+            _known(initial, names, "initial")
+            for s, v in initial.items():
+                init[idx[s]] = float(v)
+        else:
+            init[:] = float(initial)
+        self._initial = np.clip(init, 0.0, self.ceiling)
+        self.competence = self._initial.copy()
+
+        # Eval items: a row of the item->skills incidence matrix per item, and the gold answers.
+        self._index: dict[str, tuple[int, str]] = {}
+        if env is not None:
+            ev = env.eval_set()
+            rows = list(zip(ev["prompt"], ev["completion"], ev["skills"], strict=True))
+            self._index = {p: (i, c) for i, (p, c, _) in enumerate(rows)}
+            member = np.zeros((len(rows), k))
+            for i, (_, _, sk) in enumerate(rows):
+                for s in [sk] if isinstance(sk, str) else sk:
+                    member[i, idx[s]] = 1.0
+            pool = env.pool()
+            self._pool = {} if pool is None else {
+                p: (c, [sk] if isinstance(sk, str) else list(sk))
+                for p, c, sk in zip(pool["prompt"], pool["completion"], pool["skills"], strict=True)}
+        else:
+            member = np.repeat(np.eye(k), eval_per_skill, axis=0)
+            self._pool = {}
+        self._member = member
+        self._per_skill = np.maximum(member.sum(0), 1.0)
+        self._rng = np.random.default_rng(seed)
+        self._draws: np.ndarray | None = None  # per-item uniforms for the current state
+        self.examples_seen = 0
+        self.version = 0
+        if checkpoint:
+            self._restore(Path(checkpoint) / CHECKPOINT)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Back to the initial competences, with fresh measurement draws from ``seed`` (default: the constructor's)."""
+        self.seed = self.seed if seed is None else int(seed)
+        self.competence = self._initial.copy()
+        self._rng = np.random.default_rng(self.seed)
+        self._draws = None
+        self.examples_seen = 0
+        self.version = 0
+
+    # -- the model ------------------------------------------------------------------------------
+
+    def practice(self, counts: Sequence[float] | Mapping[str, float]) -> None:
+        """Train on ``counts`` examples per skill (a vector in skill order, or a mapping)."""
+        if isinstance(counts, Mapping):
+            n = np.zeros(len(self.skills))
+            for s, v in counts.items():
+                n[self._idx[s]] += v
+        else:
+            n = np.asarray(counts, dtype=float)
+        lo, hi = self.gate
+        c = self.competence
+        step = n / self.substeps
+        p = self.transfer @ step
+        other = np.maximum(step.sum() - p, 0.0)
+        keep = np.exp2(-other / self.half_life) if self.half_life > 0 else 1.0
+        for _ in range(self.substeps):
+            c = c * keep
+            ready = np.clip((c - lo) / (hi - lo), 0.0, 1.0)
+            g = np.where(self._prereq, ready[None, :], 1.0).prod(1) if self._has_prereq.any() else 1.0
+            c = c + (self.ceiling - c) * -np.expm1(-g * p / self.difficulty)
+        self.competence = c
+        self.examples_seen += int(n.sum())
+        self.version += 1
+        self._draws = None
+
+    def _item_draws(self) -> np.ndarray:
+        if self._draws is None:
+            self._draws = self._rng.random(len(self._member))
+        return self._draws
+
+    def _item_competence(self) -> np.ndarray:
+        # An item needing several skills is answered when all of them are (independently) there.
+        return np.exp(self._member @ np.log(np.maximum(self.competence, 1e-12)))
+
+    def measure(self) -> np.ndarray:
+        """Per-skill accuracy on the eval items (skill order): the same numbers ``evaluate`` would give."""
+        correct = self._item_draws() < self._item_competence()
+        return (correct @ self._member) / self._per_skill
+
+    def expected_loss(self) -> np.ndarray:
+        """Per-skill loss ``-log(P(correct))``, what :meth:`loss` gives on gold answers."""
+        return -np.log(_EPS + (1 - _EPS) * self.competence)
+
+    # -- the Student protocol -------------------------------------------------------------------
+
+    def train(self, dataset: Any) -> TrainReport:
+        """Practise the rows of a dataset; rows count for their ``skills`` (or the skill of a known prompt)."""
+        start = time.perf_counter()
+        counts = np.zeros(len(self.skills))
+        if "skills" in dataset.column_names:
+            for sk in dataset["skills"]:
+                sk = [s for s in ([sk] if isinstance(sk, str) else sk) if s in self._idx]
+                for s in sk:
+                    counts[self._idx[s]] += 1.0 / len(sk)
+        else:
+            for p in dataset["prompt"]:
+                sk = self._skills_of(p)
+                for s in sk:
+                    counts[self._idx[s]] += 1.0 / len(sk)
+        loss_before = float(self.expected_loss() @ counts / max(counts.sum(), 1.0))
+        self.practice(counts)
+        self.examples_seen += len(dataset) - int(counts.sum())  # rows of unknown skills still cost
+        return TrainReport(steps=len(dataset), train_loss=loss_before, runtime_s=time.perf_counter() - start,
+                           metrics={"simulated/mean_competence": float(self.competence.mean())})
+
+    def _skills_of(self, prompt: str) -> list[str]:
+        if prompt in self._index:
+            i = self._index[prompt][0]
+            return [self.skills[j] for j in np.flatnonzero(self._member[i])]
+        if prompt in self._pool:
+            return self._pool[prompt][1]
+        return []
+
+    def _p_correct(self, prompt: str) -> tuple[float, float, str | None]:
+        """(probability correct, this state's uniform draw, gold answer) for one prompt."""
+        if prompt in self._index:
+            i, gold = self._index[prompt]
+            return float(self._item_competence()[i]), float(self._item_draws()[i]), gold
+        if prompt in self._pool:
+            gold, sk = self._pool[prompt]
+            p = math.prod(float(self.competence[self._idx[s]]) for s in sk)
+            u = zlib.crc32(f"{self.seed}:{self.version}:{prompt}".encode()) / 2**32
+            return p, u, gold
+        return 0.0, 1.0, None
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 256) -> list[str]:
+        """The gold answer when this state's draw for the item is below its competence, else ``""``."""
+        out = []
+        for prompt in prompts:
+            p, u, gold = self._p_correct(prompt)
+            out.append(gold[:max_new_tokens] if gold is not None and u < p else "")
+        return out
+
+    def loss(self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 256) -> list[float]:
+        """``-log P(completion)``: the competence for a gold answer, a small floor for anything else."""
+        out = []
+        for prompt, completion in zip(prompts, completions, strict=True):
+            p, _, gold = self._p_correct(prompt)
+            p = p if gold is not None and completion == gold else 0.0
+            out.append(-math.log(_EPS + (1 - _EPS) * p))
+        return out
+
+    def save(self, path: str) -> None:
+        """Write the state (and the pending measurement draws) to ``<path>/simulated_student.json``."""
+        Path(path).mkdir(parents=True, exist_ok=True)
+        state = {
+            "skills": self.skills,
+            "competence": self.competence.tolist(),
+            "examples_seen": self.examples_seen,
+            "version": self.version,
+            "rng": self._rng.bit_generator.state,
+            "draws": None if self._draws is None else self._draws.tolist(),
+        }
+        (Path(path) / CHECKPOINT).write_text(json.dumps(state))
+
+    def _restore(self, file: Path) -> None:
+        if not file.exists():
+            raise FileNotFoundError(f"no simulated student checkpoint at {file}")
+        state = json.loads(file.read_text())
+        if state["skills"] != self.skills:
+            raise ValueError(f"checkpoint {file} is for skills {state['skills']}, this student has {self.skills}")
+        self.competence = np.asarray(state["competence"], dtype=float)
+        self.examples_seen = int(state["examples_seen"])
+        self.version = int(state["version"])
+        self._rng.bit_generator.state = state["rng"]
+        self._draws = None if state["draws"] is None else np.asarray(state["draws"])
+
+
+def _known(mapping: Mapping[str, Any], names: Sequence[str], what: str) -> None:
+    unknown = sorted(set(mapping) - set(names))
+    if unknown:
+        raise ValueError(f"{what}: unknown skill(s) {unknown}; the skills are {list(names)}")
+
+
+def _depths(prereq: Mapping[str, Sequence[str]], names: Sequence[str]) -> dict[str, int]:
+    """Longest prerequisite chain below each skill (0 for a root); raises on a cycle."""
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(s: str) -> int:
+        if s in depth:
+            return depth[s]
+        if s in visiting:
+            raise ValueError(f"prerequisites form a cycle through {s!r}")
+        visiting.add(s)
+        depth[s] = max((visit(d) + 1 for d in prereq.get(s, ())), default=0)
+        visiting.discard(s)
+        return depth[s]
+
+    for s in names:
+        visit(s)
+    return depth
