@@ -1,0 +1,60 @@
+"""benchmarks/teaching_efficiency.py end to end on the simulated student (seconds), numbers checked by hand."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
+    import mlflow
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "teaching_efficiency.py"), "--student", "simulated",
+           "--policies", "uniform", "missing-skill", "--seeds", "0", "1", "--results", str(tmp_path),
+           "--extra", "loop.rounds=3", "loop.examples_per_round=3000", "env.eval_per_skill=20", "env.pool_per_skill=100"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "[4/4" in out.stderr  # progress, case by case
+    rows = [json.loads(line) for line in (tmp_path / "teaching_efficiency_simulated.jsonl").read_text().splitlines()]
+    assert sorted((r["policy"], r["seed"]) for r in rows) == [("missing-skill", 0), ("missing-skill", 1),
+                                                              ("uniform", 0), ("uniform", 1)]
+    assert all(r["examples"] == [0, 3000, 6000, 9000] and r["budget"] == 9000 for r in rows)
+
+    # The ratio by hand: first measured round where missing-skill reaches uniform's final, per seed.
+    by = {(r["policy"], r["seed"]): r for r in rows}
+    ratios = []
+    for seed in (0, 1):
+        target = by[("uniform", seed)]["acc_mean"][-1]
+        hits = [n for n, a in zip(by[("missing-skill", seed)]["examples"], by[("missing-skill", seed)]["acc_mean"])
+                if a >= target - 1e-12]
+        if hits:
+            ratios.append(hits[0] / 9000)
+    md = (tmp_path / "teaching_efficiency_simulated.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| missing-skill |"))
+    assert f"| {len(ratios)}/2 |" in line
+    if ratios:
+        assert f"{sum(ratios) / len(ratios):.2f}" in line.split("|")[6]
+    final = sum(by[("missing-skill", s)]["acc_mean"][-1] for s in (0, 1)) / 2
+    assert line.split("|")[3].strip().startswith(f"{final:.3f}")
+    assert (tmp_path / "teaching_efficiency_simulated.png").stat().st_size > 10_000
+
+    # Every case is an MLflow run, and the summary run carries the table, the plot and the numbers.
+    client = mlflow.MlflowClient(mlflow_store)
+    exp = client.get_experiment_by_name("teachgym-benchmark/teaching-efficiency-simulated")
+    runs = client.search_runs([exp.experiment_id], "tags.`teachgym.kind` = 'benchmark-summary'")
+    assert len(runs) == 1
+    assert runs[0].data.metrics["final/missing-skill"] == pytest.approx(final)
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} == {
+        "teaching_efficiency_simulated.md", "teaching_efficiency_simulated.png"}
+    parents = client.search_runs([exp.experiment_id], "tags.`teachgym.policy` = 'uniform'")
+    assert len([r for r in parents if "mlflow.parentRunId" not in r.data.tags]) == 2
+
+    # A second invocation runs nothing new: the cache answers.
+    again = subprocess.run(cmd + ["--no-mlflow-summary"], capture_output=True, text=True,
+                           env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    assert "0 cases to run, 4 cached" in again.stderr
