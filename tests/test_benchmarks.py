@@ -16,7 +16,8 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
 
     cmd = [sys.executable, str(ROOT / "benchmarks" / "teaching_efficiency.py"), "--student", "simulated",
            "--policies", "uniform", "missing-skill", "--seeds", "0", "1", "--results", str(tmp_path),
-           "--extra", "loop.rounds=3", "loop.examples_per_round=3000", "env.eval_per_skill=20", "env.pool_per_skill=100"]
+           "--extra", "loop.rounds=3", "loop.examples_per_round=3000", "env.eval_per_skill=20",
+           "env.pool_per_skill=100"]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert out.returncode == 0, out.stderr[-3000:]
     assert "[4/4" in out.stderr  # progress, case by case
