@@ -156,37 +156,11 @@ def markdown(student: str, stats: list[dict], rows: list[dict]) -> str:
 
 def plot(student: str, stats: list[dict], rows: list[dict], path: Path) -> None:
     """Mean learning curve per policy with a 95% band over seeds."""
-    import matplotlib
+    from teachgym.analysis import plot_learning_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from scipy import stats as st
-
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    cmap = plt.get_cmap("tab10")
-    for i, s in enumerate(stats):
-        rs = [r for r in rows if r["policy"] == s["policy"]]
-        x = np.asarray(rs[0]["examples"], dtype=float)
-        if any(len(r["acc_mean"]) != len(x) for r in rs):
-            continue
-        y = np.asarray([r["acc_mean"] for r in rs])
-        mean = y.mean(0)
-        style = "-" if s["policy"] != "uniform" else "--"
-        ax.plot(x, mean, style, color=cmap(i % 10), label=f"{s['policy']} ({len(rs)} seeds)", lw=2 if
-                s["policy"] == "uniform" else 1.4)
-        if len(rs) > 1:
-            half = st.t.ppf(0.975, len(rs) - 1) * y.std(0, ddof=1) / math.sqrt(len(rs))
-            ax.fill_between(x, mean - half, mean + half, color=cmap(i % 10), alpha=0.12)
-    ax.set_xlabel("training examples")
-    ax.set_ylabel("mean accuracy over skills")
-    ax.set_ylim(0, 1)
-    ax.set_title(f"Teaching efficiency — {student} student (mean and 95% band over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    curves = {s["policy"]: [(r["examples"], r["acc_mean"]) for r in rows if r["policy"] == s["policy"]]
+              for s in stats}
+    plot_learning_curves(curves, str(path), f"Teaching efficiency — {student} student (mean and 95% band over seeds)")
 
 
 def log_summary(student: str, stats: list[dict], md: Path, png: Path, tracking_uri: str | None) -> str:

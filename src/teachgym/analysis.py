@@ -64,3 +64,48 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 def format_ci(mean: float, half: float, digits: int = 3) -> str:
     """``0.512 ± 0.041`` (or just the mean when the interval is undefined)."""
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def plot_learning_curves(
+    curves: dict[str, list[tuple[Sequence[float], Sequence[float]]]],
+    path: str,
+    title: str,
+    dashed: Sequence[str] = ("uniform",),
+) -> None:
+    """Overlay learning curves by label: the mean over seeds and a 95% Student-t band (matplotlib, headless).
+
+    Args:
+        curves: ``{label: [(examples, accuracy), ...]}``, one pair per seed. Seeds of a label are
+            averaged at the examples of its first curve; curves of another length are left out.
+        path: Image file to write (the suffix picks the format).
+        title: Figure title.
+        dashed: Labels drawn dashed (the baseline).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from scipy import stats
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    cmap = plt.get_cmap("tab10")
+    for i, (label, runs) in enumerate(curves.items()):
+        x = np.asarray(runs[0][0], dtype=float)
+        ys = np.asarray([y for xs, y in runs if len(xs) == len(x)], dtype=float)
+        mean = ys.mean(0)
+        color = cmap(i % 10)
+        ax.plot(x, mean, "--" if label in dashed else "-", color=color, lw=2 if label in dashed else 1.4,
+                label=f"{label} ({len(ys)} seed{'s' if len(ys) > 1 else ''})")
+        if len(ys) > 1:
+            half = stats.t.ppf(0.975, len(ys) - 1) * ys.std(0, ddof=1) / math.sqrt(len(ys))
+            ax.fill_between(x, mean - half, mean + half, color=color, alpha=0.12)
+    ax.set_xlabel("training examples")
+    ax.set_ylabel("mean accuracy over skills")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -126,6 +126,23 @@ def cmd_skill_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from teachgym.compare import CompareError, group_rows, load_runs, plot, render, run_rows
+
+    _quiet()
+    try:
+        curves = load_runs(args.tracking_uri, args.experiments, args.include_unfinished)
+    except CompareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = run_rows(curves, args.target) if args.runs else group_rows(curves, args.target)
+    print(render(rows, args.format, args.target, grouped=not args.runs), end="")
+    if args.plot:
+        plot(curves, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for kind in KINDS:
         print(f"{kind}:")
@@ -150,6 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_graph.add_argument("--examples", type=int, help="rows per skill (default: loop.examples_per_round / 4)")
     p_graph.add_argument("--warmup", type=int, help="uniform rows first (default: loop.examples_per_round)")
     p_graph.set_defaults(func=cmd_skill_graph)
+    p_cmp = sub.add_parser("compare", help="compare policies over seeds from the MLflow store (table, plot)")
+    p_cmp.add_argument("experiments", nargs="*", help="MLflow experiment names (default: every teachgym/... one)")
+    p_cmp.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p_cmp.add_argument("--target", type=float, default=0.5, help="accuracy for the examples-to-target column")
+    p_cmp.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    p_cmp.add_argument("--runs", action="store_true", help="one row per run instead of per policy")
+    p_cmp.add_argument("--plot", metavar="FILE", help="also write the learning curves by policy (mean and band)")
+    p_cmp.add_argument("--include-unfinished", action="store_true", help="also runs that are running or failed")
+    p_cmp.set_defaults(func=cmd_compare)
     p_list = sub.add_parser("list", help="list every registered env, student and policy")
     p_list.set_defaults(func=cmd_list)
     # key=value overrides may come after options too (`skill-graph CONFIG --out g.json loop.seed=1`).
