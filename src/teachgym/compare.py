@@ -156,8 +156,9 @@ def render(rows: list[dict], fmt: str, target: float, grouped: bool) -> str:
         def cells(r: dict) -> list[str]:
             reach = r["examples_to_target"]
             if fmt == "csv":
-                return [r["policy"], r["seed"], r["run"], str(r["rounds"]), str(r["examples"]), f"{r['final_acc']:.12g}",
-                        f"{r['weakest_acc']:.12g}", f"{r['auc']:.12g}", "" if reach is None else f"{reach:.0f}"]
+                return [r["policy"], r["seed"], r["run"], str(r["rounds"]), str(r["examples"]),
+                        f"{r['final_acc']:.12g}", f"{r['weakest_acc']:.12g}", f"{r['auc']:.12g}",
+                        "" if reach is None else f"{reach:.0f}"]
             return [r["policy"], r["seed"], r["run"], str(r["rounds"]), f"{r['examples']:,}", f"{r['final_acc']:.3f}",
                     f"{r['weakest_acc']:.3f}", f"{r['auc']:.3f}", "—" if reach is None else f"{reach:,.0f}"]
 
