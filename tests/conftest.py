@@ -72,3 +72,68 @@ def learned_teacher(tmp_path_factory) -> str:
 def policy_kwargs(name: str, request) -> dict:
     """Constructor kwargs a built-in policy needs in the tests that build every policy by name."""
     return {"path": request.getfixturevalue("learned_teacher")} if name == "learned" else {}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    """GET without any proxy from the environment (the servers are on 127.0.0.1)."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as r:
+        return r.read()
+
+
+class Served:
+    """A server process started by a test: ``with Served(cmd, port) as proc: ...`` waits for /health, then stops it."""
+
+    def __init__(self, cmd: list[str], port: int, timeout: float = 240.0, env: dict | None = None):
+        self.cmd, self.port, self.timeout, self.env = cmd, port, timeout, env
+        self.output = ""
+
+    def __enter__(self):
+        import subprocess
+        import tempfile
+        import time
+
+        self.log = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True, env=self.env)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{self.cmd} exited with {self.proc.returncode}:\n{self.log.read()[-3000:]}")
+            try:
+                if http_get(f"http://127.0.0.1:{self.port}/health") == b"OK":
+                    return self.proc
+            except OSError:
+                pass
+            time.sleep(1.0)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"{self.cmd} did not answer /health within {self.timeout} s:\n{self.output[-3000:]}")
+
+    def __exit__(self, *exc):
+        import os
+        import signal
+        import subprocess
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.seek(0)
+        self.output = self.log.read()
+        self.log.close()
+        return False

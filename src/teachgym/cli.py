@@ -143,6 +143,49 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def ui_url(host: str, port: int, experiment_id: str | None) -> str:
+    """The MLflow UI address that opens on an experiment's runs in chart view (or the home page)."""
+    base = f"http://{host}:{port}"
+    return f"{base}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART" if experiment_id else base
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import socket
+    import subprocess
+
+    from teachgym.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        print(f"the store is already served at {uri}: open it in a browser")
+        return 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError:
+            print(f"error: port {args.port} on {args.host} is in use. If an MLflow UI is already running there, open "
+                  f"http://{args.host}:{args.port}; otherwise pick a free port: teachgym ui --port {args.port + 1}",
+                  file=sys.stderr)
+            return 2
+    _quiet()
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    exps = [e for e in client.search_experiments(order_by=["last_update_time DESC"])
+            if (e.name == args.experiment if args.experiment else e.name.startswith("teachgym/"))]
+    if args.experiment and not exps:
+        print(f"error: no experiment {args.experiment!r} in {uri}", file=sys.stderr)
+        return 2
+    url = ui_url(args.host, args.port, exps[0].experiment_id if exps else None)
+    print(f"MLflow UI for {uri}\n  open: {url}\n  (Ctrl-C stops it)", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host,
+           "--port", str(args.port), "--workers", str(args.workers)]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for kind in KINDS:
         print(f"{kind}:")
@@ -176,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_cmp.add_argument("--plot", metavar="FILE", help="also write the learning curves by policy (mean and band)")
     p_cmp.add_argument("--include-unfinished", action="store_true", help="also runs that are running or failed")
     p_cmp.set_defaults(func=cmd_compare)
+    p_ui = sub.add_parser("ui", help="start the MLflow UI on the project's store (127.0.0.1) and print its URL")
+    p_ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p_ui.add_argument("--port", type=int, default=5000)
+    p_ui.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    p_ui.add_argument("--experiment", help="experiment to open (default: the latest teachgym/... one)")
+    p_ui.add_argument("--workers", type=int, default=1, help="server processes (1 starts fastest and serves one user)")
+    p_ui.set_defaults(func=cmd_ui)
     p_list = sub.add_parser("list", help="list every registered env, student and policy")
     p_list.set_defaults(func=cmd_list)
     # key=value overrides may come after options too (`skill-graph CONFIG --out g.json loop.seed=1`).

@@ -69,6 +69,10 @@ class TrackingConfig(_Strict):
     experiment: str | None = Field(None, description="MLflow experiment; default teachgym/<env name>.")
     run_name: str | None = Field(None, description="Parent run name; default <policy>-s<seed>.")
     log_predictions: bool = Field(True, description="Log each round's eval predictions as a table.")
+    plots: bool = Field(
+        True, description="Refresh plots/ (accuracy heatmap, teacher mixture, learning curves) in the parent run "
+        "after every round."
+    )
 
 
 class ExperimentConfig(_Strict):

@@ -138,6 +138,8 @@ def run_experiment(
             if tracker:
                 tracker.log_round(0, result, None, None, None, None, metrics)
         records.append(_record(0, result, None, 0, None, time.perf_counter() - t0, metrics))
+        if tracker and config.tracking.plots:
+            tracker.log_plots(records, skills)
         if on_round:
             on_round(records[-1], loop.rounds)
         history = [HistoryEntry(0, result.profile, None)]
@@ -183,6 +185,8 @@ def run_experiment(
                     tracker.log_round(r, result, action, report, train, data, metrics)
             history.append(HistoryEntry(r, result.profile, action))
             records.append(_record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics))
+            if tracker and config.tracking.plots:
+                tracker.log_plots(records, skills)
             if on_round:
                 on_round(records[-1], loop.rounds)
 

@@ -194,6 +194,16 @@ class MLflowTracker:
 
             mlflow.log_table(pd.DataFrame(result.predictions), artifact_file="eval_predictions.json")
 
+    def log_plots(self, records: list, skills: list[str]) -> None:
+        """Rewrite ``plots/*.png`` in the parent run from the rounds so far (a run in progress shows them)."""
+        import tempfile
+
+        from teachgym.plots import write_round_plots
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write_round_plots(records, skills, tmp)
+            self.mlflow.MlflowClient().log_artifacts(self.parent_id, tmp, "plots")
+
     def log_artifact_dir(self, path: str, artifact_path: str) -> None:
         """Attach a directory (e.g. the saved student) to the parent run."""
         self.mlflow.MlflowClient().log_artifacts(self.parent_id, path, artifact_path)

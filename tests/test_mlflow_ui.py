@@ -1,0 +1,165 @@
+"""Watching and comparing curricula in MLflow: plots every round, `teachgym ui`, a real `mlflow server`
+over HTTP, and the MLflow UI in a real (headless) Chromium."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from teachgym.cli import main, ui_url
+from teachgym.config import load_config
+from teachgym.loop import run_experiment
+
+from conftest import Served, free_port, http_get, tiny_config
+
+
+def sim_config(tmp_path, rounds=2, **tracking):
+    cfg = tiny_config(tmp_path, rounds=rounds, examples_per_round=1500, save_student=False)
+    cfg["student"] = {"name": "simulated", "examples_to_learn": 400}
+    cfg["env"] = {"name": "arithmetic", "eval_per_skill": 20, "pool_per_skill": 100}
+    cfg["tracking"] = {"enabled": True, **tracking}
+    return cfg
+
+
+def test_plots_are_refreshed_every_round_while_the_run_is_in_progress(tmp_path, mlflow_store):
+    client = mlflow.MlflowClient(mlflow_store)
+    seen = []
+
+    def watch(record, rounds):
+        # What a person watching the UI would find at this moment.
+        run = client.search_runs([client.get_experiment_by_name("teachgym/arithmetic").experiment_id],
+                                 "attributes.run_name = 'missing-skill-s0'")[0]
+        plots = sorted(a.path for a in client.list_artifacts(run.info.run_id, "plots"))
+        history = client.get_metric_history(run.info.run_id, "acc/mean")
+        dst = tmp_path / f"r{record.round}"
+        dst.mkdir()
+        local = client.download_artifacts(run.info.run_id, "plots/accuracy_heatmap.png", str(dst))
+        seen.append((record.round, run.info.status, plots, len(history), Path(local).read_bytes()))
+
+    run_experiment(load_config(sim_config(tmp_path, rounds=2)), on_round=watch)
+    assert [s[0] for s in seen] == [0, 1, 2]
+    assert all(s[1] == "RUNNING" for s in seen)
+    assert all(s[2] == ["plots/accuracy_heatmap.png", "plots/learning_curves.png", "plots/teacher_mixture.png"]
+               for s in seen)
+    assert [s[3] for s in seen] == [1, 2, 3]  # metrics arrive round by round
+    assert len({s[4] for s in seen}) == 3  # the heatmap is redrawn each round (one more column)
+    assert all(s[4][:8] == b"\x89PNG\r\n\x1a\n" for s in seen)
+
+
+def test_plots_can_be_turned_off(tmp_path, mlflow_store):
+    result = run_experiment(load_config(sim_config(tmp_path, rounds=1, plots=False)))
+    assert mlflow.MlflowClient(mlflow_store).list_artifacts(result.run_id, "plots") == []
+
+
+def test_ui_says_what_to_do_when_the_port_is_in_use(capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["ui", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use" in err and f"teachgym ui --port {port + 1}" in err
+    assert ui_url("127.0.0.1", 5000, "7") == "http://127.0.0.1:5000/#/experiments/7/runs?compareRunsMode=CHART"
+
+
+@pytest.mark.slow
+def test_a_real_mlflow_server_over_http(tmp_path):
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+           "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]
+    uri = f"http://127.0.0.1:{port}"
+    with Served(cmd, port):
+        cfg = sim_config(tmp_path, rounds=2, tracking_uri=uri)
+        result = run_experiment(load_config(cfg))
+        assert result.tracking_uri == uri
+
+        def rest(path, body=None):
+            import urllib.request
+
+            req = urllib.request.Request(f"{uri}/api/2.0/mlflow/{path}", method="POST" if body else "GET",
+                                         data=json.dumps(body).encode() if body else None,
+                                         headers={"Content-Type": "application/json"})
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(req, timeout=30) as r:
+                return json.loads(r.read())
+
+        exp = rest("experiments/get-by-name?experiment_name=teachgym%2Farithmetic")["experiment"]
+        runs = rest("runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
+        names = sorted(r["info"]["run_name"] for r in runs)
+        assert names == ["missing-skill-s0", "round-00", "round-01", "round-02"]
+        parent = next(r for r in runs if r["info"]["run_name"] == "missing-skill-s0")
+        assert parent["info"]["status"] == "FINISHED"
+        history = rest(f"metrics/get-history?run_id={parent['info']['run_id']}&metric_key=acc/mean")["metrics"]
+        logged = [m["value"] for m in sorted(history, key=lambda m: m["step"])]
+        assert logged == pytest.approx([r.mean_accuracy for r in result.rounds])
+        arts = rest(f"artifacts/list?run_id={parent['info']['run_id']}&path=plots")["files"]
+        assert sorted(a["path"] for a in arts) == [
+            "plots/accuracy_heatmap.png", "plots/learning_curves.png", "plots/teacher_mixture.png"]
+        # Artifacts travel over HTTP too: the server proxies them.
+        png = http_get(f"{uri}/get-artifact?path=plots/accuracy_heatmap.png&run_uuid={parent['info']['run_id']}")
+        assert png[:4] == b"\x89PNG"
+        assert (tmp_path / "artifacts").exists()
+
+
+def _browser_or_skip():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    missing = [n for n, p in (("chromium", chromium), ("chromedriver", driver)) if not p]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("selenium (pip)")
+    if missing:
+        msg = f"no {', '.join(missing)}: apt-get install chromium chromium-driver; pip install selenium"
+        if os.environ.get("TEACHGYM_REQUIRE_BROWSER"):
+            pytest.fail(msg + " (TEACHGYM_REQUIRE_BROWSER is set: CI must run this test)")
+        pytest.skip(msg)
+    return chromium, driver
+
+
+@pytest.mark.slow
+def test_the_mlflow_ui_in_a_real_browser(tmp_path):
+    chromium, driver = _browser_or_skip()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_experiment(load_config(sim_config(tmp_path, rounds=3, tracking_uri=store)))
+    port = free_port()
+    cmd = [sys.executable, "-m", "teachgym.cli", "ui", "--tracking-uri", store, "--port", str(port)]
+    served = Served(cmd, port)
+    with served:
+        opts = webdriver.ChromeOptions()
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-proxy-server",
+                    "--window-size=1400,1000", "--disable-dev-shm-usage"):
+            opts.add_argument(arg)
+        opts.binary_location = chromium
+        browser = webdriver.Chrome(service=Service(driver), options=opts)
+        try:
+            url = ui_url("127.0.0.1", port, mlflow.MlflowClient(store).get_experiment_by_name(
+                "teachgym/arithmetic").experiment_id)
+            browser.get(url)
+            wait = WebDriverWait(browser, 120)
+            wait.until(lambda b: b.find_element(By.LINK_TEXT, "missing-skill-s0"))
+            # The round runs are nested under the parent: expand it, as a person would.
+            browser.find_element(By.CSS_SELECTOR, "button[data-component-id*='runnamecellrenderer']").click()
+            wait.until(lambda b: all(f"round-0{r}" in b.find_element(By.TAG_NAME, "body").text for r in range(4)))
+            wait.until(lambda b: "acc/mean" in b.find_element(By.TAG_NAME, "body").text)  # the acc charts drew
+            body = browser.find_element(By.TAG_NAME, "body").text
+            assert re.search(r"\bacc\s*\(\d+\)", body)  # the chart section of the acc/ metrics, with its count
+            shot = Path(os.environ.get("TEACHGYM_SCREENSHOT_DIR", tmp_path)) / "mlflow_ui.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(shot))
+            assert shot.stat().st_size > 20_000
+        finally:
+            browser.quit()
+    assert f"open: {url}" in served.output  # teachgym ui printed the very URL the browser opened
