@@ -163,3 +163,35 @@ def test_the_mlflow_ui_in_a_real_browser(tmp_path):
         finally:
             browser.quit()
     assert f"open: {url}" in served.output  # teachgym ui printed the very URL the browser opened
+
+
+@pytest.mark.parametrize("keep", ["every", "best"])
+def test_student_checkpoints_are_mlflow_models_ranked_by_accuracy(tmp_path, mlflow_store, keep):
+    from teachgym.envs.arithmetic import ArithmeticEnv
+
+    cfg = sim_config(tmp_path, rounds=3, checkpoints=keep, plots=False, log_predictions=False)
+    result = run_experiment(load_config(cfg))
+    mlflow.set_tracking_uri(mlflow_store)
+    models = mlflow.search_logged_models(output_format="list",
+                                         order_by=[{"field_name": "metrics.acc/mean", "ascending": False}])
+    accs = [r.mean_accuracy for r in result.rounds]
+    best_round = max(range(1, 4), key=lambda r: (accs[r], -r))
+    expected = [f"student-round-{r:02d}" for r in sorted(range(1, 4), key=lambda r: (-accs[r], r))]
+    assert [m.name for m in models] == (expected if keep == "every" else [f"student-round-{best_round:02d}"])
+    assert all(m.source_run_id == result.run_id for m in models)
+    top = models[0]
+    linked = {m.key: m.value for m in top.metrics}
+    assert linked["acc/mean"] == pytest.approx(accs[best_round])
+    tags = mlflow.MlflowClient().get_run(result.run_id).data.tags
+    assert tags["teachgym.best_round"] == str(best_round) and tags["teachgym.best_model_id"] == top.model_id
+
+    # The checkpoint is the student: loaded back through pyfunc, it scores what the loop measured.
+    env = ArithmeticEnv(eval_per_skill=20, pool_per_skill=100)
+    ev = env.eval_set()
+    answers = mlflow.pyfunc.load_model(f"models:/{top.model_id}").predict(list(ev["prompt"]))
+    correct = [env.verify(p, a) for p, a in zip(ev["prompt"], answers)]
+    per_skill = {}
+    for ok, skills in zip(correct, ev["skills"]):
+        for s in skills:
+            per_skill.setdefault(s, []).append(ok)
+    assert sum(sum(v) / len(v) for v in per_skill.values()) / len(per_skill) == pytest.approx(accs[best_round])

@@ -14,7 +14,7 @@ import inspect
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -69,6 +69,10 @@ class TrackingConfig(_Strict):
     experiment: str | None = Field(None, description="MLflow experiment; default teachgym/<env name>.")
     run_name: str | None = Field(None, description="Parent run name; default <policy>-s<seed>.")
     log_predictions: bool = Field(True, description="Log each round's eval predictions as a table.")
+    checkpoints: Literal["none", "best", "every"] = Field(
+        "none", description="Student checkpoints as MLflow models (student-round-NN, ranked by acc/mean in the "
+        "Models tab): none, the best round so far, or every round."
+    )
     plots: bool = Field(
         True, description="Refresh plots/ (accuracy heatmap, teacher mixture, learning curves) in the parent run "
         "after every round."

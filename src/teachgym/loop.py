@@ -187,6 +187,10 @@ def run_experiment(
             records.append(_record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics))
             if tracker and config.tracking.plots:
                 tracker.log_plots(records, skills)
+            if tracker and config.tracking.checkpoints != "none":  # logged from the parent run
+                tracker.log_checkpoint(student, r, metrics, config.tracking.checkpoints, {
+                    "env": config.env.model_dump(), "student": config.student.model_dump(),
+                    "max_new_tokens": loop.max_new_tokens})
             if on_round:
                 on_round(records[-1], loop.rounds)
 

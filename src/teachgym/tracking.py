@@ -110,6 +110,7 @@ class MLflowTracker:
         self.log_predictions = log_predictions
         self.parent_id: str | None = None
         self._saved_env: dict[str, str] = {}
+        self.best: tuple[float, int, str] | None = None  # (acc/mean, round, model id) of the best checkpoint
 
     def start(self) -> str:
         """Open the parent run; return its id."""
@@ -203,6 +204,38 @@ class MLflowTracker:
         with tempfile.TemporaryDirectory() as tmp:
             write_round_plots(records, skills, tmp)
             self.mlflow.MlflowClient().log_artifacts(self.parent_id, tmp, "plots")
+
+    def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float], keep: str,
+                       model_config: Mapping[str, Any]) -> str | None:
+        """Log the student as a pyfunc model ``student-round-NN`` (from the parent run, at ``step=index``); return its id.
+
+        ``keep="best"`` logs only a round that beats the best so far and deletes the one it replaces.
+        """
+        import tempfile
+        from pathlib import Path
+
+        from teachgym.mlflow_model import StudentModel
+
+        mlflow = self.mlflow
+        acc = float(metrics["acc/mean"])
+        if keep == "best" and self.best is not None and acc <= self.best[0]:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            student.save(str(Path(tmp) / "student"))
+            info = mlflow.pyfunc.log_model(
+                name=f"student-round-{index:02d}", python_model=StudentModel(),
+                artifacts={"student": str(Path(tmp) / "student")}, model_config=dict(model_config),
+                pip_requirements=["teachgym"], step=index,
+            )
+        # MLflow links the run's metrics of step `index` (acc/mean, acc/min, ...) to the model itself.
+        client = mlflow.MlflowClient()
+        if keep == "best" and self.best is not None:
+            client.delete_logged_model(self.best[2])
+        if self.best is None or acc > self.best[0]:
+            self.best = (acc, index, info.model_id)
+            client.set_tag(self.parent_id, "teachgym.best_round", str(index))
+            client.set_tag(self.parent_id, "teachgym.best_model_id", info.model_id)
+        return info.model_id
 
     def log_artifact_dir(self, path: str, artifact_path: str) -> None:
         """Attach a directory (e.g. the saved student) to the parent run."""
