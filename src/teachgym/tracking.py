@@ -207,7 +207,7 @@ class MLflowTracker:
 
     def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float], keep: str,
                        model_config: Mapping[str, Any]) -> str | None:
-        """Log the student as a pyfunc model ``student-round-NN`` (from the parent run, at ``step=index``); return its id.
+        """Log the student as pyfunc model ``student-round-NN`` (parent run, ``step=index``); return its id.
 
         ``keep="best"`` logs only a round that beats the best so far and deletes the one it replaces.
         """
