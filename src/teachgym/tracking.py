@@ -4,7 +4,8 @@
   ``<policy>-s<seed>``, tagged ``teachgym.policy/env/student/seed``, with the flattened config as
   params, the config as an artifact, and per-round metrics at ``step=round``: ``acc/<skill>``,
   ``acc/mean``, ``acc/min``, ``loss/<skill>``, ``teacher/weight/<skill>``,
-  ``data/examples/<skill>``, ``data/cumulative_examples``;
+  ``data/examples/<skill>``, ``data/cumulative_examples``; artifacts ``plots/*.png`` redrawn after
+  every round; with ``checkpoints``, the student as pyfunc models ``student-round-NN``;
 * one **child run** per round (``nested=True``) named ``round-NN``: the trainer's curves (the HF
   ``MLflowCallback`` logs into the active run, which is this child), the training set
   (``mlflow.log_input``), the profile and the teacher's decision as JSON, and the eval predictions
