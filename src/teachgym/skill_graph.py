@@ -41,7 +41,7 @@ def estimate_skill_graph(
         on_skill: Progress callback ``(skill, row of A, seconds)``.
 
     Returns:
-        ``{"skills", "matrix", "loss_before", "examples_per_skill", "warmup"}``, JSON-ready.
+        ``{"env", "skills", "matrix", "loss_before", "examples_per_skill", "warmup"}``, JSON-ready.
     """
     seed = config.loop.seed
     env = build_component("envs", "env", config.env, seed=seed)
@@ -64,6 +64,7 @@ def estimate_skill_graph(
         if on_skill:
             on_skill(skill, row, time.perf_counter() - start)
     return {
+        "env": env.name,
         "skills": names,
         "matrix": matrix,
         "loss_before": before,
@@ -111,7 +112,8 @@ def save_and_log(graph: dict[str, Any], config: ExperimentConfig, out: str | Pat
         from teachgym.tracking import resolve_tracking_uri
 
         mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
-        mlflow.set_experiment(config.tracking.experiment or f"teachgym/{config.env.name}")
+        # The same experiment the loop logs to: named after the env object (an import path's env has its own name).
+        mlflow.set_experiment(config.tracking.experiment or f"teachgym/{graph.get('env', config.env.name)}")
         with mlflow.start_run(run_name="skill-graph", tags={"teachgym.kind": "skill-graph"}) as run:
             mlflow.log_params({"examples_per_skill": graph["examples_per_skill"], "warmup": graph["warmup"],
                                "env.name": config.env.name, "student.name": config.student.name})
