@@ -131,7 +131,8 @@ def markdown(student: str, stats: list[dict], rows: list[dict]) -> str:
         "",
         "Mean ± 95% Student-t interval over seeds. Ratio = examples to first reach uniform's final mean accuracy "
         "(same seed) ÷ uniform's budget; *reached* counts the seeds where that happened within the budget "
-        "(only those enter the interval).",
+        "(only those enter the interval). s/run: wall time of one case as measured, which depends on what else "
+        "shared the machine (not a speed comparison between policies).",
         "",
         "| policy | seeds | final acc/mean | weakest-skill acc | AUC | data-efficiency ratio | reached | s/run |",
         "|---|---|---|---|---|---|---|---|",
