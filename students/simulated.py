@@ -106,7 +106,6 @@ class SimulatedStudent:
         self.ceiling = float(ceiling)
         self.half_life = float(half_life)
         self.substeps = int(substeps)
-        self._env = env
         k = len(names)
         idx = {s: i for i, s in enumerate(names)}
         self._idx = idx
@@ -121,10 +120,10 @@ class SimulatedStudent:
             raise ValueError("every difficulty must be positive")
         self.difficulty = diff
 
-        self._prereq = np.zeros((k, k), dtype=bool)  # [k, j]: j is a prerequisite of k
+        is_prereq = np.zeros((k, k), dtype=bool)  # [k, j]: j is a prerequisite of k
         for s, deps in prereq.items():
             for d in deps:
-                self._prereq[idx[s], idx[d]] = True
+                is_prereq[idx[s], idx[d]] = True
         t = np.eye(k)
         if isinstance(transfer, Mapping):
             _known(transfer, names, "transfer")
@@ -133,11 +132,11 @@ class SimulatedStudent:
                 for o, v in row.items():
                     t[idx[s], idx[o]] = float(v)
         else:
-            t[self._prereq] = float(transfer)
-            t[self._prereq.T] = float(transfer)
+            t[is_prereq] = float(transfer)
+            t[is_prereq.T] = float(transfer)
         self.transfer = t
         self._transfer_rows = [[(j, float(v)) for j, v in enumerate(row) if v] for row in t]
-        self._prereq_lists = [[int(j) for j in np.flatnonzero(row)] for row in self._prereq]
+        self._prereq_lists = [[int(j) for j in np.flatnonzero(row)] for row in is_prereq]
         self._difficulty_list = diff.tolist()
 
         init = np.zeros(k)
@@ -251,15 +250,13 @@ class SimulatedStudent:
         start = time.perf_counter()
         counts = np.zeros(len(self.skills))
         if "skills" in dataset.column_names:
-            for sk in dataset["skills"]:
-                sk = [s for s in ([sk] if isinstance(sk, str) else sk) if s in self._idx]
-                for s in sk:
-                    counts[self._idx[s]] += 1.0 / len(sk)
+            row_skills = ([sk] if isinstance(sk, str) else sk for sk in dataset["skills"])
         else:
-            for p in dataset["prompt"]:
-                sk = self._skills_of(p)
-                for s in sk:
-                    counts[self._idx[s]] += 1.0 / len(sk)
+            row_skills = (self._skills_of(p) for p in dataset["prompt"])
+        for sk in row_skills:
+            sk = [s for s in sk if s in self._idx]
+            for s in sk:
+                counts[self._idx[s]] += 1.0 / len(sk)
         loss_before = float(self.expected_loss() @ counts / max(counts.sum(), 1.0))
         self.practice(counts)
         self.examples_seen += len(dataset) - int(counts.sum())  # rows of unknown skills still cost
@@ -274,31 +271,31 @@ class SimulatedStudent:
             return self._pool[prompt][1]
         return []
 
-    def _p_correct(self, prompt: str) -> tuple[float, float, str | None]:
-        """(probability correct, this state's uniform draw, gold answer) for one prompt."""
-        if prompt in self._index:
-            i, gold = self._index[prompt]
-            return float(self._item_competence()[i]), float(self._item_draws()[i]), gold
-        if prompt in self._pool:
-            gold, sk = self._pool[prompt]
-            p = math.prod(float(self.competence[self._idx[s]]) for s in sk)
-            u = zlib.crc32(f"{self.seed}:{self.version}:{prompt}".encode()) / 2**32
-            return p, u, gold
-        return 0.0, 1.0, None
+    def _answers(self, prompts: Sequence[str]) -> list[tuple[float, float, str | None]]:
+        """(probability correct, this state's uniform draw, gold answer) per prompt."""
+        competence, draws = self._item_competence(), self._item_draws()  # once per call, not per prompt
+        out = []
+        for prompt in prompts:
+            if prompt in self._index:
+                i, gold = self._index[prompt]
+                out.append((float(competence[i]), float(draws[i]), gold))
+            elif prompt in self._pool:
+                gold, sk = self._pool[prompt]
+                p = math.prod(float(self.competence[self._idx[s]]) for s in sk)
+                u = zlib.crc32(f"{self.seed}:{self.version}:{prompt}".encode()) / 2**32
+                out.append((p, u, gold))
+            else:
+                out.append((0.0, 1.0, None))
+        return out
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 256) -> list[str]:
         """The gold answer when this state's draw for the item is below its competence, else ``""``."""
-        out = []
-        for prompt in prompts:
-            p, u, gold = self._p_correct(prompt)
-            out.append(gold[:max_new_tokens] if gold is not None and u < p else "")
-        return out
+        return [gold[:max_new_tokens] if gold is not None and u < p else "" for p, u, gold in self._answers(prompts)]
 
     def loss(self, prompts: Sequence[str], completions: Sequence[str], batch_size: int = 256) -> list[float]:
         """``-log P(completion)``: the competence for a gold answer, a small floor for anything else."""
         out = []
-        for prompt, completion in zip(prompts, completions, strict=True):
-            p, _, gold = self._p_correct(prompt)
+        for (p, _, gold), completion in zip(self._answers(prompts), completions, strict=True):
             p = p if gold is not None and completion == gold else 0.0
             out.append(-math.log(_EPS + (1 - _EPS) * p))
         return out
