@@ -137,15 +137,15 @@ class TeachEnv(gymnasium.Env):
         self.action_space = (spaces.Box(-1.0, 1.0, (k,), np.float32) if action == "logits"
                              else spaces.Box(0.0, 1.0, (k,), np.float32))
         self.student: Any = None
+        self.fast = False  # whether the student has the analytic fast path (set when it is built)
         self._eval_prompts: set[str] | None = None
         self._round = 0
 
     # -- helpers --------------------------------------------------------------------------------
 
-    @property
-    def fast(self) -> bool:
-        """Whether the student has the analytic fast path."""
-        return all(callable(getattr(self.student, m, None)) for m in ("practice", "measure", "expected_loss", "reset"))
+    @staticmethod
+    def _has_fast_path(student: Any) -> bool:
+        return all(callable(getattr(student, m, None)) for m in ("practice", "measure", "expected_loss", "reset"))
 
     def _measure(self) -> tuple[np.ndarray, np.ndarray]:
         if self.fast:
@@ -178,6 +178,7 @@ class TeachEnv(gymnasium.Env):
         else:
             self.student = self._build("students", "student", self._student_config, seed=student_seed,
                                        env=self.teach_env)
+            self.fast = self._has_fast_path(self.student)
         self._round = 0
         self._acc, self._loss = self._measure()
         self._prev = self._acc.copy()
