@@ -8,6 +8,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from teachgym.registry import KINDS, RegistryError, describe
 
@@ -52,20 +53,30 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _load_config(args: argparse.Namespace) -> Any:
+    """The config from ``args.config`` + ``args.overrides``, then quiet libraries; None (error printed) if invalid."""
     from teachgym.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    _quiet()
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from teachgym.config import ConfigError
     from teachgym.engine import EngineError
     from teachgym.types import InvalidActionError
 
     # Like `python -m`: `policy.name=my_teacher:MyTeacher` finds my_teacher.py in the working directory.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    config = _load_config(args)
+    if config is None:
         return 2
-    _quiet()
     from teachgym.loop import default_run_name, run_experiment
 
     print(
@@ -96,14 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_skill_graph(args: argparse.Namespace) -> int:
-    from teachgym.config import ConfigError, load_config
+    from teachgym.config import ConfigError
 
-    try:
-        config = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    config = _load_config(args)
+    if config is None:
         return 2
-    _quiet()
     from teachgym.skill_graph import estimate_skill_graph, save_and_log
 
     n = args.examples or config.loop.examples_per_round // 4
