@@ -204,7 +204,7 @@ class MLflowTracker:
 
         with tempfile.TemporaryDirectory() as tmp:
             write_round_plots(records, skills, tmp)
-            self.mlflow.MlflowClient().log_artifacts(self.parent_id, tmp, "plots")
+            self.log_artifact_dir(tmp, "plots")
 
     def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float], keep: str,
                        model_config: Mapping[str, Any]) -> str | None:
