@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     if result.run_id:
-        print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: mlflow ui --backend-store-uri "
+        print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: teachgym ui --tracking-uri "
               f"{result.tracking_uri}")
     return 0
 
