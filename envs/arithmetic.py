@@ -129,6 +129,8 @@ class ArithmeticEnv:
 
     name = "arithmetic"
     supports_generation = True
+    #: The verifier computes the answer from the prompt, so it can check rows it has never seen.
+    verifies_new_prompts = True
 
     def __init__(
         self,

@@ -79,6 +79,43 @@ class TrackingConfig(_Strict):
     )
 
 
+class SynthesisConfig(_Strict):
+    """The LLM data engine: serves ``Synthesize`` requests with a language model (see teachgym.synthesis)."""
+
+    backend: Literal["local", "openai"] = Field(
+        description="local: a transformers causal LM from a directory; openai: an OpenAI-compatible endpoint."
+    )
+    model: str = Field(description="local: the model directory; openai: the model name the server expects.")
+    url: str | None = Field(None, description="openai: the endpoint's base URL, e.g. http://127.0.0.1:8000/v1.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="openai: environment variable holding the API key (unset: no key sent)."
+    )
+    api: Literal["completions", "chat"] = Field(
+        "completions", description="openai: /completions (base models) or /chat/completions (chat models)."
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="openai: extra JSON fields sent with every request (server-specific)."
+    )
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature (0: greedy).")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
+    max_new_tokens: int = Field(64, ge=1, description="Longest continuation per call.")
+    examples_in_prompt: int = Field(3, ge=0, description="Examples of the skill shown in each prompt.")
+    failures_in_prompt: int = Field(3, ge=0, description="The student's recent failures on the skill shown.")
+    oversample: float = Field(1.5, ge=1, description="Candidates asked for per missing row in each attempt.")
+    max_attempts: int = Field(3, ge=1, description="Generation passes per request before the shortfall rule.")
+    check: Literal["auto", "verifier", "self-consistency"] = Field(
+        "auto", description="auto: the env's verifier if it can check new prompts, else self-consistency."
+    )
+    samples: int = Field(4, ge=1, description="Self-consistency: extra answers sampled per question.")
+    min_agree: int = Field(2, ge=2, description="Self-consistency: answers that must agree to keep a row.")
+    on_shortfall: Literal["fill", "error"] = Field(
+        "fill", description="When the LLM cannot fill a request: fill from the env's generator/pool, or fail."
+    )
+    device: str = Field("auto", description="local: auto, cpu or cuda.")
+    batch_size: int = Field(16, ge=1, description="local: prompts per generate() call.")
+    timeout_s: float = Field(120.0, gt=0, description="openai: seconds to wait for one response.")
+
+
 class ExperimentConfig(_Strict):
     """A whole curriculum experiment."""
 
@@ -87,6 +124,9 @@ class ExperimentConfig(_Strict):
     policy: ComponentConfig = Field(description="The teacher policy.")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds, budget, seed.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow logging.")
+    synthesis: SynthesisConfig | None = Field(
+        None, description="LLM data engine for Synthesize requests (default: the env's own generator)."
+    )
 
 
 def _path(loc: Sequence[Any]) -> str:

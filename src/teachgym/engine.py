@@ -3,8 +3,9 @@
 * ``Mixture`` -> split the budget over skills by weight (largest remainder), then sample each
   skill's share from the env's pool (without replacement while it lasts), or from the generator
   when the env has no pool or no pool rows of that skill.
-* ``Synthesize`` -> scale the requests to the budget and call the env's generator; every row is
-  checked by the env's verifier.
+* ``Synthesize`` -> scale the requests to the budget and call the env's generator, or the LLM data
+  engine (:mod:`teachgym.synthesis`) when one is configured; every row is checked by the env's
+  verifier (or, for LLM rows of an env that cannot check new prompts, by self-consistency).
 * ``Examples`` -> the teacher's own rows, checked by the verifier; the valid ones are cycled to
   fill the budget.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
 
     from teachgym.protocols import Env
-    from teachgym.types import Action
+    from teachgym.synthesis import LLMSynthesizer
+    from teachgym.types import Action, Failure
 
 #: Generator calls per request before the engine gives up on filling it.
 MAX_ATTEMPTS = 20
@@ -63,6 +65,8 @@ class DataReport:
     dropped: dict[str, int] = field(default_factory=dict)
     repeated: dict[str, int] = field(default_factory=dict)
     rejected_sample: list[dict[str, Any]] = field(default_factory=list)
+    #: The LLM engine's bookkeeping (requested/generated/kept/shortfall, per skill) when it served the round.
+    llm: dict[str, Any] | None = None
 
     @property
     def total(self) -> int:
@@ -78,18 +82,28 @@ class _Filter:
         self.seen: set[str] = set()
         self.dropped: Counter[str] = Counter()
 
-    def keep(self, row: Mapping[str, Any], dedupe: bool = True) -> bool:
-        reason = None
+    def reject(self, row: Mapping[str, Any], reason: str) -> None:
+        """Count a dropped row and keep the first few as a sample."""
+        self.dropped[reason] += 1
+        if len(self.report.rejected_sample) < 20:
+            self.report.rejected_sample.append({"reason": reason, **_normalise(row, "?")})
+
+    def admissible(self, row: Mapping[str, Any], dedupe: bool = True) -> bool:
+        """The cheap checks: not an eval prompt, not already in the round (rejections are counted)."""
         if row["prompt"] in self.eval_prompts:
-            reason = "eval_overlap"
-        elif not self.env.verify(row["prompt"], row["completion"]):
-            reason = "failed_verifier"
-        elif dedupe and row["prompt"] in self.seen:
-            reason = "duplicate"
-        if reason:
-            self.dropped[reason] += 1
-            if len(self.report.rejected_sample) < 20:
-                self.report.rejected_sample.append({"reason": reason, **_normalise(row, "?")})
+            self.reject(row, "eval_overlap")
+            return False
+        if dedupe and row["prompt"] in self.seen:
+            self.reject(row, "duplicate")
+            return False
+        return True
+
+    def keep(self, row: Mapping[str, Any], dedupe: bool = True, verify: bool = True) -> bool:
+        """Every check (``verify=False`` when the row was checked another way, e.g. self-consistency)."""
+        if not self.admissible(row, dedupe):
+            return False
+        if verify and not self.env.verify(row["prompt"], row["completion"]):
+            self.reject(row, "failed_verifier")
             return False
         self.seen.add(row["prompt"])
         return True
@@ -134,12 +148,70 @@ def _generate(
     return [rows[i % len(rows)] for i in range(n)]
 
 
+def _pool_rows(pool: Dataset, idx: list[int], n: int, rng: random.Random) -> list[dict]:
+    """``n`` rows of ``idx``: without replacement while they last, then again from a fresh permutation."""
+    picks: list[int] = []
+    while len(picks) < n:
+        perm = list(idx)
+        rng.shuffle(perm)
+        picks += perm[: n - len(picks)]
+    # to_list() converts the Arrow rows in one go; iterating a Dataset decodes row by row (~50x slower).
+    return [_normalise(r, "pool") for r in pool.select(picks).to_list()]
+
+
+def _synthesize_llm(
+    synthesizer: LLMSynthesizer,
+    env: Env,
+    skill: str,
+    n: int,
+    level: int | None,
+    seed: int,
+    filt: _Filter,
+    report: DataReport,
+    failures: Sequence[Failure],
+) -> list[dict]:
+    """Rows from the LLM engine; a shortfall is filled from the env's own sources (or is an error)."""
+    got, log = synthesizer.synthesize(env, skill, n, level, seed, filt, failures)
+    llm = report.llm or {"requested": 0, "generated": 0, "kept": 0, "shortfall": 0, "backend_calls": 0,
+                         "rejected": {}, "by_skill": {}}
+    for key in ("requested", "generated", "kept", "backend_calls"):
+        llm[key] += getattr(log, key)
+    for reason, k in log.rejected.items():
+        llm["rejected"][reason] = llm["rejected"].get(reason, 0) + k
+    for sk, counts in log.by_skill.items():
+        mine = llm["by_skill"].setdefault(sk, {"requested": 0, "generated": 0, "kept": 0})
+        for key, v in counts.items():
+            mine[key] += v
+    report.llm = llm
+    rows = [_normalise(r, "llm") for r in got]
+    short = n - len(rows)
+    if not short:
+        return rows
+    if synthesizer.cfg.on_shortfall == "error":
+        raise EngineError(
+            f"the LLM engine kept {len(rows)} of {n} rows for {skill!r} after {synthesizer.cfg.max_attempts} "
+            f"attempts (rejected: {dict(filt.dropped)}); synthesis.on_shortfall=error"
+        )
+    llm["shortfall"] += short
+    if getattr(env, "supports_generation", False):
+        return rows + _generate(env, skill, short, level, seed, filt, report)
+    pool = env.pool()
+    idx = [i for i, s in enumerate(pool["skills"]) if skill in s] if pool is not None else []
+    if level is not None and idx:
+        idx = [i for i in idx if pool[i]["level"] == level] or idx
+    if not idx:
+        raise EngineError(f"the LLM engine fell short for {skill!r} and env {env.name!r} has no rows of it to fill in")
+    return rows + _pool_rows(pool, idx, short, random.Random(seed))
+
+
 def materialize(
     action: Action,
     env: Env,
     budget: int,
     seed: int,
     eval_prompts: set[str] | None = None,
+    synthesizer: LLMSynthesizer | None = None,
+    failures: Sequence[Failure] = (),
 ) -> tuple[Dataset, DataReport]:
     """Build the round's training set from an action.
 
@@ -149,6 +221,8 @@ def materialize(
         budget: Exact number of rows to return (``examples_per_round``).
         seed: Makes sampling reproducible; vary it per round.
         eval_prompts: Prompts that must never be trained on (default: the env's eval set).
+        synthesizer: The LLM data engine; when given, it serves ``Synthesize`` instead of the env's generator.
+        failures: The student's recent failures, shown to the LLM engine.
 
     Returns:
         The rows as a shuffled ``datasets.Dataset`` with :data:`EXAMPLE_COLUMNS`, and a report.
@@ -184,14 +258,7 @@ def materialize(
             if not idx:
                 rows += _generate(env, skill, n, None, rng.randrange(2**31), filt, report)
                 continue
-            # Without replacement while the pool lasts, then again from a fresh permutation.
-            picks: list[int] = []
-            while len(picks) < n:
-                perm = list(idx)
-                rng.shuffle(perm)
-                picks += perm[: n - len(picks)]
-            # to_list() converts the Arrow rows in one go; iterating a Dataset decodes row by row (~50x slower).
-            rows += [_normalise(r, "pool") for r in pool.select(picks).to_list()]
+            rows += _pool_rows(pool, idx, n, rng)
     elif isinstance(action, Synthesize):
         shares: dict[tuple[str, int | None], float] = defaultdict(float)
         for r in action.requests:
@@ -201,7 +268,9 @@ def materialize(
         for i, (skill, level) in enumerate(keys):
             n = counts_by_key[str(i)]
             report.requested[skill] = report.requested.get(skill, 0) + n
-            if n:
+            if n and synthesizer is not None:
+                rows += _synthesize_llm(synthesizer, env, skill, n, level, rng.randrange(2**31), filt, report, failures)
+            elif n:
                 rows += _generate(env, skill, n, level, rng.randrange(2**31), filt, report)
     elif isinstance(action, Examples):
         valid = [_normalise(r, "teacher") for r in action.rows if filt.keep(r)]

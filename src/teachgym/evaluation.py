@@ -51,7 +51,7 @@ def evaluate(
         previous: Last round's profile, for ``change``.
         max_new_tokens: Longest generated answer.
         batch_size: Prompts per generation batch.
-        num_failures: Failed items to keep for the teacher (the first ones in eval order).
+        num_failures: Failed items to keep for the teacher, taken from each skill in turn (eval order).
     """
     ev = env.eval_set()
     prompts, golds, skills = ev["prompt"], ev["completion"], ev["skills"]
@@ -77,11 +77,17 @@ def evaluate(
         {"prompt": p, "gold": g, "output": o, "correct": ok, "loss": lo, "skills": ",".join(sk)}
         for p, g, o, ok, lo, sk in zip(prompts, golds, outputs, correct, losses, skills)
     ]
-    failures = [
-        Failure(prompt=p["prompt"], gold=p["gold"], output=p["output"], skills=tuple(sk))
-        for p, sk in zip(predictions, skills)
-        if not p["correct"]
-    ][:num_failures]
+    # Take failures skill by skill in turn (the eval set is grouped by skill), so that the sample shows
+    # every weak skill rather than only the first one's items.
+    by_skill: dict[str, list[Failure]] = {s: [] for s in names}
+    for p, sk in zip(predictions, skills):
+        if not p["correct"]:
+            by_skill[sk[0]].append(Failure(prompt=p["prompt"], gold=p["gold"], output=p["output"], skills=tuple(sk)))
+    failures: list[Failure] = []
+    queues = [q for q in by_skill.values() if q]
+    while queues and len(failures) < num_failures:
+        failures += [q.pop(0) for q in queues][: num_failures - len(failures)]
+        queues = [q for q in queues if q]
     return EvalResult(profile=profile, predictions=predictions, failures=failures)
 
 

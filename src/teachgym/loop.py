@@ -103,6 +103,11 @@ def run_experiment(
     env = build_component("envs", "env", config.env, seed=seed)
     student = build_component("students", "student", config.student, seed=seed, env=env)
     policy = build_component("policies", "policy", config.policy, seed=seed)
+    synthesizer = None
+    if config.synthesis is not None:
+        from teachgym.synthesis import LLMSynthesizer
+
+        synthesizer = LLMSynthesizer(config.synthesis)
     skills = [s.name for s in env.skills]
     eval_prompts = set(env.eval_set()["prompt"])
     skill_graph = {s.name: tuple(s.prerequisites) for s in env.skills}
@@ -167,7 +172,9 @@ def run_experiment(
                 action: Action = policy.act(obs)
                 validate_action(action, env.skills)  # garbage is caught here, before any training
                 budget = loop.examples_per_round - probed
-                data, report = materialize(action, env, budget, seed * 100_003 + r, eval_prompts)
+                data, report = materialize(
+                    action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures
+                )
                 if probed:  # the round's composition includes what the probes trained on
                     report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
                     report.sources["probe"] = probed

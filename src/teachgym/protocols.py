@@ -77,7 +77,9 @@ class Env(Protocol):
 
     ``pool()`` returns the rows a teacher can reweight, or ``None``; ``generate()`` synthesises new
     rows when ``supports_generation`` is true (otherwise it may raise ``NotImplementedError``).
-    Every row has the columns in :data:`teachgym.types.EXAMPLE_COLUMNS`.
+    Every row has the columns in :data:`teachgym.types.EXAMPLE_COLUMNS`. An env may also set
+    ``verifies_new_prompts = True`` when ``verify`` can check prompts it never produced (it solves
+    them); the LLM data engine then checks its rows with the verifier instead of self-consistency.
     """
 
     name: str

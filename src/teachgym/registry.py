@@ -36,6 +36,18 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.envs.arithmetic:ArithmeticEnv",
             "six integer-arithmetic skills with prerequisites; a pool to reweight and a generator",
         ),
+        "lego": Entry(
+            "teachgym.envs.lego:LegoEnv",
+            "Skill-it's LEGO task: chains of negated assignments, one skill per hop (each needs the last)",
+        ),
+        "strings": Entry(
+            "teachgym.envs.strings:StringsEnv",
+            "character-level skills (copy, reverse, sort, dedupe, count) with input lengths as levels",
+        ),
+        "dataset": Entry(
+            "teachgym.envs.dataset:DatasetEnv",
+            "your own JSONL/CSV/Parquet/save_to_disk rows with a skills column; exact/numeric/regex/custom checker",
+        ),
     },
     "students": {
         "hf": Entry(

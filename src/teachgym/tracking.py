@@ -85,6 +85,11 @@ def round_metrics(
         for reason, n in report.dropped.items():
             m[f"data/dropped/{reason}"] = float(n)
         m["data/repeated"] = float(sum(report.repeated.values()))
+        if report.llm:
+            for key in ("requested", "generated", "kept", "shortfall"):
+                m[f"data/llm/{key}"] = float(report.llm[key])
+            for reason, n in report.llm["rejected"].items():
+                m[f"data/llm/rejected/{reason}"] = float(n)
     m["data/cumulative_examples"] = float(cumulative)
     return m
 
@@ -183,6 +188,7 @@ class MLflowTracker:
                     "dropped": report.dropped,
                     "repeated": report.repeated,
                     "rejected_sample": report.rejected_sample,
+                    "llm": report.llm,
                 }
             mlflow.log_dict(decision, "decision.json")
         if train is not None:
