@@ -22,6 +22,9 @@ from teachgym.types import Mixture, Observation
 class MissingSkillPolicy:
     """STAT-Sel: mixture weights proportional to the missing-skill rate, tempered and floored."""
 
+    #: It needs no profile (open-ended: missing rates come from the failure sample).
+    state_levels = ("open-ended", "skill-list", "skill-tree")
+
     def __init__(self, temperature: float = 1.0, floor: float = 0.05) -> None:
         """Configure the rule.
 

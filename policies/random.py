@@ -17,6 +17,9 @@ from teachgym.types import Mixture, Observation
 class RandomPolicy:
     """A fresh Dirichlet(alpha) mixture each round (the lower baseline)."""
 
+    #: It reads no profile, so it acts the same in every state.
+    state_levels = ("open-ended", "skill-list", "skill-tree")
+
     def __init__(self, alpha: float = 1.0, seed: int = 0) -> None:
         """Args:
         alpha: Dirichlet concentration (> 0).

@@ -11,6 +11,10 @@ instead of reweighting what exists. Each round, with budget ``B`` and missing ra
    easiest level; otherwise ``None`` (the generator spreads over all levels).
 
 If the student misses nothing, the budget is split evenly over all skills.
+
+In the ``skill-tree`` state the same rule ranks **sub-skills** ``(skill, level)`` by their own missing
+rate and requests exactly those levels; in the ``open-ended`` state the missing rates are the skills'
+shares of the failure sample and the level is left to the generator.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from teachgym.types import Observation, Request, Synthesize
 
 class TargetedSynthesisPolicy:
     """STAT-Syn: ``Synthesize`` requests for the most-missed skills, sized by their missing rate."""
+
+    #: It needs no profile (open-ended: missing rates come from the failure sample).
+    state_levels = ("open-ended", "skill-list", "skill-tree")
 
     def __init__(self, top_k: int = 3, adaptive_level: bool = True) -> None:
         """Configure the rule.
@@ -38,6 +45,8 @@ class TargetedSynthesisPolicy:
 
     def act(self, observation: Observation) -> Synthesize:
         """Requests from the observation (rule in the module docstring)."""
+        if observation.subskills:
+            return self._act_tree(observation)
         names = observation.skill_names
         missing = observation.missing_rates()
         ranked = sorted((s for s in names if missing[s] > 0), key=lambda s: (-missing[s], names.index(s)))
@@ -50,12 +59,31 @@ class TargetedSynthesisPolicy:
             if n == 0:
                 continue
             level = None
-            if self.adaptive_level:
+            if self.adaptive_level and observation.profile:
                 lv = levels[skill]
                 idx = min(int(observation.profile[skill].accuracy * len(lv)), len(lv) - 1)
                 level = lv[idx]
             requests.append(Request(skill=skill, n=n, level=level))
         return Synthesize(requests)
+
+    def _act_tree(self, observation: Observation) -> Synthesize:
+        """Skill-tree: the most-missed sub-skills ``(skill, level)``, each requested at its own level."""
+        names = observation.skill_names
+        assert observation.subskills is not None
+        leaves = {
+            (s, level): stats.missing_rate
+            for s in names
+            for level, stats in sorted(observation.subskills.get(s, {}).items())
+            if stats.missing_rate > 0
+        }
+        ranked = sorted(leaves, key=lambda k: (-leaves[k], names.index(k[0]), k[1]))[: self.top_k]
+        if not ranked:
+            counts = largest_remainder({s: 1.0 for s in names}, observation.examples_per_round)
+            return Synthesize([Request(skill=s, n=n) for s, n in counts.items() if n])
+        counts = largest_remainder({f"{s}@{lv}": leaves[(s, lv)] for s, lv in ranked},
+                                   observation.examples_per_round)
+        return Synthesize([Request(skill=s, n=counts[f"{s}@{lv}"], level=lv) for s, lv in ranked
+                           if counts[f"{s}@{lv}"]])
 
     def state_dict(self) -> dict[str, Any]:
         """The rule is a pure function of the observation: no state."""

@@ -10,6 +10,9 @@ from teachgym.types import Mixture, Observation
 class UniformPolicy:
     """Equal weight on every skill: the engine then draws ``examples_per_round / K`` rows per skill."""
 
+    #: It reads no profile, so it acts the same in every state.
+    state_levels = ("open-ended", "skill-list", "skill-tree")
+
     def act(self, observation: Observation) -> Mixture:
         """Return ``w_s = 1/K`` for each of the ``K`` skills."""
         names = observation.skill_names

@@ -112,8 +112,8 @@ class Served:
                 self.log.seek(0)
                 raise RuntimeError(f"{self.cmd} exited with {self.proc.returncode}:\n{self.log.read()[-3000:]}")
             try:
-                if http_get(f"http://127.0.0.1:{self.port}/health") == b"OK":
-                    return self.proc
+                http_get(f"http://127.0.0.1:{self.port}/health")  # raises until the server answers 200
+                return self.proc
             except OSError:
                 pass
             time.sleep(1.0)

@@ -56,6 +56,11 @@ class LoopConfig(_Strict):
     max_new_tokens: int = Field(16, ge=1, description="Longest answer generated at evaluation.")
     output_dir: str = Field("outputs", description="Where checkpoints and round files go (one folder per run).")
     save_student: bool = Field(True, description="Save the final student to <output_dir>/<run>/student.")
+    state: Literal["open-ended", "skill-list", "skill-tree"] = Field(
+        "skill-list",
+        description="What the teacher sees (DataEnvGym): open-ended = only failures; skill-list = the per-skill "
+        "profile; skill-tree = the profile plus per-level sub-skills that requests can target.",
+    )
 
 
 class TrackingConfig(_Strict):
@@ -138,9 +143,12 @@ def _model_at(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | N
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         ann = field.annotation if field else None
-        if not (inspect.isclass(ann) and issubclass(ann, BaseModel)):
+        # An optional section (``SynthesisConfig | None``) names its model inside the union.
+        candidates = [ann, *typing.get_args(ann)]
+        models = [a for a in candidates if inspect.isclass(a) and issubclass(a, BaseModel)]
+        if not models:
             return None
-        model = ann
+        model = models[0]
     return model
 
 

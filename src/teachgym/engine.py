@@ -100,10 +100,15 @@ class _Filter:
 
     def keep(self, row: Mapping[str, Any], dedupe: bool = True, verify: bool = True) -> bool:
         """Every check (``verify=False`` when the row was checked another way, e.g. self-consistency)."""
-        if not self.admissible(row, dedupe):
-            return False
-        if verify and not self.env.verify(row["prompt"], row["completion"]):
-            self.reject(row, "failed_verifier")
+        reason = None
+        if row["prompt"] in self.eval_prompts:
+            reason = "eval_overlap"
+        elif verify and not self.env.verify(row["prompt"], row["completion"]):
+            reason = "failed_verifier"
+        elif dedupe and row["prompt"] in self.seen:
+            reason = "duplicate"
+        if reason:
+            self.reject(row, reason)
             return False
         self.seen.add(row["prompt"])
         return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from teachgym.types import Failure, SkillStats
@@ -19,6 +19,8 @@ class EvalResult:
     profile: dict[str, SkillStats]
     predictions: list[dict[str, Any]]
     failures: list[Failure]
+    #: ``{skill: {level: stats}}`` over the eval items of each level (the skill-tree state's sub-skills).
+    subskills: dict[str, dict[int, SkillStats]] = field(default_factory=dict)
 
     @property
     def mean_accuracy(self) -> float:
@@ -39,6 +41,7 @@ def evaluate(
     max_new_tokens: int = 16,
     batch_size: int = 256,
     num_failures: int = 20,
+    previous_subskills: Mapping[str, Mapping[int, SkillStats]] | None = None,
 ) -> EvalResult:
     """Answer every eval item, verify each answer, and aggregate per skill.
 
@@ -52,6 +55,7 @@ def evaluate(
         max_new_tokens: Longest generated answer.
         batch_size: Prompts per generation batch.
         num_failures: Failed items to keep for the teacher, taken from each skill in turn (eval order).
+        previous_subskills: Last round's per-level stats, for their ``change``.
     """
     ev = env.eval_set()
     prompts, golds, skills = ev["prompt"], ev["completion"], ev["skills"]
@@ -88,7 +92,11 @@ def evaluate(
     while queues and len(failures) < num_failures:
         failures += [q.pop(0) for q in queues][: num_failures - len(failures)]
         queues = [q for q in queues if q]
-    return EvalResult(profile=profile, predictions=predictions, failures=failures)
+    from teachgym.state import subskill_profile
+
+    levels = ev["level"] if "level" in ev.column_names else [1] * len(prompts)
+    subskills = subskill_profile(correct, losses, skills, levels, previous_subskills)
+    return EvalResult(profile=profile, predictions=predictions, failures=failures, subskills=subskills)
 
 
 def loss_profile(student: Student, env: Env, batch_size: int = 256) -> dict[str, float]:

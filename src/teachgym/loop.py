@@ -27,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from teachgym.config import ExperimentConfig, build_component, flatten
+from teachgym.config import ConfigError, ExperimentConfig, build_component, flatten
+from teachgym.state import policy_levels, restrict
 from teachgym.types import (
     Action,
     HistoryEntry,
@@ -103,6 +104,11 @@ def run_experiment(
     env = build_component("envs", "env", config.env, seed=seed)
     student = build_component("students", "student", config.student, seed=seed, env=env)
     policy = build_component("policies", "policy", config.policy, seed=seed)
+    if loop.state not in policy_levels(policy):
+        raise ConfigError(
+            f"loop.state: policy {config.policy.name!r} works with the states {list(policy_levels(policy))}, not "
+            f"{loop.state!r} (it reads what that state hides); policies that can: {_policies_for(loop.state)}"
+        )
     synthesizer = None
     if config.synthesis is not None:
         from teachgym.synthesis import LLMSynthesizer
@@ -164,6 +170,7 @@ def run_experiment(
                 history=tuple(history),
                 skill_graph=skill_graph,
             )
+            obs = restrict(obs, loop.state, result.subskills)  # what this teacher may see
             with tracker.round(r) if tracker else nullcontext():
                 # Aioli-style policies first probe the student; probe rows come out of this round's budget.
                 obs, probed, probe_rows, probe_results = _run_probes(
@@ -181,7 +188,8 @@ def run_experiment(
                 train = student.train(data)
                 used += len(data) + probed
                 result = evaluate(
-                    student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures
+                    student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures,
+                    result.subskills,
                 )
                 metrics = round_metrics(result, action, report, used, skills)
                 if probed:
@@ -218,6 +226,20 @@ def run_experiment(
         tracking_uri=tracker.uri if tracker else None,
         output_dir=os.fspath(out_dir),
     )
+
+
+def _policies_for(state: str) -> list[str]:
+    """Built-in policies that declare they can act on ``state``."""
+    from teachgym.registry import BUILTINS, resolve
+
+    ok = []
+    for name in BUILTINS["policies"]:
+        try:
+            if state in policy_levels(resolve("policies", name)):
+                ok.append(name)
+        except Exception:  # noqa: BLE001 - an optional dependency missing: skip that policy
+            continue
+    return ok
 
 
 def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_size):

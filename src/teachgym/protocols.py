@@ -349,6 +349,33 @@ def check_policy(
     rest_b = [action_to_dict(restored.act(_with_probes(restored, o))) for o in episode[half:]]
     _require(rest_a == rest_b, "a policy restored from state_dict() decides differently from the original")
 
+    # Every state level the policy claims (DataEnvGym's open-ended / skill-list / skill-tree) must
+    # give valid actions when the observation is restricted to it.
+    from teachgym.state import STATE_LEVELS, policy_levels, restrict
+
+    levels = policy_levels(policy)
+    bad = sorted(set(levels) - set(STATE_LEVELS))
+    _require(not bad, f"state_levels names unknown levels {bad}; levels: {list(STATE_LEVELS)}")
+    for level in levels:
+        if level == "skill-list":
+            continue
+        p = make_policy()
+        for o in episode:
+            tree = {s.name: {lv: dataclasses.replace(o.profile[s.name], accuracy=o.profile[s.name].accuracy * (1 - 0.2 * i),
+                                                      missing_rate=1 - o.profile[s.name].accuracy * (1 - 0.2 * i))
+                             for i, lv in enumerate(s.levels)} for s in skills}
+            seen = restrict(o, level, tree)
+            try:
+                a = p.act(_with_probes(p, seen))
+                validate_action(a, skills)
+            except InvalidActionError as e:
+                raise CheckError(f"state {level}, round {o.round}: invalid action: {e}") from None
+            except (KeyError, TypeError, AttributeError) as e:
+                raise CheckError(
+                    f"state {level}, round {o.round}: the policy failed on what this state shows ({e!r}); "
+                    f"drop {level!r} from its state_levels or handle it"
+                ) from None
+
 
 # -- student ------------------------------------------------------------------------------------
 

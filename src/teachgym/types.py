@@ -99,6 +99,11 @@ class Observation:
         history: Earlier rounds, oldest first (round 0 has no action).
         skill_graph: ``skill -> prerequisites`` when the env declares them.
         probes: Results of this round's probes, for a policy that asked for some (else empty).
+        state: DataEnvGym's level of state: ``open-ended`` (no profile, no history profiles, no skill
+            graph: only the failures), ``skill-list`` (the per-skill profile) or ``skill-tree`` (the
+            profile plus ``subskills``).
+        subskills: In the ``skill-tree`` state, ``{skill: {level: stats}}``: each skill's sub-skills
+            are its difficulty levels, which a ``Request(skill, n, level)`` can target.
     """
 
     round: int
@@ -112,6 +117,8 @@ class Observation:
     history: tuple[HistoryEntry, ...] = ()
     skill_graph: Mapping[str, tuple[str, ...]] | None = None
     probes: tuple[ProbeResult, ...] = ()
+    state: str = "skill-list"
+    subskills: Mapping[str, Mapping[int, SkillStats]] | None = None
 
     @property
     def skill_names(self) -> list[str]:
@@ -123,7 +130,19 @@ class Observation:
         return {s: self.profile[s].accuracy for s in self.skill_names}
 
     def missing_rates(self) -> dict[str, float]:
-        """``{skill: missing_rate}`` in the env's order."""
+        """``{skill: missing_rate}`` in the env's order.
+
+        In the ``open-ended`` state there is no profile; each skill's share of the failure sample
+        stands in for its missing rate (0 for every skill when nothing failed).
+        """
+        if not self.profile:
+            counts = {s: 0 for s in self.skill_names}
+            for f in self.failures:
+                for s in f.skills:
+                    if s in counts:
+                        counts[s] += 1
+            total = sum(counts.values())
+            return {s: (c / total if total else 0.0) for s, c in counts.items()}
         return {s: self.profile[s].missing_rate for s in self.skill_names}
 
 
