@@ -10,8 +10,16 @@ from conftest import TINY, policy_kwargs
 
 
 @pytest.mark.parametrize("name", list(BUILTINS["envs"]))
-def test_check_env_on_every_builtin_env(name):
-    env = build_component("envs", "env", ComponentConfig(name=name))
+def test_check_env_on_every_builtin_env(name, tmp_path):
+    kwargs = {}
+    if name == "dataset":  # your own data: a file written here, 480 rows of two skills
+        import json
+
+        rows = [{"prompt": f"{i}+{i}=", "completion": str(2 * i), "skills": ["double" if i % 2 else "even"]}
+                for i in range(480)]
+        (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        kwargs = {"path": str(tmp_path / "rows.jsonl"), "eval_per_skill": 100}
+    env = build_component("envs", "env", ComponentConfig(name=name, **kwargs))
     assert isinstance(env, Env)
     check_env(env, min_eval_per_skill=100)
 
