@@ -124,7 +124,8 @@ def test_checkers(tmp_path, monkeypatch):
     num = DatasetEnv(str(nums), eval_per_skill=5, checker="numeric")
     assert num.verify("n2", "0.50") and num.verify("n4", "1") and not num.verify("n4", "1.1")
     assert not num.verify("n4", "one")
-    (tmp_path / "my_checks.py").write_text("def last_word(output, gold):\n    return output.split()[-1] == gold.split()[-1]\n")
+    checks = "def last_word(output, gold):\n    return output.split()[-1] == gold.split()[-1]\n"
+    (tmp_path / "my_checks.py").write_text(checks)
     monkeypatch.syspath_prepend(str(tmp_path))
     custom = DatasetEnv(str(path), eval_per_skill=5, checker="my_checks:last_word")
     assert custom.verify("q3", "so: 3.") and not custom.verify("q3", "3")

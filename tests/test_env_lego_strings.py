@@ -74,15 +74,16 @@ def test_a_skill_subset_keeps_the_same_eval_items():
     sub = StringsEnv(eval_per_skill=30, pool_per_skill=0, skills=["sort", "count"])
     rows = [r for r in full.eval_set().to_list() if r["skills"][0] in ("sort", "count")]
     assert sub.eval_set().to_list() == rows
-    assert LegoEnv(eval_per_skill=30).eval_set()["prompt"] == LegoEnv(eval_per_skill=30, pool_seed=9).eval_set()["prompt"]
+    lego = LegoEnv(eval_per_skill=30).eval_set()["prompt"]
+    assert lego == LegoEnv(eval_per_skill=30, pool_seed=9).eval_set()["prompt"]
 
 
 @pytest.mark.parametrize("path", ["configs/lego.yaml", "configs/strings.yaml"])
 def test_shipped_configs_run_end_to_end_at_unit_size(path, tmp_path):
-    from conftest import TINY
-
     from teachgym.config import load_config
     from teachgym.loop import run_experiment
+
+    from conftest import TINY
 
     cfg = load_config(path, ["loop.rounds=1", "loop.examples_per_round=32", "env.eval_per_skill=4",
                              "env.pool_per_skill=20", f"student.tiny={TINY}", "tracking.enabled=false",

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY, Served, free_port, tiny_config
 
 from teachgym.config import SynthesisConfig, load_config
 from teachgym.engine import EngineError, materialize
@@ -14,6 +13,8 @@ from teachgym.envs.dataset import DatasetEnv
 from teachgym.envs.strings import StringsEnv
 from teachgym.synthesis import LLMSynthesizer, SynthesisError, build_prompt, parse_example
 from teachgym.types import Failure, Request, Synthesize
+
+from conftest import TINY, Served, free_port, tiny_config
 
 
 @pytest.fixture(scope="session")

@@ -361,9 +361,10 @@ def check_policy(
             continue
         p = make_policy()
         for o in episode:
-            tree = {s.name: {lv: dataclasses.replace(o.profile[s.name], accuracy=o.profile[s.name].accuracy * (1 - 0.2 * i),
-                                                      missing_rate=1 - o.profile[s.name].accuracy * (1 - 0.2 * i))
-                             for i, lv in enumerate(s.levels)} for s in skills}
+            # Made-up sub-skills: each harder level of a skill 20% less accurate than the one before.
+            acc = {s.name: [o.profile[s.name].accuracy * (1 - 0.2 * i) for i in range(len(s.levels))] for s in skills}
+            tree = {s.name: {lv: dataclasses.replace(o.profile[s.name], accuracy=a, missing_rate=1 - a)
+                             for lv, a in zip(s.levels, acc[s.name])} for s in skills}
             seen = restrict(o, level, tree)
             try:
                 a = p.act(_with_probes(p, seen))

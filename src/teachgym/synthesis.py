@@ -302,7 +302,7 @@ class LLMSynthesizer:
             cfg.check == "auto" and getattr(env, "verifies_new_prompts", False)
         )
         kept: list[dict[str, Any]] = []
-        for attempt in range(cfg.max_attempts):
+        for _ in range(cfg.max_attempts):
             want = n - len(kept)
             if want <= 0:
                 break
