@@ -13,7 +13,7 @@ instead of reweighting what exists. Each round, with budget ``B`` and missing ra
 If the student misses nothing, the budget is split evenly over all skills.
 
 In the ``skill-tree`` state the same rule ranks **sub-skills** ``(skill, level)`` by their own missing
-rate and requests exactly those levels; in the ``open-ended`` state the missing rates are the skills'
+rate (ties: easier level first, then env order) and requests exactly those levels; in the ``open-ended`` state the missing rates are the skills'
 shares of the failure sample and the level is left to the generator.
 """
 
@@ -76,7 +76,9 @@ class TargetedSynthesisPolicy:
             for level, stats in sorted(observation.subskills.get(s, {}).items())
             if stats.missing_rate > 0
         }
-        ranked = sorted(leaves, key=lambda k: (-leaves[k], names.index(k[0]), k[1]))[: self.top_k]
+        # Ties (at first every sub-skill is missed alike) go to the easiest level, then to env order, so
+        # the first requests spread over the skills' easiest levels instead of one skill's every level.
+        ranked = sorted(leaves, key=lambda k: (-leaves[k], k[1], names.index(k[0])))[: self.top_k]
         if not ranked:
             counts = largest_remainder({s: 1.0 for s in names}, observation.examples_per_round)
             return Synthesize([Request(skill=s, n=n) for s, n in counts.items() if n])

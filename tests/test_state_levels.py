@@ -129,3 +129,14 @@ def test_check_policy_holds_a_policy_to_the_states_it_claims():
         check_policy(Claims)
     Claims.state_levels = ("skill-list",)
     check_policy(Claims)
+
+
+def test_tree_ties_go_to_the_easiest_levels_across_skills():
+    from teachgym.types import SkillStats
+
+    skills = [Skill("a", levels=(1, 2)), Skill("b", levels=(1, 2)), Skill("c", levels=(1, 2))]
+    obs = make_observation(skills, [0.0, 0.0, 0.5], examples_per_round=90)
+    tree = {s.name: {lv: SkillStats(acc, 1.0, 10, 1 - acc) for lv, acc in ((1, 0.0), (2, 0.0))} for s in skills}
+    tree["c"] = {1: SkillStats(0.9, 1.0, 10, 0.1), 2: SkillStats(0.2, 1.0, 10, 0.8)}
+    action = resolve("policies", "targeted-synthesis")().act(restrict(obs, "skill-tree", tree))
+    assert [(r.skill, r.level, r.n) for r in action.requests] == [("a", 1, 30), ("b", 1, 30), ("a", 2, 30)]
