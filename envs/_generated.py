@@ -1,4 +1,4 @@
-"""Plumbing shared by the synthetic envs (``lego``, ``strings``): eval set, pool and generator.
+"""Plumbing shared by the synthetic envs (``arithmetic``, ``lego``, ``strings``): eval set, pool, generator.
 
 A synthetic env defines its skills, ``_row(skill, level, rng) -> {"prompt", "completion"}`` and
 ``solve(prompt) -> str | None``; this base draws a seeded held-out eval set (always from every skill,

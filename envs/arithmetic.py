@@ -18,12 +18,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from teachgym.envs._generated import GeneratedEnv
 from teachgym.types import Skill
-
-if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
 
 Sampler = Callable[[random.Random, int], tuple[int, str, int]]
 _PROMPT = re.compile(r"^\s*(\d+)\s*([+\-*])\s*(\d+)\s*=\s*$")
@@ -104,7 +101,6 @@ SKILLS: tuple[Skill, ...] = (
     Skill("sub_borrow", "two-digit subtraction with borrowing", ("sub_noborrow",), (1, 2)),
     Skill("mul_2x1", "two-digit times one-digit multiplication", ("add_carry",), (1, 2, 3)),
 )
-_LEVELS = {s.name: s.levels for s in SKILLS}
 _SAMPLERS: dict[str, Sampler] = {
     "add_nocarry": _add_nocarry,
     "add_carry": _add_carry,
@@ -124,13 +120,11 @@ def solve(prompt: str) -> int | None:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-class ArithmeticEnv:
+class ArithmeticEnv(GeneratedEnv):
     """Integer arithmetic in six skills with prerequisites (pool + generator)."""
 
     name = "arithmetic"
-    supports_generation = True
-    #: The verifier computes the answer from the prompt, so it can check rows it has never seen.
-    verifies_new_prompts = True
+    ALL_SKILLS = SKILLS
 
     def __init__(
         self,
@@ -154,109 +148,14 @@ class ArithmeticEnv:
         if format not in ("padded", "plain"):
             raise ValueError(f"format must be 'padded' or 'plain', not {format!r}")
         self.format = format
-        if eval_per_skill < 1 or pool_per_skill < 0:
-            raise ValueError("eval_per_skill must be >= 1 and pool_per_skill >= 0")
-        names = [s.name for s in SKILLS]
-        if skills is not None:
-            unknown = sorted(set(skills) - set(names))
-            if unknown:
-                raise ValueError(f"unknown arithmetic skills {unknown}; available: {names}")
-        chosen = [s for s in SKILLS if skills is None or s.name in skills]
-        kept = {s.name for s in chosen}
-        # A subset keeps only the prerequisites that are still present.
-        self.skills: tuple[Skill, ...] = tuple(
-            Skill(s.name, s.description, tuple(p for p in s.prerequisites if p in kept), s.levels) for s in chosen
-        )
-        self.eval_per_skill = eval_per_skill
-        self.pool_per_skill = pool_per_skill
-        self.eval_seed = eval_seed
-        self.pool_seed = pool_seed
-        self._eval_rows = self._draw_eval()
-        self._eval_prompts = frozenset(r["prompt"] for r in self._eval_rows)
-        self._pool: Dataset | None = None
-        self._eval: Dataset | None = None
+        super().__init__(eval_per_skill, pool_per_skill, eval_seed, pool_seed, skills)
 
-    # -- data sources -------------------------------------------------------------------------
     def _row(self, skill: str, level: int, rng: random.Random) -> dict:
         a, op, b = _SAMPLERS[skill](rng, level)
         answer = solve(f"{a}{op}{b}=")
         if self.format == "padded":
-            return {"prompt": f"{a:03d}{op}{b:03d}=", "completion": f"{answer:04d}", "skills": [skill], "level": level}
-        return {"prompt": f"{a}{op}{b}=", "completion": str(answer), "skills": [skill], "level": level}
-
-    def _draw(self, skill: str, n: int, level: int | None, rng: random.Random, exclude: frozenset[str]) -> list[dict]:
-        levels = list(_LEVELS[skill] if level is None else (level,))
-        rows: list[dict] = []
-        seen: set[str] = set()
-        misses = 0
-        while len(rows) < n and levels:
-            lvl = levels[len(rows) % len(levels)]
-            row = self._row(skill, lvl, rng)
-            if row["prompt"] in exclude or row["prompt"] in seen:
-                misses += 1
-                if misses > 500:  # this level's item space is exhausted: spread over the others
-                    levels.remove(lvl)
-                    misses = 0
-                continue
-            misses = 0
-            seen.add(row["prompt"])
-            rows.append(row)
-        return rows
-
-    def _draw_eval(self) -> list[dict]:
-        rng = random.Random(self.eval_seed)
-        rows = []
-        for s in SKILLS:  # always draw all six so a subset keeps the same eval items
-            drawn = self._draw(s.name, self.eval_per_skill, None, rng, frozenset())
-            if s.name in {k.name for k in self.skills}:
-                rows += [{**r, "source": "eval"} for r in drawn]
-        return rows
-
-    def _skill(self, name: str) -> Skill:
-        for s in self.skills:
-            if s.name == name:
-                return s
-        raise KeyError(f"unknown skill {name!r}; skills: {[s.name for s in self.skills]}")
-
-    def eval_set(self) -> Dataset:
-        """The fixed held-out eval set (``prompt``, ``completion``, ``skills``, ``level``, ``source``)."""
-        from datasets import Dataset
-
-        if self._eval is None:
-            self._eval = Dataset.from_list(self._eval_rows)
-        return self._eval
-
-    def pool(self) -> Dataset | None:
-        """The fixed pool to reweight: ``pool_per_skill`` rows per skill, none of them an eval prompt."""
-        from datasets import Dataset
-
-        if self.pool_per_skill == 0:
-            return None
-        if self._pool is None:
-            rng = random.Random(self.pool_seed)
-            rows = []
-            for s in self.skills:
-                rows += [
-                    {**r, "source": "pool"}
-                    for r in self._draw(s.name, self.pool_per_skill, None, rng, self._eval_prompts)
-                ]
-            self._pool = Dataset.from_list(rows)
-        return self._pool
-
-    def generate(self, skill: str, n: int, level: int | None = None, seed: int = 0) -> list[dict]:
-        """Synthesise ``n`` distinct fresh rows of ``skill`` (never an eval prompt).
-
-        Args:
-            skill: Skill name.
-            n: Rows wanted.
-            level: A level of the skill, or ``None`` to spread rows over all levels.
-            seed: Makes the draw reproducible.
-        """
-        s = self._skill(skill)
-        if level is not None and level not in s.levels:
-            raise ValueError(f"skill {skill!r} has levels {list(s.levels)}, not {level!r}")
-        rng = random.Random(f"{seed}:{skill}:{level}")
-        return [{**r, "source": "generator"} for r in self._draw(skill, n, level, rng, self._eval_prompts)]
+            return {"prompt": f"{a:03d}{op}{b:03d}=", "completion": f"{answer:04d}"}
+        return {"prompt": f"{a}{op}{b}=", "completion": str(answer)}
 
     def verify(self, prompt: str, output: str) -> bool:
         """True when ``output`` is a number equal to the answer to ``prompt`` (leading zeros allowed)."""
