@@ -13,8 +13,9 @@ instead of reweighting what exists. Each round, with budget ``B`` and missing ra
 If the student misses nothing, the budget is split evenly over all skills.
 
 In the ``skill-tree`` state the same rule ranks **sub-skills** ``(skill, level)`` by their own missing
-rate (ties: easier level first, then env order) and requests exactly those levels; in the ``open-ended`` state the missing rates are the skills'
-shares of the failure sample and the level is left to the generator.
+rate (ties: easier level first, then env order) and requests exactly those levels; in the
+``open-ended`` state the missing rates are the skills' shares of the failure sample and the level is
+left to the generator.
 """
 
 from __future__ import annotations
