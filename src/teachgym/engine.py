@@ -120,7 +120,7 @@ def _normalise(row: Mapping[str, Any], source: str) -> dict[str, Any]:
         "prompt": str(row["prompt"]),
         "completion": str(row["completion"]),
         "skills": [skills] if isinstance(skills, str) else [str(s) for s in skills],
-        "level": int(row.get("level") or 1),
+        "level": int(row["level"]) if row.get("level") is not None else 1,  # 0 is a level (your data's)
         "source": str(row.get("source") or source),
     }
 

@@ -319,7 +319,7 @@ class LLMSynthesizer:
             for text in texts:
                 parsed = parse_example(text)
                 row = {"prompt": parsed[0] if parsed else text.strip()[:200], "completion": parsed[1] if parsed else "",
-                       "skills": [skill], "level": level or spec.levels[0], "source": "llm"}
+                       "skills": [skill], "level": level if level is not None else spec.levels[0], "source": "llm"}
                 if parsed is None:
                     filt.reject(row, "unparseable")
                 elif row["prompt"] in self.seen:  # synthesised in an earlier round
