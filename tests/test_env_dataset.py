@@ -146,3 +146,16 @@ def test_the_loop_runs_on_your_data(tmp_path):
     assert len(result.rounds) == 4
     assert result.final.mean_accuracy > result.rounds[0].mean_accuracy
     assert set(result.final.accuracies) == {"add", "mul"}
+
+
+def test_zero_based_difficulties_stay_levels(tmp_path):
+    from teachgym.engine import materialize
+    from teachgym.types import Mixture
+
+    rows = [{"prompt": f"p{i}", "completion": "x", "skills": "s", "difficulty": i % 2} for i in range(40)]
+    path = tmp_path / "zero.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = DatasetEnv(str(path), eval_per_skill=10, difficulty_column="difficulty")
+    assert env.skills[0].levels == (0, 1)
+    data, _ = materialize(Mixture({"s": 1.0}), env, 30, seed=0)
+    assert set(data["level"]) == {0, 1}
