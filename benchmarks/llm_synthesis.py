@@ -73,9 +73,9 @@ def main() -> None:
         data, report = materialize(action, env, ROWS, seed=0, synthesizer=synth)
         seconds = time.perf_counter() - start
         llm = report.llm
-        return {"backend": label, "candidates": llm["generated"], "calls": llm["backend_calls"],
-                "kept": llm["kept"], "rejected": sum(llm["rejected"].values()), "seconds": seconds,
-                "cand_per_s": llm["generated"] / seconds, "trained_rows_from_llm": data["source"].count("llm")}
+        return {"backend": label, "candidates": llm.generated, "calls": llm.backend_calls,
+                "kept": llm.kept, "rejected": sum(llm.rejected.values()), "seconds": seconds,
+                "cand_per_s": llm.generated / seconds, "trained_rows_from_llm": data["source"].count("llm")}
 
     rows = [
         measure("local, batch 1", SynthesisConfig(backend="local", model=model_dir, batch_size=1, **common)),

@@ -72,14 +72,14 @@ def test_every_rejection_reason_is_counted_and_only_checked_rows_are_kept():
     synth = LLMSynthesizer(_cfg(oversample=3, max_attempts=1), backend=Scripted(texts))
     data, report = materialize(Synthesize([Request("reverse", 2)]), env, 2, seed=0, synthesizer=synth)
     assert sorted(data["prompt"]) == ["reverse:abcd=", "reverse:hgf="] and set(data["source"]) == {"llm"}
-    assert report.llm["rejected"] == {"duplicate": 1, "failed_verifier": 1, "eval_overlap": 1, "unparseable": 1}
-    assert report.llm["generated"] == 6 and report.llm["kept"] == 2 and report.llm["shortfall"] == 0
-    assert {r["reason"] for r in report.rejected_sample} == set(report.llm["rejected"])
+    assert report.llm.rejected == {"duplicate": 1, "failed_verifier": 1, "eval_overlap": 1, "unparseable": 1}
+    assert report.llm.generated == 6 and report.llm.kept == 2 and report.llm.shortfall == 0
+    assert {r["reason"] for r in report.rejected_sample} == set(report.llm.rejected)
     # A question kept in an earlier round is a duplicate later in the experiment too.
     synth.backend = Scripted([" reverse:abcd=\nA: dcba"] * 3)
     data, report = materialize(Synthesize([Request("reverse", 1)]), env, 1, seed=1, synthesizer=synth)
-    assert report.llm["rejected"] == {"duplicate": 3} and data["source"] == ["generator"]
-    assert report.llm["shortfall"] == 1
+    assert report.llm.rejected == {"duplicate": 3} and data["source"] == ["generator"]
+    assert report.llm.shortfall == 1
 
 
 def test_self_consistency_for_an_env_without_a_verifier(tmp_path):
@@ -96,7 +96,7 @@ def test_self_consistency_for_an_env_without_a_verifier(tmp_path):
     data, report = materialize(Synthesize([Request("geo", 3)]), env, 3, seed=0, synthesizer=synth)
     kept = {r["prompt"]: r["completion"] for r in data.to_list() if r["source"] == "llm"}
     assert kept == {"capital of x?": "xx", "capital of z?": "ww"}
-    assert report.llm["rejected"] == {"no_consensus": 1} and report.llm["shortfall"] == 1
+    assert report.llm.rejected == {"no_consensus": 1} and report.llm.shortfall == 1
     assert [r["source"] for r in data.to_list()].count("pool") == 1  # the shortfall came from the pool
     assert synth.backend.calls[1][1] == 3  # three sampled answers per question
     synth = LLMSynthesizer(_cfg(oversample=1, max_attempts=1, on_shortfall="error"), backend=Scripted(["junk"]))
@@ -112,9 +112,9 @@ def test_a_random_weight_local_model_writes_junk_that_is_counted_and_never_train
     data, report = materialize(action, env, 16, seed=0, synthesizer=synth,
                                failures=[Failure("reverse:abc=", "cba", "x", ("reverse",))])
     llm = report.llm
-    assert llm["requested"] == 16 and llm["generated"] == 2 * (15 + 9)  # oversample 1.5, two attempts
-    assert llm["kept"] == 0 and sum(llm["rejected"].values()) == llm["generated"]
-    assert llm["shortfall"] == 16 and llm["by_skill"]["reverse"] == {"requested": 10, "generated": 30, "kept": 0}
+    assert llm.requested == 16 and llm.generated == 2 * (15 + 9)  # oversample 1.5, two attempts
+    assert llm.kept == 0 and sum(llm.rejected.values()) == llm.generated
+    assert llm.shortfall == 16 and llm.by_skill["reverse"] == {"requested": 10, "generated": 30, "kept": 0}
     assert "llm" not in data["source"] and len(data) == 16
     assert all(env.verify(r["prompt"], r["completion"]) for r in data.to_list())
     assert report.rejected_sample and all(r["source"] == "llm" for r in report.rejected_sample)
@@ -174,7 +174,7 @@ def test_openai_compatible_endpoint_served_by_transformers_serve(tiny_lm_dir):
             data, report = materialize(Synthesize([Request("sort", 4)]), env, 4, seed=0, synthesizer=synth)
         finally:
             del os.environ["TEACHGYM_TEST_KEY"]
-    assert report.llm["generated"] == 4 and report.llm["kept"] == 0 and report.llm["backend_calls"] == 4
-    assert sum(report.llm["rejected"].values()) == 4 and "llm" not in data["source"]
+    assert report.llm.generated == 4 and report.llm.kept == 0 and report.llm.backend_calls == 4
+    assert sum(report.llm.rejected.values()) == 4 and "llm" not in data["source"]
     bad = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True)
     assert bad.returncode == 0  # the CLI the README points users at exists in this install

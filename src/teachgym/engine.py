@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
 
     from teachgym.protocols import Env
-    from teachgym.synthesis import LLMSynthesizer
+    from teachgym.synthesis import LLMSynthesizer, SynthesisLog
     from teachgym.types import Action, Failure
 
 #: Generator calls per request before the engine gives up on filling it.
@@ -66,7 +66,7 @@ class DataReport:
     repeated: dict[str, int] = field(default_factory=dict)
     rejected_sample: list[dict[str, Any]] = field(default_factory=list)
     #: The LLM engine's bookkeeping (requested/generated/kept/shortfall, per skill) when it served the round.
-    llm: dict[str, Any] | None = None
+    llm: SynthesisLog | None = None
 
     @property
     def total(self) -> int:
@@ -176,18 +176,11 @@ def _synthesize_llm(
     failures: Sequence[Failure],
 ) -> list[dict]:
     """Rows from the LLM engine; a shortfall is filled from the env's own sources (or is an error)."""
+    from teachgym.synthesis import SynthesisLog
+
     got, log = synthesizer.synthesize(env, skill, n, level, seed, filt, failures)
-    llm = report.llm or {"requested": 0, "generated": 0, "kept": 0, "shortfall": 0, "backend_calls": 0,
-                         "rejected": {}, "by_skill": {}}
-    for key in ("requested", "generated", "kept", "backend_calls"):
-        llm[key] += getattr(log, key)
-    for reason, k in log.rejected.items():
-        llm["rejected"][reason] = llm["rejected"].get(reason, 0) + k
-    for sk, counts in log.by_skill.items():
-        mine = llm["by_skill"].setdefault(sk, {"requested": 0, "generated": 0, "kept": 0})
-        for key, v in counts.items():
-            mine[key] += v
-    report.llm = llm
+    report.llm = report.llm or SynthesisLog()
+    report.llm.add(log)
     rows = [_normalise(r, "llm") for r in got]
     short = n - len(rows)
     if not short:
@@ -197,13 +190,14 @@ def _synthesize_llm(
             f"the LLM engine kept {len(rows)} of {n} rows for {skill!r} after {synthesizer.cfg.max_attempts} "
             f"attempts (rejected: {dict(filt.dropped)}); synthesis.on_shortfall=error"
         )
-    llm["shortfall"] += short
+    report.llm.shortfall += short
     if getattr(env, "supports_generation", False):
         return rows + _generate(env, skill, short, level, seed, filt, report)
     pool = env.pool()
     idx = [i for i, s in enumerate(pool["skills"]) if skill in s] if pool is not None else []
     if level is not None and idx:
-        idx = [i for i in idx if pool[i]["level"] == level] or idx
+        levels = pool["level"]  # the whole column at once; pool[i] would decode a row per index
+        idx = [i for i in idx if levels[i] == level] or idx
     if not idx:
         raise EngineError(f"the LLM engine fell short for {skill!r} and env {env.name!r} has no rows of it to fill in")
     return rows + _pool_rows(pool, idx, short, random.Random(seed))

@@ -245,6 +245,17 @@ class SynthesisLog:
     rejected: dict[str, int] = field(default_factory=dict)
     by_skill: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def add(self, other: SynthesisLog) -> None:
+        """Fold another request's counts into this round's."""
+        for key in ("requested", "generated", "kept", "shortfall", "backend_calls"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        for reason, n in other.rejected.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + n
+        for skill, counts in other.by_skill.items():
+            mine = self.by_skill.setdefault(skill, {})
+            for key, n in counts.items():  # not Counter addition: it drops the zero counts ("kept": 0)
+                mine[key] = mine.get(key, 0) + n
+
 
 class LLMSynthesizer:
     """Serves ``Synthesize`` requests with an LLM; every row is checked before it can be trained on."""

@@ -16,6 +16,7 @@ Runs that end by an exception are marked ``FAILED`` (``KILLED`` on Ctrl-C), neve
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -87,8 +88,8 @@ def round_metrics(
         m["data/repeated"] = float(sum(report.repeated.values()))
         if report.llm:
             for key in ("requested", "generated", "kept", "shortfall"):
-                m[f"data/llm/{key}"] = float(report.llm[key])
-            for reason, n in report.llm["rejected"].items():
+                m[f"data/llm/{key}"] = float(getattr(report.llm, key))
+            for reason, n in report.llm.rejected.items():
                 m[f"data/llm/rejected/{reason}"] = float(n)
     m["data/cumulative_examples"] = float(cumulative)
     return m
@@ -188,7 +189,7 @@ class MLflowTracker:
                     "dropped": report.dropped,
                     "repeated": report.repeated,
                     "rejected_sample": report.rejected_sample,
-                    "llm": report.llm,
+                    "llm": dataclasses.asdict(report.llm) if report.llm else None,
                 }
             mlflow.log_dict(decision, "decision.json")
         if train is not None:
