@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,19 +64,15 @@ def evaluate(
     correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
 
     names = [s.name for s in env.skills]
-    accuracy, n = _per_skill_mean(correct, skills, names)
-    loss, _ = _per_skill_mean(losses, skills, names)
-    profile = {}
-    for s in names:
-        acc = accuracy[s] if n[s] else 0.0
-        prev = previous.get(s) if previous else None
-        profile[s] = SkillStats(
-            accuracy=acc,
-            loss=loss[s],
-            n=n[s],
-            missing_rate=1.0 - acc,
-            change=None if prev is None else acc - prev.accuracy,
-        )
+    profile = _stats(correct, losses, skills, names, previous or {})
+    # The skill-tree's leaves: the same stats per (skill, level), over the eval items of that level.
+    levels = ev["level"] if "level" in ev.column_names else [1] * len(prompts)
+    row_leaves = [[(s, int(level)) for s in sk] for sk, level in zip(skills, levels)]
+    leaves = sorted({leaf for row in row_leaves for leaf in row})
+    prev_leaves = {(s, lv): st for s, tree in (previous_subskills or {}).items() for lv, st in tree.items()}
+    subskills: dict[str, dict[int, SkillStats]] = {}
+    for (s, level), stats in _stats(correct, losses, row_leaves, leaves, prev_leaves).items():
+        subskills.setdefault(s, {})[level] = stats
     predictions = [
         {"prompt": p, "gold": g, "output": o, "correct": ok, "loss": lo, "skills": ",".join(sk)}
         for p, g, o, ok, lo, sk in zip(prompts, golds, outputs, correct, losses, skills)
@@ -92,10 +88,6 @@ def evaluate(
     while queues and len(failures) < num_failures:
         failures += [q.pop(0) for q in queues][: num_failures - len(failures)]
         queues = [q for q in queues if q]
-    from teachgym.state import subskill_profile
-
-    levels = ev["level"] if "level" in ev.column_names else [1] * len(prompts)
-    subskills = subskill_profile(correct, losses, skills, levels, previous_subskills)
     return EvalResult(profile=profile, predictions=predictions, failures=failures, subskills=subskills)
 
 
@@ -104,6 +96,30 @@ def loss_profile(student: Student, env: Env, batch_size: int = 256) -> dict[str,
     ev = env.eval_set()
     losses = student.loss(ev["prompt"], ev["completion"], batch_size=batch_size)
     return _per_skill_mean(losses, ev["skills"], [s.name for s in env.skills])[0]
+
+
+def _stats(
+    correct: Sequence[bool],
+    losses: Sequence[float],
+    row_keys: Sequence[Sequence[Hashable]],
+    keys: Sequence[Hashable],
+    previous: Mapping[Hashable, SkillStats],
+) -> dict[Any, SkillStats]:
+    """Accuracy, loss, n, missing rate and change for each key (a skill, or a (skill, level) leaf)."""
+    accuracy, n = _per_skill_mean(correct, row_keys, keys)
+    loss, _ = _per_skill_mean(losses, row_keys, keys)
+    out = {}
+    for k in keys:
+        acc = accuracy[k] if n[k] else 0.0
+        prev = previous.get(k)
+        out[k] = SkillStats(
+            accuracy=acc,
+            loss=loss[k],
+            n=n[k],
+            missing_rate=1.0 - acc,
+            change=None if prev is None else acc - prev.accuracy,
+        )
+    return out
 
 
 def _per_skill_mean(

@@ -16,7 +16,7 @@ only decides what the policy sees. A policy declares the levels it can work with
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from teachgym.types import HistoryEntry, Observation, SkillStats
@@ -29,32 +29,6 @@ DEFAULT_POLICY_LEVELS = ("skill-list", "skill-tree")
 def policy_levels(policy: Any) -> tuple[str, ...]:
     """The state levels a policy says it can act on."""
     return tuple(getattr(policy, "state_levels", DEFAULT_POLICY_LEVELS))
-
-
-def subskill_profile(
-    correct: Sequence[bool],
-    losses: Sequence[float],
-    row_skills: Sequence[Sequence[str]],
-    row_levels: Sequence[int],
-    previous: Mapping[str, Mapping[int, SkillStats]] | None = None,
-) -> dict[str, dict[int, SkillStats]]:
-    """Per ``(skill, level)`` stats over the eval items of that level (the skill-tree's leaves)."""
-    sums: dict[tuple[str, int], list[float]] = {}
-    for ok, loss, skills, level in zip(correct, losses, row_skills, row_levels):
-        for s in skills:
-            acc = sums.setdefault((s, int(level)), [0.0, 0.0, 0])
-            acc[0] += float(ok)
-            acc[1] += float(loss)
-            acc[2] += 1
-    out: dict[str, dict[int, SkillStats]] = {}
-    for (s, level), (hits, loss, n) in sorted(sums.items()):
-        accuracy = hits / n
-        prev = (previous or {}).get(s, {}).get(level)
-        out.setdefault(s, {})[level] = SkillStats(
-            accuracy=accuracy, loss=loss / n, n=n, missing_rate=1.0 - accuracy,
-            change=None if prev is None else accuracy - prev.accuracy,
-        )
-    return out
 
 
 def restrict(obs: Observation, level: str, subskills: Mapping[str, Mapping[int, SkillStats]] | None) -> Observation:
