@@ -64,6 +64,19 @@ def _device(device: str) -> str:
     return "cpu"
 
 
+def _stop_check() -> Any:
+    """A trainer callback: a stop signal that Python could not raise mid-step stops at the next step."""
+    from transformers import TrainerCallback
+
+    from teachgym.interrupts import check
+
+    class StopCheck(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            check()
+
+    return StopCheck()
+
+
 class HFStudent:
     """A causal LM (built-in tiny Llama, a local path or a hub name) trained with TRL's SFTTrainer."""
 
@@ -189,6 +202,7 @@ class HFStudent:
             )
             trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
             trainer.remove_callback(PrinterCallback)  # the loop prints its own line per round
+            trainer.add_callback(_stop_check())
             start = time.perf_counter()
             result = trainer.train()
             runtime = time.perf_counter() - start
@@ -285,6 +299,41 @@ class HFStudent:
             if was_enabled:
                 hf_logging.enable_progress_bar()
         self.tokenizer.save_pretrained(path)
+
+    def save_state(self, path: str) -> None:
+        """The exact state for resuming an experiment: every weight (LoRA adapters unmerged), the tokenizer,
+        and the rounds trained (which seed the next round's trainer).
+
+        Unlike :meth:`save`, nothing is merged or converted, so :meth:`load_state` gives back the same
+        tensors bit for bit.
+        """
+        import json
+
+        from safetensors.torch import save_file
+
+        os.makedirs(path, exist_ok=True)
+        # contiguous clones: tied weights share storage, which safetensors refuses to write twice
+        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.model.state_dict().items()}
+        save_file(tensors, os.path.join(path, "model.safetensors"))
+        self.tokenizer.save_pretrained(path)
+        with open(os.path.join(path, "student_state.json"), "w") as f:
+            json.dump({"rounds_trained": self.rounds_trained}, f)
+
+    def load_state(self, path: str) -> None:
+        """Restore what :meth:`save_state` wrote into this (identically configured) student."""
+        import json
+
+        from safetensors.torch import load_file
+
+        tensors = load_file(os.path.join(path, "model.safetensors"), device=str(self.device))
+        missing, unexpected = self.model.load_state_dict(tensors, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"the saved student in {path} does not fit this model (missing {list(missing)[:5]}, unexpected "
+                f"{list(unexpected)[:5]}); was the student config changed?"
+            )
+        with open(os.path.join(path, "student_state.json")) as f:
+            self.rounds_trained = int(json.load(f)["rounds_trained"])
 
     def num_parameters(self) -> int:
         """Trainable parameter count."""

@@ -313,6 +313,14 @@ class SimulatedStudent:
         }
         (Path(path) / CHECKPOINT).write_text(json.dumps(state))
 
+    def save_state(self, path: str) -> None:
+        """The exact state for resuming an experiment (the same file as :meth:`save`)."""
+        self.save(path)
+
+    def load_state(self, path: str) -> None:
+        """Restore what :meth:`save_state` wrote."""
+        self._restore(Path(path) / CHECKPOINT)
+
     def _restore(self, file: Path) -> None:
         if not file.exists():
             raise FileNotFoundError(f"no simulated student checkpoint at {file}")

@@ -66,18 +66,41 @@ def _load_config(args: argparse.Namespace) -> Any:
     return config
 
 
+def _resume_hint(args: argparse.Namespace, run: Any) -> str:
+    """The command that continues this experiment."""
+    import shlex
+
+    target = run.run_id or os.path.basename(run.output_dir)
+    words = ["teachgym", "run", args.config, *args.overrides, "--resume", target]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _saved_round(run: Any) -> str:
+    from teachgym.resume import RunDir
+
+    latest = RunDir(run.output_dir).latest()
+    return "no round finished yet" if latest is None else f"rounds 0-{latest} are saved in {run.output_dir}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import traceback
+
     from teachgym.config import ConfigError
     from teachgym.engine import EngineError
+    from teachgym.interrupts import Interrupted
+    from teachgym.tracking import TrackingUnavailable
     from teachgym.types import InvalidActionError
 
     # Like `python -m`: `policy.name=my_teacher:MyTeacher` finds my_teacher.py in the working directory.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    # `--resume loop.rounds=3`: an override, not a run id.
+    if args.resume not in (None, True) and "=" in args.resume:
+        args.overrides, args.resume = [*args.overrides, args.resume], True
     config = _load_config(args)
     if config is None:
         return 2
-    from teachgym.loop import default_run_name, run_experiment
+    from teachgym.loop import PolicyError, default_run_name, run_experiment
 
     print(
         f"teachgym: env={config.env.name} student={config.student.name} policy={config.policy.name} "
@@ -85,12 +108,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"run={default_run_name(config)}",
         flush=True,
     )
+    run = None
+
+    def started(info: Any) -> None:
+        nonlocal run
+        run = info
+        if info.resumed_from is not None:
+            print(f"resuming {info.run_id or info.output_dir} after round {info.resumed_from} (saved state in "
+                  f"{info.output_dir})" + ("; the policy is stateless (no state_dict), so it restarts from its "
+                                           "constructor state" if info.stateless_policy else ""), flush=True)
+        elif args.resume:
+            print(f"resuming {info.run_id or info.output_dir}: no round had finished, starting at round 0", flush=True)
+
     start = time.perf_counter()
     try:
-        result = run_experiment(config, on_round=_progress)
-    except (ConfigError, RegistryError, InvalidActionError, EngineError) as e:
+        result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started)
+    except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
+        if run is not None and not isinstance(e, TrackingUnavailable):
+            print(f"{_saved_round(run)}; after fixing it, continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
         return 2
+    except PolicyError as e:
+        cause = e.__cause__
+        print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)).rstrip(), file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        if run is not None:
+            print(f"{_saved_round(run)}; fix the policy, then continue with:\n  {_resume_hint(args, run)}",
+                  file=sys.stderr)
+        return 1
+    except Interrupted as e:
+        print(f"\nstopped by {e.signame}; the MLflow runs are marked KILLED.", file=sys.stderr)
+        if run is not None:
+            print(f"{_saved_round(run)}; continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
+        return e.exit_code
     first, last = result.rounds[0], result.final
     print(
         f"done in {time.perf_counter() - start:.0f}s: acc/mean {first.mean_accuracy:.3f} -> {last.mean_accuracy:.3f} "
@@ -103,6 +153,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.run_id:
         print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: teachgym ui --tracking-uri "
               f"{result.tracking_uri}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from teachgym.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri, stale_runs
+
+    _quiet()
+    uri = resolve_tracking_uri(args.tracking_uri)
+    try:
+        prepare_store(uri, None)
+        rows = stale_runs(uri, close=args.close)
+    except TrackingUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not rows:
+        print(f"no stale runs in {uri}: every RUNNING teachgym run has a live process")
+        return 0
+    verb = "closed KILLED" if args.close else "stale"
+    print(f"{len(rows)} {verb} run(s) in {uri} (RUNNING, but the process that wrote them is gone):")
+    for r in rows:
+        print(f"  {r['run_id']}  {r['experiment']}/{r['run_name']}  host {r['host']} pid {r['pid']}  "
+              f"last round logged: {r['last_round']}  output: {r['output_dir']}")
+    if not args.close:
+        print("mark them KILLED with: teachgym runs --stale --close; continue one with: "
+              "teachgym run CONFIG --resume RUN_ID")
     return 0
 
 
@@ -208,7 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run a curriculum experiment from a YAML config")
     p_run.add_argument("config", help="path to a YAML config, e.g. configs/arithmetic.yaml")
     p_run.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. loop.rounds=3 policy.name=uniform")
+    p_run.add_argument("--resume", nargs="?", const=True, metavar="RUN_ID",
+                       help="continue the newest unfinished experiment with this config's experiment and run name "
+                       "(or the run RUN_ID) after its last finished round")
     p_run.set_defaults(func=cmd_run)
+    p_runs = sub.add_parser("runs", help="list (and close) runs left RUNNING by a process that is gone")
+    p_runs.add_argument("--stale", action="store_true", required=True,
+                        help="runs marked RUNNING whose process (host, pid) no longer exists")
+    p_runs.add_argument("--close", action="store_true", help="mark them (and their round runs) KILLED")
+    p_runs.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p_runs.set_defaults(func=cmd_runs)
     p_graph = sub.add_parser(
         "skill-graph", help="estimate the skills graph A (Skill-it): train a copy of the student on each skill alone"
     )

@@ -78,32 +78,83 @@ def default_run_name(config: ExperimentConfig) -> str:
     return config.tracking.run_name or f"{policy}-s{config.loop.seed}"
 
 
+@dataclass
+class RunInfo:
+    """Where an experiment lives, handed to ``on_start`` as soon as it is known (to print a resume hint)."""
+
+    run_id: str | None
+    output_dir: str
+    resumed_from: int | None  # the round the experiment continues after; None for a fresh start
+    stateless_policy: bool
+
+
 def run_experiment(
     config: ExperimentConfig,
     on_round: Callable[[RoundRecord, int], None] | None = None,
+    resume: str | bool = False,
+    on_start: Callable[[RunInfo], None] | None = None,
 ) -> ExperimentResult:
-    """Run one curriculum experiment end to end.
+    """Run one curriculum experiment end to end, or continue an interrupted one.
 
     Args:
         config: A validated experiment config.
         on_round: Called after each round with ``(record, rounds_total)`` (the CLI prints a line).
+        resume: ``True``: continue the newest unfinished experiment with this config's experiment and
+            run name; a run id (or output folder name): continue that one. The stored config is used;
+            a config that differs in a key that changes results is refused (see :mod:`teachgym.resume`).
+        on_start: Called once the run exists, before round 0 (or the first resumed round).
 
     Returns:
         Per-round records, the MLflow parent run id and where outputs went.
 
     Raises:
         ConfigError, RegistryError: Bad components or kwargs (before anything runs).
+        ResumeError: Nothing to resume, or a changed config (before anything runs).
+        TrackingUnavailable: The tracking server does not answer (before anything runs, or mid-run,
+            after the round's state was saved).
         InvalidActionError: The teacher returned an action that cannot be trained on (before training).
+        PolicyError: The teacher raised; the last finished round's state is kept for ``--resume``.
+        Interrupted: SIGTERM/SIGINT/SIGHUP; the runs end ``KILLED``, the last finished round is kept.
     """
     from teachgym.engine import materialize
     from teachgym.evaluation import evaluate
-    from teachgym.tracking import MLflowTracker, round_metrics
+    from teachgym.interrupts import Interrupted, check, stop_on_signals
+    from teachgym.protocols import check_plugin
+    from teachgym.resume import (
+        RoundState,
+        RunDir,
+        capture_rngs,
+        experiment_name,
+        find_run,
+        is_stateless,
+        resumed_config,
+        this_process,
+    )
+    from teachgym.tracking import (
+        MLflowTracker,
+        RoundLog,
+        TrackingUnavailable,
+        prepare_store,
+        resolve_tracking_uri,
+        round_metrics,
+        unreachable_message,
+    )
 
+    env = build_component("envs", "env", config.env, seed=config.loop.seed)
+    check_plugin("env", env, config.env.name)
+    run_dir = None
+    if resume:  # the stored config is the one that runs
+        run_dir = find_run(config, env.name, default_run_name(config), None if resume is True else str(resume))
+        config = resumed_config(run_dir.info["config"], config)
     loop = config.loop
     seed = loop.seed
-    env = build_component("envs", "env", config.env, seed=seed)
+    experiment = experiment_name(config, env.name)
+    if config.tracking.enabled:  # an unreachable server is reported now, before any training
+        prepare_store(resolve_tracking_uri(config.tracking.tracking_uri), experiment)
     student = build_component("students", "student", config.student, seed=seed, env=env)
+    check_plugin("student", student, config.student.name)
     policy = build_component("policies", "policy", config.policy, seed=seed)
+    check_plugin("policy", policy, config.policy.name)
     if loop.state not in policy_levels(policy):
         raise ConfigError(
             f"loop.state: policy {config.policy.name!r} works with the states {list(policy_levels(policy))}, not "
@@ -118,114 +169,197 @@ def run_experiment(
     eval_prompts = set(env.eval_set()["prompt"])
     skill_graph = {s.name: tuple(s.prerequisites) for s in env.skills}
     run_name = default_run_name(config)
-    out_dir = Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if run_dir is None:
+        run_dir = RunDir(Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    saved = run_dir.load(student, policy, synthesizer) if resume else None  # student, policy, RNGs restored
+    out_dir = run_dir.path
 
     tracker = None
+    process = this_process()
     if config.tracking.enabled:
         tracker = MLflowTracker(
             tracking_uri=config.tracking.tracking_uri,
-            experiment=config.tracking.experiment or f"teachgym/{env.name}",
+            experiment=experiment,
             run_name=run_name,
             tags={
                 "teachgym.policy": config.policy.name,
                 "teachgym.env": config.env.name,
                 "teachgym.student": config.student.name,
                 "teachgym.seed": str(seed),
+                "teachgym.output_dir": os.path.abspath(out_dir),
+                "teachgym.host": process["host"],
+                "teachgym.pid": str(process["pid"]),
+                "teachgym.pid_start": str(process["pid_start"]),
             },
             params=flatten(config.model_dump()),
             config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
             log_predictions=config.tracking.log_predictions,
         )
-        tracker.start()
+
+    def save(state: RoundState) -> None:
+        state.rng = capture_rngs()
+        run_dir.save(state, student, keep=config.tracking.checkpoints)
 
     records: list[RoundRecord] = []
     status = "FAILED"
     try:
-        # Round 0: the untrained student.
-        t0 = time.perf_counter()
-        with tracker.round(0) if tracker else nullcontext():
-            result = evaluate(student, env, None, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures)
-            metrics = round_metrics(result, None, None, 0, skills)
+        with stop_on_signals():
             if tracker:
-                tracker.log_round(0, result, None, None, None, None, metrics)
-        records.append(_record(0, result, None, 0, None, time.perf_counter() - t0, metrics))
-        if tracker and config.tracking.plots:
-            tracker.log_plots(records, skills)
-        if on_round:
-            on_round(records[-1], loop.rounds)
-        history = [HistoryEntry(0, result.profile, None)]
-        used = 0
-
-        for r in range(1, loop.rounds + 1):
-            t0 = time.perf_counter()
-            obs = Observation(
-                round=r,
-                rounds_total=loop.rounds,
-                examples_per_round=loop.examples_per_round,
-                budget_used=used,
-                budget_left=(loop.rounds - r + 1) * loop.examples_per_round,
-                skills=tuple(env.skills),
-                profile=result.profile,
-                failures=tuple(result.failures),
-                history=tuple(history),
-                skill_graph=skill_graph,
-            )
-            obs = restrict(obs, loop.state, result.subskills)  # what this teacher may see
-            with tracker.round(r) if tracker else nullcontext():
-                # Aioli-style policies first probe the student; probe rows come out of this round's budget.
-                obs, probed, probe_rows, probe_results = _run_probes(
-                    policy, obs, student, env, tracker, seed * 100_003 + r, eval_prompts, loop.eval_batch_size
-                )
-                action: Action = policy.act(obs)
-                validate_action(action, env.skills)  # garbage is caught here, before any training
-                budget = loop.examples_per_round - probed
-                data, report = materialize(
-                    action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures
-                )
-                if probed:  # the round's composition includes what the probes trained on
-                    report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
-                    report.sources["probe"] = probed
-                train = student.train(data)
-                used += len(data) + probed
-                result = evaluate(
-                    student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures,
-                    result.subskills,
-                )
-                metrics = round_metrics(result, action, report, used, skills)
-                if probed:
-                    metrics["data/probe_examples"] = float(probed)
+                tracker.start(run_id=run_dir.run_id if resume else None)
+            started = run_dir.info.get("started") if resume else time.time()
+            run_dir.write_info({"run_id": tracker.parent_id if tracker else None, "experiment": experiment,
+                                "run_name": run_name, "tracking_uri": tracker.uri if tracker else None,
+                                "config": config.model_dump(), "status": "RUNNING", "started": started, **process})
+            if on_start:
+                on_start(RunInfo(run_dir.run_id, os.fspath(out_dir), saved.round if saved else None,
+                                 is_stateless(policy)))
+            if saved is None:
+                # Round 0: the untrained student.
+                t0 = time.perf_counter()
+                with tracker.round(0) if tracker else nullcontext():
+                    result = evaluate(student, env, None, loop.max_new_tokens, loop.eval_batch_size,
+                                      loop.num_failures)
+                    metrics = round_metrics(result, None, None, 0, skills)
+                    records.append(_record(0, result, None, 0, None, time.perf_counter() - t0, metrics))
+                    history = [HistoryEntry(0, result.profile, None)]
+                    used = 0
+                    entry = RoundLog(0, result, metrics)
+                    save(RoundState(0, used, records, history, result, _policy_state(policy), None,
+                                    None, pending_log=entry))
+                    if tracker:
+                        tracker.log(entry)
+            else:  # resumed: continue after the last round that was saved whole
+                records, history, result, used = saved.records, saved.history, saved.result, saved.used
                 if tracker:
-                    if probed:
-                        tracker.log_probes(r, probe_results)
-                    tracker.log_round(r, result, action, report, train, data, metrics)
-            history.append(HistoryEntry(r, result.profile, action))
-            records.append(_record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics))
+                    tracker.best = saved.tracker_best
+                    tracker.relog(saved.pending_log)  # what the store missed when the last process stopped
             if tracker and config.tracking.plots:
                 tracker.log_plots(records, skills)
-            if tracker and config.tracking.checkpoints != "none":  # logged from the parent run
-                tracker.log_checkpoint(student, r, metrics, config.tracking.checkpoints, {
-                    "env": config.env.model_dump(), "student": config.student.model_dump(),
-                    "max_new_tokens": loop.max_new_tokens})
             if on_round:
-                on_round(records[-1], loop.rounds)
+                for record in records:
+                    on_round(record, loop.rounds)
 
-        if loop.save_student:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            student.save(str(out_dir / "student"))
-            (out_dir / "policy_state.json").write_text(json.dumps(policy.state_dict()))
+            for r in range(len(records), loop.rounds + 1):
+                check()  # a stop signal whose exception Python dropped (see teachgym.interrupts.check)
+                t0 = time.perf_counter()
+                obs = Observation(
+                    round=r,
+                    rounds_total=loop.rounds,
+                    examples_per_round=loop.examples_per_round,
+                    budget_used=used,
+                    budget_left=(loop.rounds - r + 1) * loop.examples_per_round,
+                    skills=tuple(env.skills),
+                    profile=result.profile,
+                    failures=tuple(result.failures),
+                    history=tuple(history),
+                    skill_graph=skill_graph,
+                )
+                obs = restrict(obs, loop.state, result.subskills)  # what this teacher may see
+                with tracker.round(r) if tracker else nullcontext():
+                    # Aioli-style policies first probe the student; probe rows come out of this round's budget.
+                    obs, probed, probe_rows, probe_results = _run_probes(
+                        policy, obs, student, env, tracker, seed * 100_003 + r, eval_prompts, loop.eval_batch_size,
+                        config.policy.name,
+                    )
+                    action: Action = _act(policy, obs, config.policy.name)
+                    validate_action(action, env.skills)  # garbage is caught here, before any training
+                    budget = loop.examples_per_round - probed
+                    data, report = materialize(
+                        action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures
+                    )
+                    if probed:  # the round's composition includes what the probes trained on
+                        report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
+                        report.sources["probe"] = probed
+                    train = student.train(data)
+                    check()
+                    used += len(data) + probed
+                    result = evaluate(
+                        student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures,
+                        result.subskills,
+                    )
+                    metrics = round_metrics(result, action, report, used, skills)
+                    if probed:
+                        metrics["data/probe_examples"] = float(probed)
+                    history.append(HistoryEntry(r, result.profile, action))
+                    records.append(
+                        _record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics)
+                    )
+                    entry = RoundLog(r, result, metrics, action, report, train, data, probe_results)
+                    # The round is safe on disk before MLflow hears of it; a lost server loses nothing.
+                    save(RoundState(r, used, records, history, result, _policy_state(policy),
+                                    sorted(synthesizer.seen) if synthesizer else None,
+                                    tracker.best if tracker else None, pending_log=entry))
+                    if tracker:
+                        tracker.log(entry)
+                if tracker and config.tracking.plots:
+                    tracker.log_plots(records, skills)
+                if tracker and config.tracking.checkpoints != "none":  # logged from the parent run
+                    tracker.log_checkpoint(student, r, metrics, config.tracking.checkpoints, {
+                        "env": config.env.model_dump(), "student": config.student.model_dump(),
+                        "max_new_tokens": loop.max_new_tokens})
+                if on_round:
+                    on_round(records[-1], loop.rounds)
+
+            check()
+            if loop.save_student:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                student.save(str(out_dir / "student"))
+                if not is_stateless(policy):
+                    (out_dir / "policy_state.json").write_text(json.dumps(policy.state_dict(), default=_jsonable))
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except Interrupted:
         status = "KILLED"
+        raise
+    except Exception as e:
+        if tracker and not _store_answers(tracker):
+            raise TrackingUnavailable(
+                f"{unreachable_message(tracker.uri)}. The experiment stopped; every finished round is saved in "
+                f"{str(out_dir)!r} and --resume re-logs what the server missed"
+            ) from e
         raise
     finally:
         if tracker:
             tracker.finish(status)
+        if (run_dir.path / "run.json").exists():
+            run_dir.update_info(status=status, ended=time.time())
     return ExperimentResult(
         rounds=records,
         run_id=tracker.parent_id if tracker else None,
         tracking_uri=tracker.uri if tracker else None,
         output_dir=os.fspath(out_dir),
     )
+
+
+class PolicyError(RuntimeError):
+    """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
+
+
+def _act(policy: Any, obs: Observation, name: str) -> Action:
+    """``policy.act(obs)``; an exception inside it becomes a :class:`PolicyError` that names the policy and round."""
+    try:
+        return policy.act(obs)
+    except Exception as e:
+        raise PolicyError(f"policy {name!r} raised {type(e).__name__} in act() at round {obs.round}: {e}") from e
+
+
+def _policy_state(policy: Any) -> Any:
+    """The policy's ``state_dict()`` deep-copied (None for a stateless policy)."""
+    import copy
+
+    from teachgym.resume import is_stateless
+
+    return None if is_stateless(policy) else copy.deepcopy(policy.state_dict())
+
+
+def _jsonable(value: Any) -> Any:
+    """numpy scalars and arrays in a policy's state, as JSON."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _store_answers(tracker: Any) -> bool:
+    from teachgym.tracking import server_reachable
+
+    return server_reachable(tracker.uri)
 
 
 def _policies_for(state: str) -> list[str]:
@@ -242,7 +376,7 @@ def _policies_for(state: str) -> list[str]:
     return ok
 
 
-def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_size):
+def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_size, name="policy"):
     """Run the probes a policy asks for (if any); return the observation with their results.
 
     Each probe really trains the student on its mixture; the per-skill eval loss is measured before
@@ -252,7 +386,10 @@ def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_si
     from teachgym.evaluation import loss_profile
     from teachgym.tracking import teacher_weights
 
-    plan = policy.probes(obs) if callable(getattr(policy, "probes", None)) else []
+    try:
+        plan = policy.probes(obs) if callable(getattr(policy, "probes", None)) else []
+    except Exception as e:
+        raise PolicyError(f"policy {name!r} raised {type(e).__name__} in probes() at round {obs.round}: {e}") from e
     validate_probes(plan, env.skills, obs.examples_per_round)
     results: list[ProbeResult] = []
     rows: Counter[str] = Counter()

@@ -41,6 +41,10 @@ class TeacherPolicy(Protocol):
         """Choose the next round's data: a ``Mixture``, ``Synthesize`` or ``Examples``."""
         ...
 
+
+class StatefulPolicy(TeacherPolicy, Protocol):
+    """A policy whose state survives ``--resume`` (without these two methods a policy is stateless)."""
+
     def state_dict(self) -> dict[str, Any]:
         """A JSON-serialisable snapshot of the policy's state (for resume)."""
         ...
@@ -105,6 +109,39 @@ class Env(Protocol):
 
 class CheckError(AssertionError):
     """A component does not behave as its protocol requires."""
+
+
+#: What the loop calls on each kind of component; checked when the loop builds it, before round 0.
+REQUIRED = {
+    "policy": ("act(observation) -> Action", ["act"]),
+    "student": ("train(dataset), generate(prompts), loss(prompts, completions), save(path)",
+                ["train", "generate", "loss", "save"]),
+    "env": ("eval_set(), pool(), generate(skill, n, level, seed), verify(prompt, output), name, skills",
+            ["eval_set", "pool", "generate", "verify"]),
+}
+
+
+def check_plugin(kind: str, obj: Any, name: str) -> None:
+    """The quick structural check the loop runs on every component it builds (before any training).
+
+    Raises:
+        ConfigError: A required method (or attribute) is missing; the message names it and the protocol.
+    """
+    from teachgym.config import ConfigError
+
+    signature, methods = REQUIRED[kind]
+    missing = [m for m in methods if not callable(getattr(obj, m, None))]
+    if kind == "env":
+        missing += [a for a in ("name", "skills") if not hasattr(obj, a)]
+    if kind == "policy" and callable(getattr(obj, "state_dict", None)) != callable(
+        getattr(obj, "load_state_dict", None)
+    ):
+        missing.append("load_state_dict" if callable(getattr(obj, "state_dict", None)) else "state_dict")
+        signature += "; state_dict() and load_state_dict(state) go together (both, or neither for a stateless policy)"
+    if missing:
+        raise ConfigError(
+            f"{kind} {name!r} ({type(obj).__name__}) lacks {', '.join(missing)}; a {kind} needs {signature}"
+        )
 
 
 def _require(cond: bool, msg: str) -> None:
@@ -312,7 +349,9 @@ def check_policy(
     skills = list(skills or [Skill("a"), Skill("b", prerequisites=("a",), levels=(1, 2)), Skill("c"), Skill("d")])
     episode = _episode(skills, rounds, seed=7)
     policy = make_policy()
-    _methods(policy, ["act", "state_dict", "load_state_dict"], "policy")
+    _methods(policy, ["act"], "policy")
+    stateful = [callable(getattr(policy, m, None)) for m in ("state_dict", "load_state_dict")]
+    _require(stateful[0] == stateful[1], "state_dict() and load_state_dict() go together: both, or neither")
     actions = []
     for o in episode:
         a = policy.act(_with_probes(policy, o))
@@ -331,23 +370,27 @@ def check_policy(
     _require(replay == actions, "two policies built the same way made different decisions (seed not honoured?)")
 
     # State round-trip: snapshot halfway, continue; a fresh policy loaded from the snapshot must agree.
+    # A stateless policy (no state_dict) must then decide from the observation alone: a fresh one agrees.
     half = len(episode) // 2
     first = make_policy()
     for o in episode[:half]:
         first.act(_with_probes(first, o))
-    state = copy.deepcopy(first.state_dict())
-    _require(isinstance(state, dict), "state_dict() must return a dict")
-    import json
-
-    try:
-        json.dumps(state)
-    except TypeError as e:
-        raise CheckError(f"state_dict() is not JSON-serialisable: {e}") from None
     restored = make_policy()
-    restored.load_state_dict(state)
+    if all(stateful):
+        state = copy.deepcopy(first.state_dict())
+        _require(isinstance(state, dict), "state_dict() must return a dict")
+        import json
+
+        try:
+            json.dumps(state)
+        except TypeError as e:
+            raise CheckError(f"state_dict() is not JSON-serialisable: {e}") from None
+        restored.load_state_dict(state)
     rest_a = [action_to_dict(first.act(_with_probes(first, o))) for o in episode[half:]]
     rest_b = [action_to_dict(restored.act(_with_probes(restored, o))) for o in episode[half:]]
-    _require(rest_a == rest_b, "a policy restored from state_dict() decides differently from the original")
+    _require(rest_a == rest_b, "a policy restored from state_dict() decides differently from the original"
+             if all(stateful) else "a stateless policy (no state_dict) decides differently after earlier rounds: "
+             "it keeps state, so --resume could not reproduce it; add state_dict()/load_state_dict()")
 
     # Every state level the policy claims (DataEnvGym's open-ended / skill-list / skill-tree) must
     # give valid actions when the observation is restricted to it.
@@ -381,15 +424,24 @@ def check_policy(
 # -- student ------------------------------------------------------------------------------------
 
 
-def check_student(student: Any, train_rows: Sequence[dict], tmp_dir: str, load: Callable[[str], Any]) -> None:
+def check_student(
+    student: Any,
+    train_rows: Sequence[dict],
+    tmp_dir: str,
+    load: Callable[[str], Any],
+    make: Callable[[], Any] | None = None,
+) -> None:
     """Check a student: batched generation matches one-by-one, losses are finite, training lowers
-    the loss on the training rows, and a saved student loads back with the same outputs.
+    the loss on the training rows, and a saved student loads back with the same outputs. A student
+    with ``save_state``/``load_state`` (what ``--resume`` needs) must also restore *exactly*: a fresh
+    student loaded from the state answers, scores and trains on bit for bit like the original.
 
     Args:
         student: The student instance.
         train_rows: A few ``prompt``/``completion`` dicts to train on.
         tmp_dir: A scratch directory for :meth:`Student.save`.
         load: Loads a saved student from a directory (e.g. ``lambda p: HFStudent(model=p)``).
+        make: Builds a fresh student configured like ``student`` (for the exact-resume check).
 
     Raises:
         CheckError: On the first problem found.
@@ -418,3 +470,20 @@ def check_student(student: Any, train_rows: Sequence[dict], tmp_dir: str, load: 
              "a saved and reloaded student answers differently")
     reloaded_loss = loaded.loss(prompts, completions)
     _require(all(abs(a - b) < 1e-4 for a, b in zip(after, reloaded_loss)), "a reloaded student has other losses")
+
+    has_state = [callable(getattr(student, m, None)) for m in ("save_state", "load_state")]
+    _require(has_state[0] == has_state[1], "save_state() and load_state() go together: both, or neither")
+    if all(has_state) and make is not None:
+        import os
+
+        state_dir = os.path.join(tmp_dir, "resume-state")
+        student.save_state(state_dir)
+        fresh = make()
+        fresh.load_state(state_dir)
+        _require(fresh.loss(prompts, completions) == student.loss(prompts, completions),
+                 "a student restored by load_state() has other losses (it must be exact for --resume)")
+        data = Dataset.from_list([{"prompt": p, "completion": c} for p, c in zip(prompts, completions)])
+        student.train(data)
+        fresh.train(data)
+        _require(fresh.loss(prompts, completions) == student.loss(prompts, completions),
+                 "a student restored by load_state() trains differently from the original (seed or step state lost?)")

@@ -11,7 +11,14 @@
   (``mlflow.log_input``), the profile and the teacher's decision as JSON, and the eval predictions
   as a table.
 
-Runs that end by an exception are marked ``FAILED`` (``KILLED`` on Ctrl-C), never left ``RUNNING``.
+Runs that end by an exception are marked ``FAILED`` (``KILLED`` on Ctrl-C or SIGTERM), never left
+``RUNNING``; a run whose process was SIGKILLed carries ``teachgym.host``/``teachgym.pid`` tags, so
+``--resume`` and ``teachgym runs --stale`` can tell that nobody is writing it any more.
+
+The store is made ready before anything trains (:func:`prepare_store`): a fresh sqlite file gets its
+schema and experiment under a file lock (several processes starting on one fresh file otherwise race
+on ``CREATE TABLE``), and an ``http(s)://`` server that does not answer is reported within seconds
+instead of after MLflow's four minutes of retries.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from teachgym.types import Examples, Mixture, Synthesize, action_to_dict, profile_to_dict
@@ -41,9 +49,125 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _HF_MLFLOW_ENV = ("MLFLOW_NESTED_RUN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
+#: How long to wait for a tracking server before saying it is unreachable.
+CONNECT_TIMEOUT_S = 5.0
+# MLflow's HTTP client retries an unreachable server for about four minutes by default (7 retries,
+# backoff factor 2). A training loop should notice in seconds; users can still set these themselves.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server cannot be reached (before the experiment, or in the middle of it)."""
+
+
 def resolve_tracking_uri(configured: str | None) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the working dir."""
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def server_reachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
+    """Whether an ``http(s)://`` tracking server answers at all (any HTTP status counts); True for other stores."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:  # it answered, if not with 200 (auth, a proxy path, ...)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def unreachable_message(uri: str) -> str:
+    """What to tell a user whose tracking server does not answer."""
+    source = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == uri else "tracking.tracking_uri"
+    return (
+        f"the MLflow tracking server at {uri} does not answer (from {source}). Start it (e.g. `mlflow server "
+        f"--host 127.0.0.1 --port <port> --backend-store-uri sqlite:///mlflow.db`), point tracking.tracking_uri at "
+        "a running one, or unset MLFLOW_TRACKING_URI to log to the local sqlite:///mlflow.db; "
+        "tracking.enabled=false runs without MLflow"
+    )
+
+
+def prepare_store(uri: str, experiment: str | None) -> None:
+    """Make the store ready before any training: reachable, schema created, experiment present.
+
+    Raises:
+        TrackingUnavailable: An ``http(s)://`` server did not answer within :data:`CONNECT_TIMEOUT_S`.
+    """
+    if uri.startswith(("http://", "https://")):
+        for key, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        if not server_reachable(uri):
+            raise TrackingUnavailable(unreachable_message(uri))
+        return
+    if not uri.startswith("sqlite:///"):
+        return
+    import mlflow
+    from filelock import FileLock
+
+    db = uri.removeprefix("sqlite:///")
+    if db in ("", ":memory:"):
+        return
+    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    # One process creates the schema and the experiment; the others wait, then find both there.
+    with FileLock(db + ".lock", timeout=300):
+        client = mlflow.MlflowClient(uri)
+        if experiment is None:
+            client.search_experiments(max_results=1)  # creates the schema
+        elif client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment)
+
+
+def close_below(client: Any, parent_id: str, status: str = "KILLED") -> list[str]:
+    """End with ``status`` every run nested below ``parent_id`` that is still ``RUNNING``; return their ids."""
+    exp = client.get_run(parent_id).info.experiment_id
+    closed: list[str] = []
+    todo = [parent_id]
+    while todo:
+        parent = todo.pop()
+        for run in client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'"):
+            todo.append(run.info.run_id)
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, status)
+                closed.append(run.info.run_id)
+    return closed
+
+
+def stale_runs(uri: str, close: bool = False) -> list[dict[str, Any]]:
+    """teachgym parent runs marked ``RUNNING`` whose process is gone (checked on this host by pid and start time).
+
+    Args:
+        uri: The tracking store.
+        close: Also end them, and every run below them, ``KILLED``.
+    """
+    import mlflow
+
+    from teachgym.resume import process_alive
+
+    client = mlflow.MlflowClient(uri)
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    out = []
+    for run in client.search_runs(list(names), "attributes.status = 'RUNNING'", max_results=5000):
+        tags = run.data.tags
+        if "teachgym.pid" not in tags:
+            continue
+        start = tags.get("teachgym.pid_start")
+        if process_alive(tags.get("teachgym.host"), int(tags["teachgym.pid"]), float(start) if start else None) \
+                is not False:
+            continue  # alive, or on another host (cannot tell from here)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/mean")]
+        out.append({"run_id": run.info.run_id, "experiment": names[run.info.experiment_id],
+                    "run_name": run.info.run_name, "host": tags.get("teachgym.host"), "pid": tags["teachgym.pid"],
+                    "last_round": max(steps) if steps else None, "output_dir": tags.get("teachgym.output_dir")})
+        if close:
+            close_below(client, run.info.run_id)
+            client.set_terminated(run.info.run_id, "KILLED")
+    return out
 
 
 def teacher_weights(action: Action, report: DataReport | None = None) -> dict[str, float]:
@@ -95,6 +219,20 @@ def round_metrics(
     return m
 
 
+@dataclasses.dataclass
+class RoundLog:
+    """Everything :meth:`MLflowTracker.log` writes for one round (kept in the round's state until it is logged)."""
+
+    index: int
+    result: EvalResult
+    metrics: dict[str, float]
+    action: Action | None = None
+    report: DataReport | None = None
+    train: TrainReport | None = None
+    data: Dataset | None = None
+    probes: list = dataclasses.field(default_factory=list)
+
+
 class MLflowTracker:
     """Logs one experiment to MLflow (see the module docstring for the schema)."""
 
@@ -119,8 +257,8 @@ class MLflowTracker:
         self._saved_env: dict[str, str] = {}
         self.best: tuple[float, int, str] | None = None  # (acc/mean, round, model id) of the best checkpoint
 
-    def start(self) -> str:
-        """Open the parent run; return its id."""
+    def start(self, run_id: str | None = None) -> str:
+        """Open the parent run (or reopen ``run_id``'s, back to ``RUNNING``, on resume); return its id."""
         mlflow = self.mlflow
         for var in _HF_MLFLOW_ENV:
             if var in os.environ:
@@ -128,6 +266,12 @@ class MLflowTracker:
                 self._saved_env[var] = os.environ.pop(var)
         mlflow.set_tracking_uri(self.uri)
         mlflow.set_experiment(self.experiment)
+        if run_id is not None:
+            run = mlflow.start_run(run_id=run_id)
+            self.parent_id = run.info.run_id
+            mlflow.set_tags(self.tags)  # the new process's host and pid
+            self.close_orphans()
+            return self.parent_id
         run = mlflow.start_run(run_name=self.run_name, tags=self.tags)
         self.parent_id = run.info.run_id
         # MLflow caps a param value at 6000 characters.
@@ -135,10 +279,47 @@ class MLflowTracker:
         mlflow.log_text(self.config_yaml, "config.yaml")
         return self.parent_id
 
+    def close_orphans(self) -> list[str]:
+        """End ``KILLED`` every run below the parent still ``RUNNING`` (a dead process's round and probes)."""
+        return close_below(self.mlflow.MlflowClient(), self.parent_id)
+
+    def logged_steps(self, key: str = "acc/mean") -> set[int]:
+        """The steps at which the parent run has ``key`` (what an earlier process already logged)."""
+        return {m.step for m in self.mlflow.MlflowClient().get_metric_history(self.parent_id, key)}
+
+    def log(self, entry: RoundLog, parent_metrics: bool = True) -> None:
+        """Log a finished round into the active child run (:meth:`log_round`, plus its probes)."""
+        if entry.probes:
+            self.log_probes(entry.index, entry.probes)
+        self.log_round(entry.index, entry.result, entry.action, entry.report, entry.train, entry.data,
+                       entry.metrics, parent_metrics=parent_metrics)
+
+    def relog(self, entry: RoundLog) -> bool:
+        """On resume: log a round the store missed (the server was down, or the process died while logging).
+
+        The parent's metrics are written only if step ``entry.index`` is not there yet, so every metric
+        keeps exactly one point per step; the artifacts go to a fresh ``round-NN`` run.
+
+        Returns:
+            Whether anything was logged.
+        """
+        client = self.mlflow.MlflowClient()
+        exp = client.get_run(self.parent_id).info.experiment_id
+        done = client.search_runs(
+            [exp], f"tags.mlflow.parentRunId = '{self.parent_id}' and tags.`teachgym.round` = '{entry.index}' "
+            "and attributes.status = 'FINISHED'", max_results=1)
+        missing_metrics = entry.index not in self.logged_steps()
+        if done and not missing_metrics:
+            return False
+        with self.round(entry.index, relogged=True):
+            self.log(entry, parent_metrics=missing_metrics)
+        return True
+
     @contextmanager
-    def round(self, index: int) -> Iterator[None]:
+    def round(self, index: int, relogged: bool = False) -> Iterator[None]:
         """The round's child run, active while the student trains (so the trainer logs into it)."""
-        with self.mlflow.start_run(run_name=f"round-{index:02d}", nested=True, tags={"teachgym.round": str(index)}):
+        tags = {"teachgym.round": str(index), **({"teachgym.relogged": "true"} if relogged else {})}
+        with self.mlflow.start_run(run_name=f"round-{index:02d}", nested=True, tags=tags):
             yield
 
     @contextmanager
@@ -163,6 +344,7 @@ class MLflowTracker:
         train: TrainReport | None,
         data: Dataset | None,
         metrics: Mapping[str, float],
+        parent_metrics: bool = True,
     ) -> None:
         """Log a finished round: parent metrics at ``step=index``, artifacts into the active child run."""
         mlflow = self.mlflow
@@ -171,9 +353,11 @@ class MLflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        client.log_batch(
-            self.parent_id, metrics=[Metric(k, float(v), now, index) for k, v in metrics.items()], synchronous=True
-        )
+        if parent_metrics:  # one batch, so a crash leaves the step either whole or absent
+            client.log_batch(
+                self.parent_id, metrics=[Metric(k, float(v), now, index) for k, v in metrics.items()],
+                synchronous=True,
+            )
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("acc/", "loss/"))}, step=index)
         mlflow.log_dict(
             {"round": index, "profile": profile_to_dict(result.profile), "mean_accuracy": result.mean_accuracy},
@@ -250,8 +434,18 @@ class MLflowTracker:
         self.mlflow.MlflowClient().log_artifacts(self.parent_id, path, artifact_path)
 
     def finish(self, status: str = "FINISHED") -> None:
-        """End every open run (children first) with ``status`` and restore the environment."""
-        while self.mlflow.active_run() is not None:
-            self.mlflow.end_run(status=status)
-        os.environ.update(self._saved_env)
-        self._saved_env.clear()
+        """End every open run (children first) with ``status`` and restore the environment.
+
+        If the server is gone, the runs are forgotten locally (``--resume`` closes them later).
+        """
+        try:
+            while self.mlflow.active_run() is not None:
+                self.mlflow.end_run(status=status)
+        except Exception as e:  # noqa: BLE001 - the store is unreachable: nothing more can be told to it
+            log.warning("could not mark the MLflow runs %s: %s", status, e)
+            from mlflow.tracking.fluent import _active_run_stack
+
+            _active_run_stack.get().clear()
+        finally:
+            os.environ.update(self._saved_env)
+            self._saved_env.clear()

@@ -1,0 +1,340 @@
+"""Resumable experiments: the state of every finished round on disk, written atomically.
+
+Layout of one experiment's output directory (``<loop.output_dir>/<run>-<timestamp>/``)::
+
+    run.json              who the experiment is: MLflow run id, experiment, run name, stored config,
+                          host/pid of the process running it, status (RUNNING / FINISHED / KILLED / FAILED)
+    state/LATEST          the name of the newest whole round state, e.g. ``round-03``
+    state/round-03/       loop.pkl (records, history, last evaluation, budget, policy state, RNGs, the LLM
+                          engine's memory, what MLflow still has to be told) + student/ (``save_state``)
+
+A round's state is written into a temporary directory, renamed into place and only then named in
+``LATEST`` (itself replaced atomically), so a kill at any moment leaves the previous round whole.
+Older rounds are deleted unless ``tracking.checkpoints`` keeps them (``best``: the best round too;
+``every``: all).
+
+``teachgym run CONFIG --resume [RUN_ID]`` finds the experiment (:func:`find_run`), refuses a config
+that differs from the stored one in anything that can change results (:func:`resumed_config`), and
+the loop continues after the last round in ``LATEST``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import shutil
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from teachgym.config import ConfigError, ExperimentConfig, flatten
+
+STATE = "state"
+RUN_FILE = "run.json"
+#: Config keys that may differ on ``--resume``: they change what is logged or where, never a result.
+RESUMABLE_CHANGES = (
+    "tracking.plots",
+    "tracking.log_predictions",
+    "tracking.checkpoints",
+    "tracking.tracking_uri",
+    "loop.output_dir",
+    "loop.save_student",
+)
+
+
+class ResumeError(ConfigError):
+    """An experiment cannot be resumed as asked (none found, still running, config changed, ...)."""
+
+
+@dataclass
+class RoundState:
+    """Everything the rounds after ``round`` need, as the loop had it when the round ended."""
+
+    round: int
+    used: int
+    records: list
+    history: list
+    result: Any  # the EvalResult measured after `round`: the next observation is built from it
+    policy_state: Any = None  # None: the policy is stateless (no state_dict/load_state_dict)
+    llm_seen: list[str] | None = None  # prompts the LLM data engine has already produced
+    tracker_best: tuple | None = None  # (acc/mean, round, model id) of the best MLflow checkpoint
+    rng: dict[str, Any] = field(default_factory=dict)
+    pending_log: Any = None  # the round's tracking.RoundLog: re-logged on resume if MLflow missed it
+
+
+def capture_rngs() -> dict[str, Any]:
+    """The global RNGs a round may draw from: Python's ``random``, numpy's and torch's (CPU and CUDA)."""
+    import sys
+
+    import numpy as np
+
+    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
+    if "torch" in sys.modules:
+        import torch
+
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rngs(state: Mapping[str, Any]) -> None:
+    """Put back what :func:`capture_rngs` took."""
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    if "torch" in state:
+        import torch
+
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def can_save_state(student: Any) -> bool:
+    """Whether a student can write and restore its exact state (``save_state``/``load_state``)."""
+    return callable(getattr(student, "save_state", None)) and callable(getattr(student, "load_state", None))
+
+
+def is_stateless(policy: Any) -> bool:
+    """A policy without ``state_dict``/``load_state_dict`` is resumed from its constructor state."""
+    return not (callable(getattr(policy, "state_dict", None)) and callable(getattr(policy, "load_state_dict", None)))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is no such process."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+
+
+def this_process() -> dict[str, Any]:
+    """Host, pid and start time of this process (recorded so a later process can tell it is gone)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
+
+
+def process_alive(host: str | None, pid: int | None, pid_start: float | None) -> bool | None:
+    """True/False when the process can be checked from here (same host), None when it cannot."""
+    if host != socket.gethostname() or pid is None:
+        return None
+    started = process_start_time(int(pid))
+    if started is None:
+        return False
+    # A recycled pid belongs to a process started later than the one recorded.
+    return pid_start is None or abs(started - float(pid_start)) < 1.0
+
+
+class RunDir:
+    """One experiment's output directory: ``run.json`` and the round states (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.state_dir = self.path / STATE
+
+    # -- run.json ---------------------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        """The contents of ``run.json``."""
+        return json.loads((self.path / RUN_FILE).read_text())
+
+    def write_info(self, info: Mapping[str, Any]) -> None:
+        """Replace ``run.json`` atomically."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.path / RUN_FILE, json.dumps(dict(info), indent=1, default=str).encode())
+
+    def update_info(self, **changes: Any) -> None:
+        """Change some fields of ``run.json``."""
+        self.write_info({**self.info, **changes})
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow parent run id (None when tracking was off)."""
+        return self.info.get("run_id")
+
+    # -- round states -----------------------------------------------------------------------------
+    def latest(self) -> int | None:
+        """The newest whole round, or None if none was saved."""
+        pointer = self.state_dir / "LATEST"
+        if not pointer.exists():
+            return None
+        return int(pointer.read_text().strip().removeprefix("round-"))
+
+    def saved_rounds(self) -> list[int]:
+        """Rounds whose state is on disk (whole ones only)."""
+        return sorted(int(p.name[6:]) for p in self.state_dir.glob("round-[0-9]*") if p.is_dir())
+
+    def save(self, state: RoundState, student: Any, keep: str = "none") -> float:
+        """Write ``state`` and the student's, atomically; drop older rounds ``keep`` does not ask for.
+
+        Returns:
+            Bytes written for this round.
+        """
+        from teachgym.interrupts import critical
+
+        name = f"round-{state.round:02d}"
+        with critical():  # a stop signal waits until the round is whole on disk
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_dir / f".{name}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            if can_save_state(student):
+                student.save_state(str(tmp / "student"))
+            _write_atomic(tmp / "loop.pkl", pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+            (tmp / "meta.json").write_text(json.dumps({"round": state.round, "used": state.used, "time": time.time()}))
+            final = self.state_dir / name
+            if final.exists():  # a round written before a crash but never named in LATEST
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _write_atomic(self.state_dir / "LATEST", name.encode())
+            size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
+            self._prune(state, keep)
+        return size
+
+    def _prune(self, state: RoundState, keep: str) -> None:
+        if keep == "every":
+            return
+        wanted = {state.round}
+        if keep == "best" and state.records:
+            wanted.add(max(state.records, key=lambda r: (r.mean_accuracy, -r.round)).round)
+        for r in self.saved_rounds():
+            if r not in wanted:
+                shutil.rmtree(self.state_dir / f"round-{r:02d}", ignore_errors=True)
+        for junk in self.state_dir.glob(".round-*.tmp-*"):  # left by a process killed while saving
+            shutil.rmtree(junk, ignore_errors=True)
+
+    def load(self, student: Any, policy: Any, synthesizer: Any = None) -> RoundState | None:
+        """Restore the latest round into ``student``, ``policy``, ``synthesizer`` and the global RNGs.
+
+        Returns:
+            The round's state, or None when the experiment never finished round 0 (start afresh).
+        """
+        r = self.latest()
+        if r is None:
+            return None
+        where = self.state_dir / f"round-{r:02d}"
+        with open(where / "loop.pkl", "rb") as f:
+            state: RoundState = pickle.load(f)  # noqa: S301 - our own file, written by save()
+        if not can_save_state(student):
+            raise ResumeError(
+                f"student {type(student).__name__} cannot restore its state (it has no save_state/load_state), so "
+                "this experiment cannot be resumed; add those two methods to resume experiments with it"
+            )
+        student.load_state(str(where / "student"))
+        if state.policy_state is not None:
+            if is_stateless(policy):
+                raise ResumeError(f"the saved policy state needs {type(policy).__name__}.load_state_dict()")
+            policy.load_state_dict(state.policy_state)
+        if synthesizer is not None and state.llm_seen is not None:
+            synthesizer.seen = set(state.llm_seen)
+        restore_rngs(state.rng)
+        return state
+
+
+def experiment_name(config: ExperimentConfig, env_name: str) -> str:
+    """The MLflow experiment an experiment logs to (``tracking.experiment`` or ``teachgym/<env>``)."""
+    return config.tracking.experiment or f"teachgym/{env_name}"
+
+
+def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str | None = None) -> RunDir:
+    """The experiment ``--resume`` continues: ``run_id``'s, or the newest unfinished one with this name.
+
+    Looks in ``loop.output_dir`` first; a ``run_id`` kept elsewhere is found through the MLflow run's
+    ``teachgym.output_dir`` tag.
+
+    Raises:
+        ResumeError: Nothing to resume, or the experiment is still running in a live process.
+    """
+    base = Path(config.loop.output_dir)
+    experiment = experiment_name(config, env_name)
+    found: list[RunDir] = []
+    for file in base.glob(f"*/{RUN_FILE}"):
+        rd = RunDir(file.parent)
+        try:
+            info = rd.info
+        except (OSError, ValueError):
+            continue
+        if run_id is not None:
+            if run_id in (info.get("run_id"), rd.path.name):
+                found.append(rd)
+        elif info.get("run_name") == run_name and info.get("experiment") == experiment:
+            found.append(rd)
+    if not found and run_id is not None and config.tracking.enabled:
+        rd = _from_mlflow(config, run_id)
+        if rd is not None:
+            found.append(rd)
+    if not found:
+        what = f"run {run_id!r}" if run_id else f"an experiment named {run_name!r} in {experiment!r}"
+        raise ResumeError(f"nothing to resume: found no {what} under {str(base)!r} (loop.output_dir)")
+    found.sort(key=lambda rd: rd.info.get("started", 0), reverse=True)
+    unfinished = [rd for rd in found if rd.info.get("status") != "FINISHED"]
+    if not unfinished:
+        rd = found[0]
+        raise ResumeError(
+            f"nothing to resume: {rd.info.get('run_name')} ({rd.run_id or rd.path.name}) in {str(rd.path)!r} "
+            "finished all its rounds; start a new one without --resume"
+        )
+    rd = unfinished[0]
+    info = rd.info
+    if info.get("status") == "RUNNING" and process_alive(info.get("host"), info.get("pid"), info.get("pid_start")):
+        raise ResumeError(
+            f"{info.get('run_name')} ({rd.run_id or rd.path.name}) is still running in process {info.get('pid')} on "
+            f"{info.get('host')}; stop it first (kill -TERM {info.get('pid')}) or wait for it"
+        )
+    return rd
+
+
+def _from_mlflow(config: ExperimentConfig, run_id: str) -> RunDir | None:
+    import mlflow
+
+    from teachgym.tracking import resolve_tracking_uri
+
+    try:
+        run = mlflow.MlflowClient(resolve_tracking_uri(config.tracking.tracking_uri)).get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    path = run.data.tags.get("teachgym.output_dir")
+    return RunDir(path) if path and (Path(path) / RUN_FILE).exists() else None
+
+
+def resumed_config(stored: Mapping[str, Any], given: ExperimentConfig) -> ExperimentConfig:
+    """The stored config, with the given values of the keys that may change (:data:`RESUMABLE_CHANGES`).
+
+    Raises:
+        ResumeError: The given config differs in a key that could change results; every such key is listed.
+    """
+    old, new = flatten(stored), flatten(given.model_dump())
+    differ = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    refused = [k for k in differ if k not in RESUMABLE_CHANGES]
+    if refused:
+        lines = "\n".join(f"  {k}: stored {old.get(k, '<unset>')!r}, given {new.get(k, '<unset>')!r}" for k in refused)
+        raise ResumeError(
+            "--resume: this config differs from the one the experiment was started with, in keys that change "
+            f"results:\n{lines}\nresume with the original config (only {', '.join(RESUMABLE_CHANGES)} may change), "
+            "or start a new experiment without --resume"
+        )
+    merged = json.loads(json.dumps(dict(stored)))
+    for key in differ:  # the allowed ones
+        node = merged
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = new.get(key)
+    return ExperimentConfig.model_validate(merged)
