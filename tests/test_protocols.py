@@ -34,12 +34,57 @@ def test_check_student_on_every_builtin_student(name, tmp_path):
         student = cls(env=env, examples_to_learn=2.0, seed=0)
         rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in env.pool().select(range(0, 60, 7))]
         load = lambda p: cls(env=env, examples_to_learn=2.0, checkpoint=p)  # noqa: E731
+        make = lambda: cls(env=env, examples_to_learn=2.0, seed=0)  # noqa: E731
     else:
         student = cls(model="tiny", tiny=TINY, learning_rate=1e-2, batch_size=2, epochs=4)
         rows = [{"prompt": "12+34=", "completion": "46"}, {"prompt": "5-3=", "completion": "2"}]
         load = lambda p: cls(model=p)  # noqa: E731
+        make = lambda: cls(model="tiny", tiny=TINY, learning_rate=1e-2, batch_size=2, epochs=4)  # noqa: E731
     assert isinstance(student, Student)
-    check_student(student, rows, str(tmp_path / "s"), load=load)
+    assert callable(student.save_state) and callable(student.load_state)  # every built-in student can resume
+    check_student(student, rows, str(tmp_path / "s"), load=load, make=make)
+
+
+def test_check_student_catches_a_state_that_does_not_restore_exactly(tmp_path):
+    from teachgym.students.hf import HFStudent
+
+    class Forgetful(HFStudent):
+        def load_state(self, path):  # restores the weights but not the rounds trained (the next round's seed)
+            super().load_state(path)
+            self.rounds_trained = 0
+
+    rows = [{"prompt": "12+34=", "completion": "46"}, {"prompt": "5-3=", "completion": "2"},
+            {"prompt": "7+8=", "completion": "15"}, {"prompt": "9-4=", "completion": "5"}]
+    make = lambda: Forgetful(model="tiny", tiny=TINY, learning_rate=1e-2, batch_size=2, epochs=1)  # noqa: E731
+    with pytest.raises(CheckError, match="trains differently"):
+        check_student(make(), rows, str(tmp_path), load=lambda p: HFStudent(model=p), make=make)
+
+
+def test_check_policy_accepts_a_stateless_policy_and_catches_hidden_state():
+    from teachgym import Mixture
+
+    class Stateless:
+        def act(self, obs):
+            return Mixture({s: 1.0 + obs.profile[s].accuracy for s in obs.skill_names})
+
+    check_policy(Stateless)
+
+    class HiddenState:  # keeps a counter but cannot save it: --resume would not reproduce it
+        n = 0
+
+        def act(self, obs):
+            self.n += 1
+            return Mixture({s: float(i == self.n % len(obs.skill_names)) + 0.1 for i, s in enumerate(obs.skill_names)})
+
+    with pytest.raises(CheckError, match="stateless policy"):
+        check_policy(HiddenState)
+
+    class HalfStateful(Stateless):
+        def state_dict(self):
+            return {}
+
+    with pytest.raises(CheckError, match="go together"):
+        check_policy(HalfStateful)
 
 
 @pytest.mark.parametrize("name", list(BUILTINS["policies"]))

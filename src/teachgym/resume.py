@@ -87,8 +87,10 @@ def restore_rngs(state: Mapping[str, Any]) -> None:
     """Put back what :func:`capture_rngs` took."""
     import numpy as np
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    if "python" in state:
+        random.setstate(state["python"])
+    if "numpy" in state:
+        np.random.set_state(state["numpy"])
     if "torch" in state:
         import torch
 

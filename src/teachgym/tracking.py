@@ -84,12 +84,13 @@ def server_reachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
 
 def unreachable_message(uri: str) -> str:
     """What to tell a user whose tracking server does not answer."""
-    source = "$MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") == uri else "tracking.tracking_uri"
+    from_env = os.environ.get("MLFLOW_TRACKING_URI") == uri
+    local = "unset MLFLOW_TRACKING_URI" if from_env else "drop tracking.tracking_uri (with MLFLOW_TRACKING_URI unset)"
     return (
-        f"the MLflow tracking server at {uri} does not answer (from {source}). Start it (e.g. `mlflow server "
-        f"--host 127.0.0.1 --port <port> --backend-store-uri sqlite:///mlflow.db`), point tracking.tracking_uri at "
-        "a running one, or unset MLFLOW_TRACKING_URI to log to the local sqlite:///mlflow.db; "
-        "tracking.enabled=false runs without MLflow"
+        f"the MLflow tracking server at {uri} does not answer (set by "
+        f"{'$MLFLOW_TRACKING_URI' if from_env else 'tracking.tracking_uri'}). Start it (e.g. `mlflow server --host "
+        f"127.0.0.1 --port <port> --backend-store-uri sqlite:///mlflow.db`), point tracking.tracking_uri at a running "
+        f"one, or {local} to log to the local sqlite:///mlflow.db; tracking.enabled=false runs without MLflow"
     )
 
 
@@ -319,14 +320,32 @@ class MLflowTracker:
     def round(self, index: int, relogged: bool = False) -> Iterator[None]:
         """The round's child run, active while the student trains (so the trainer logs into it)."""
         tags = {"teachgym.round": str(index), **({"teachgym.relogged": "true"} if relogged else {})}
-        with self.mlflow.start_run(run_name=f"round-{index:02d}", nested=True, tags=tags):
+        with self._child(f"round-{index:02d}", tags):
             yield
+
+    @contextmanager
+    def _child(self, name: str, tags: dict[str, str]) -> Iterator[None]:
+        """A nested run that ends FINISHED, FAILED, or KILLED on a stop signal (MLflow's own ``with`` says FAILED)."""
+        self.mlflow.start_run(run_name=name, nested=True, tags=tags)
+        status = "FAILED"
+        try:
+            yield
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            try:
+                self.mlflow.end_run(status)
+            except Exception as e:  # noqa: BLE001 - the store is gone; finish() forgets the run
+                if status == "FINISHED":
+                    raise
+                log.warning("could not mark run %s %s: %s", name, status, e)
 
     @contextmanager
     def probe(self, index: int, k: int) -> Iterator[None]:
         """A probe's own run, nested in the round's (the trainer logs its params once per run)."""
-        name = f"round-{index:02d}-probe-{k}"
-        with self.mlflow.start_run(run_name=name, nested=True, tags={"teachgym.probe": str(k)}):
+        with self._child(f"round-{index:02d}-probe-{k}", {"teachgym.probe": str(k)}):
             yield
 
     def log_probes(self, index: int, probes: list) -> None:
