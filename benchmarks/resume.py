@@ -121,13 +121,20 @@ def unreachable(tmp: str) -> list[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rows = ["| tracking URI | exit code | seconds to the error (whole command) |", "|---|---|---|"]
-    for uri in (f"http://127.0.0.1:{port}", "http://10.255.255.1:5000"):
+    # A socket that listens but never accepts: the TCP connection opens and no HTTP answer ever comes.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    rows = ["| tracking server | exit code | seconds to the error (whole command) |", "|---|---|---|"]
+    cases = [(f"http://127.0.0.1:{port}", "closed port"),
+             (f"http://127.0.0.1:{silent.getsockname()[1]}", "connects, never answers")]
+    for uri, what in cases:
         start = time.perf_counter()
         proc = _cli([f"tracking.tracking_uri={uri}", "student.name=simulated"], tmp)
         out = proc.communicate()[0]
-        assert "does not answer" in out, out
-        rows.append(f"| `{uri}` | {proc.returncode} | {time.perf_counter() - start:.2f} |")
+        assert "does not answer" in out and "Traceback" not in out, out
+        rows.append(f"| {what} (`{uri}`) | {proc.returncode} | {time.perf_counter() - start:.2f} |")
+    silent.close()
     return rows
 
 

@@ -354,6 +354,24 @@ def test_an_unreachable_tracking_server_is_reported_in_seconds(tmp_path):
     assert time.monotonic() - start < 60
 
 
+def test_a_server_that_is_not_mlflow_is_reported_without_a_traceback(tmp_path):
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        proc = subprocess.run(
+            [TEACHGYM, "run", str(TESTS.parent / "configs/arithmetic.yaml"), *_overrides(tmp_path, "simulated"),
+             f"tracking.tracking_uri={uri}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert proc.returncode == 2
+    assert f"{uri} answers, but not as an MLflow tracking server" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
 @pytest.mark.slow
 def test_tracking_server_lost_mid_run_then_resume_relogs_what_it_missed(tmp_path):
     from conftest import Served

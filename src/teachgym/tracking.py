@@ -105,6 +105,17 @@ def prepare_store(uri: str, experiment: str | None) -> None:
             os.environ.setdefault(key, value)
         if not server_reachable(uri):
             raise TrackingUnavailable(unreachable_message(uri))
+        import mlflow
+
+        try:  # something answers; is it an MLflow tracking server?
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as e:  # noqa: BLE001 - any failure here means: not a usable MLflow server
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise TrackingUnavailable(
+                f"{uri} answers, but not as an MLflow tracking server ({first}). Check the address and port "
+                "(`mlflow server --host 127.0.0.1 --port <port>` serves one), or unset MLFLOW_TRACKING_URI / drop "
+                "tracking.tracking_uri to log to the local sqlite:///mlflow.db"
+            ) from None
         return
     if not uri.startswith("sqlite:///"):
         return
