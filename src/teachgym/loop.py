@@ -123,6 +123,7 @@ def run_experiment(
     from teachgym.resume import (
         RoundState,
         RunDir,
+        can_save_state,
         capture_rngs,
         experiment_name,
         find_run,
@@ -170,7 +171,9 @@ def run_experiment(
     skill_graph = {s.name: tuple(s.prerequisites) for s in env.skills}
     run_name = default_run_name(config)
     if run_dir is None:
-        run_dir = RunDir(Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir = RunDir.create(Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if not can_save_state(student):
+        log.warning("student %r has no save_state/load_state: this experiment cannot be resumed", config.student.name)
     saved = run_dir.load(student, policy, synthesizer) if resume else None  # student, policy, RNGs restored
     out_dir = run_dir.path
 

@@ -151,6 +151,18 @@ class RunDir:
         self.path = Path(path)
         self.state_dir = self.path / STATE
 
+    @classmethod
+    def create(cls, path: Path) -> RunDir:
+        """A new, empty output directory at ``path`` (``path-2``, ``-3``, ... if a run started there this second)."""
+        candidate, n = Path(path), 1
+        while True:
+            try:
+                candidate.mkdir(parents=True)
+                return cls(candidate)
+            except FileExistsError:
+                n += 1
+                candidate = Path(f"{path}-{n}")
+
     # -- run.json ---------------------------------------------------------------------------------
     @property
     def info(self) -> dict[str, Any]:
