@@ -71,6 +71,8 @@ def learned_teacher(tmp_path_factory) -> str:
 
 def policy_kwargs(name: str, request) -> dict:
     """Constructor kwargs a built-in policy needs in the tests that build every policy by name."""
+    if name == "llm-agent":  # answers that name no real skill: every round ends in the (checked) fallback
+        return {"backend": "scripted", "script": ['{"mixture": {"no-such-skill": 1}, "rationale": "x"}', "no JSON"]}
     return {"path": request.getfixturevalue("learned_teacher")} if name == "learned" else {}
 
 

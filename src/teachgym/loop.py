@@ -266,6 +266,7 @@ def run_experiment(
                     )
                     action: Action = _act(policy, obs, config.policy.name)
                     validate_action(action, env.skills)  # garbage is caught here, before any training
+                    explained = _explain(policy)  # an optional policy.explain(): its own metrics and details
                     budget = loop.examples_per_round - probed
                     data, report = materialize(
                         action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures
@@ -283,11 +284,13 @@ def run_experiment(
                     metrics = round_metrics(result, action, report, used, skills)
                     if probed:
                         metrics["data/probe_examples"] = float(probed)
+                    metrics.update(explained.get("metrics", {}))
                     history.append(HistoryEntry(r, result.profile, action))
                     records.append(
                         _record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics)
                     )
-                    entry = RoundLog(r, result, metrics, action, report, train, data, probe_results)
+                    entry = RoundLog(r, result, metrics, action, report, train, data, probe_results,
+                                     explained.get("details"))
                     # The round is safe on disk before MLflow hears of it; a lost server loses nothing.
                     save(RoundState(r, used, records, history, result, _policy_state(policy),
                                     sorted(synthesizer.seen) if synthesizer else None,
@@ -343,6 +346,15 @@ def _act(policy: Any, obs: Observation, name: str) -> Action:
         return policy.act(obs)
     except Exception as e:
         raise PolicyError(f"policy {name!r} raised {type(e).__name__} in act() at round {obs.round}: {e}") from e
+
+
+def _explain(policy: Any) -> dict[str, Any]:
+    """What a policy with an ``explain()`` method says about its last decision (``metrics``, ``details``)."""
+    if not callable(getattr(policy, "explain", None)):
+        return {}
+    out = policy.explain() or {}
+    metrics = {str(k): float(v) for k, v in (out.get("metrics") or {}).items()}
+    return {"metrics": metrics, "details": out.get("details")}
 
 
 def _policy_state(policy: Any) -> Any:

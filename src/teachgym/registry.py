@@ -90,6 +90,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.policies.aioli:AioliPolicy",
             "Aioli: one-skill probes inside the round estimate the mixing law A, then p ∝ exp(η Σ_i A_ij)",
         ),
+        "llm-agent": Entry(
+            "teachgym.policies.llm_agent:LLMAgentPolicy",
+            "DataEnvGym's agent: a language model reads the profile (or failures) and answers a mixture or requests",
+        ),
         "learned": Entry(
             "teachgym.policies.learned:LearnedPolicy",
             "a teacher trained with RL (stable-baselines3) in teachgym.gym, loaded from policy.path [rl]",

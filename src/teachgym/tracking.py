@@ -243,6 +243,7 @@ class RoundLog:
     train: TrainReport | None = None
     data: Dataset | None = None
     probes: list = dataclasses.field(default_factory=list)
+    teacher: dict[str, Any] | None = None  # what the policy's explain() said about its decision
 
 
 class MLflowTracker:
@@ -304,7 +305,7 @@ class MLflowTracker:
         if entry.probes:
             self.log_probes(entry.index, entry.probes)
         self.log_round(entry.index, entry.result, entry.action, entry.report, entry.train, entry.data,
-                       entry.metrics, parent_metrics=parent_metrics)
+                       entry.metrics, parent_metrics=parent_metrics, teacher=entry.teacher)
 
     def relog(self, entry: RoundLog) -> bool:
         """On resume: log a round the store missed (the server was down, or the process died while logging).
@@ -375,6 +376,7 @@ class MLflowTracker:
         data: Dataset | None,
         metrics: Mapping[str, float],
         parent_metrics: bool = True,
+        teacher: Mapping[str, Any] | None = None,
     ) -> None:
         """Log a finished round: parent metrics at ``step=index``, artifacts into the active child run."""
         mlflow = self.mlflow
@@ -395,6 +397,8 @@ class MLflowTracker:
         )
         if action is not None:
             decision = {"round": index, "action": action_to_dict(action)}
+            if teacher:
+                decision["teacher"] = dict(teacher)
             if report is not None:
                 decision["data"] = {
                     "requested": report.requested,
