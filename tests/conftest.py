@@ -139,3 +139,15 @@ class Served:
         self.output = self.log.read()
         self.log.close()
         return False
+
+
+def transformers_serve(model_dir: str) -> tuple[Served, str]:
+    """``transformers serve`` on a saved model, on a free 127.0.0.1 port: ``(server, base_url)`` for ``with``."""
+    import os
+    import sys
+
+    pytest.importorskip("openai", reason="transformers serve needs transformers[serving] (in the dev extra)")
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "transformers")
+    cmd = [exe, "serve", model_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    return Served(cmd, port, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"}), f"http://127.0.0.1:{port}/v1"

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import sys
 
 import pytest
 
@@ -18,7 +16,7 @@ from teachgym.protocols import check_policy, make_observation
 from teachgym.state import restrict
 from teachgym.types import Mixture, Request, Skill, SkillStats, Synthesize
 
-from conftest import TINY, Served, free_port, tiny_config
+from conftest import TINY, tiny_config, transformers_serve
 
 SKILLS = [Skill("a"), Skill("b", prerequisites=("a",), levels=(1, 2)), Skill("c"), Skill("d")]
 GOOD_MIX = '{"mixture": {"a": 3, "b": 1}, "rationale": "a is weakest and b needs it"}'
@@ -192,12 +190,9 @@ def test_a_random_weight_local_model_ends_in_counted_retries_and_the_fallback(tm
 
 
 def test_the_same_model_behind_transformers_serve(random_lm):
-    pytest.importorskip("openai", reason="transformers serve needs transformers[serving] (in the dev extra)")
-    port = free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "transformers")
-    cmd = [exe, "serve", random_lm, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    with Served(cmd, port, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"}):
-        policy = LLMAgentPolicy(backend="openai", url=f"http://127.0.0.1:{port}/v1", model=random_lm,
+    server, url = transformers_serve(random_lm)
+    with server:
+        policy = LLMAgentPolicy(backend="openai", url=url, model=random_lm,
                                 api="completions", retries=1, max_new_tokens=24, temperature=1.0)
         action = policy.act(observation("skill-tree"))
     info = policy.explain()

@@ -14,7 +14,7 @@ from teachgym.envs.strings import StringsEnv
 from teachgym.synthesis import LLMSynthesizer, SynthesisError, build_prompt, parse_example
 from teachgym.types import Failure, Request, Synthesize
 
-from conftest import TINY, Served, free_port, tiny_config
+from conftest import TINY, free_port, tiny_config, transformers_serve
 
 
 @pytest.fixture(scope="session")
@@ -157,12 +157,10 @@ def test_config_errors_name_the_field(tiny_lm_dir, tmp_path):
 
 
 def test_openai_compatible_endpoint_served_by_transformers_serve(tiny_lm_dir):
-    pytest.importorskip("openai", reason="transformers serve needs transformers[serving] (in the dev extra)")
-    port = free_port()
+    server, url = transformers_serve(tiny_lm_dir)
     exe = os.path.join(os.path.dirname(sys.executable), "transformers")
-    cmd = [exe, "serve", tiny_lm_dir, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    with Served(cmd, port, timeout=120, env={**os.environ, "HF_HUB_OFFLINE": "1"}):
-        cfg = SynthesisConfig(backend="openai", model=tiny_lm_dir, url=f"http://127.0.0.1:{port}/v1",
+    with server:
+        cfg = SynthesisConfig(backend="openai", model=tiny_lm_dir, url=url,
                               api_key_env="TEACHGYM_TEST_KEY", max_new_tokens=12, max_attempts=1, oversample=1)
         os.environ["TEACHGYM_TEST_KEY"] = "sk-local"  # sent as a bearer token; the local server ignores it
         try:
