@@ -165,9 +165,10 @@ def test_resume_refuses_a_changed_config_and_allows_logging_keys(tmp_path, monke
 
     cfg = sim_config(tmp_path, "exp3", rounds=3, enabled=False)
     with monkeypatch.context() as m:
-        _StopInRound(m, 2)
-        with pytest.raises(Interrupted):
+        _StopInRound(m, 2, signal.SIGINT)  # Ctrl-C
+        with pytest.raises(Interrupted) as stopped:
             run_experiment(load_config(cfg))
+    assert stopped.value.exit_code == 130
     with pytest.raises(ResumeError) as info:
         run_experiment(load_config(cfg, ["student.half_life=100", "policy.gamma=0.5", "loop.seed=3"]), resume=True)
     msg = str(info.value)
@@ -317,6 +318,33 @@ def test_cli_killed_mid_round_then_resumed_matches_an_uninterrupted_run(tmp_path
             assert steps == reference[key], key
     children = child_runs(mlflow_store, parent.info.run_id)
     assert ("round-03", "KILLED") in children and children.count(("round-03", "FINISHED")) == 1
+
+
+def test_runs_stale_lists_and_closes_runs_whose_process_is_gone(tmp_path, mlflow_store):
+    import mlflow
+
+    from teachgym.cli import main
+    from teachgym.resume import this_process
+    from teachgym.tracking import stale_runs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    me = this_process()
+    client = mlflow.MlflowClient(mlflow_store)
+    exp = client.create_experiment("teachgym/stale")
+    dead = client.create_run(exp, run_name="dead-s0", tags={
+        "teachgym.host": me["host"], "teachgym.pid": str(gone.pid), "teachgym.pid_start": "1.0"})
+    child = client.create_run(exp, run_name="round-02", tags={"mlflow.parentRunId": dead.info.run_id})
+    alive = client.create_run(exp, run_name="alive-s0", tags={
+        "teachgym.host": me["host"], "teachgym.pid": str(me["pid"]), "teachgym.pid_start": str(me["pid_start"])})
+    elsewhere = client.create_run(exp, run_name="other-host", tags={"teachgym.host": "elsewhere", "teachgym.pid": "1"})
+    assert [r["run_id"] for r in stale_runs(mlflow_store)] == [dead.info.run_id]
+    assert main(["runs", "--stale", "--close"]) == 0
+    status = {r: client.get_run(r).info.status for r in (dead.info.run_id, child.info.run_id, alive.info.run_id,
+                                                          elsewhere.info.run_id)}
+    assert status == {dead.info.run_id: "KILLED", child.info.run_id: "KILLED", alive.info.run_id: "RUNNING",
+                      elsewhere.info.run_id: "RUNNING"}
+    assert stale_runs(mlflow_store) == []
 
 
 def test_concurrent_runs_on_a_fresh_sqlite_store_all_succeed(tmp_path):
