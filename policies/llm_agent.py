@@ -211,11 +211,14 @@ class LLMAgentPolicy:
         self.backend_name, self.api = backend, api
         if backend == "scripted":
             if isinstance(script, str):
-                script = json.loads(Path(script).read_text())
+                try:
+                    script = json.loads(Path(script).read_text())
+                except (OSError, ValueError) as e:
+                    raise ValueError(f"policy.script: cannot read a JSON list of answers from {script!r}: {e}") from e
             self.backend: Any = ScriptedLM(script or [], offset=self._seed_base)
         else:
             from teachgym.config import SynthesisConfig
-            from teachgym.synthesis import make_backend
+            from teachgym.synthesis import SynthesisError, make_backend
 
             if model is None:
                 raise ValueError(f"policy.model: backend {backend!r} needs a model (a directory, or a served name)")
@@ -226,9 +229,15 @@ class LLMAgentPolicy:
             cfg = SynthesisConfig(backend=backend, model=model, url=url, api_key_env=api_key_env, api=api,
                                   extra_body=body, temperature=temperature, top_p=top_p,
                                   max_new_tokens=max_new_tokens, device=device, batch_size=1, timeout_s=timeout_s)
-            self.backend = make_backend(cfg)
-        template = Path(prompt).read_text() if prompt else (
-            resources.files("teachgym.policies").joinpath("llm_agent_prompt.txt").read_text())
+            try:
+                self.backend = make_backend(cfg)
+            except SynthesisError as e:
+                raise ValueError(str(e).replace("synthesis.", "policy.")) from e
+        try:
+            template = Path(prompt).read_text() if prompt else (
+                resources.files("teachgym.policies").joinpath("llm_agent_prompt.txt").read_text())
+        except OSError as e:
+            raise ValueError(f"policy.prompt: cannot read the prompt template {prompt!r}: {e}") from e
         self.template = string.Template(template)
         self.fallback = build_component("policies", "policy.fallback", ComponentConfig(name=fallback), seed=seed)
         self.fallback_name = fallback

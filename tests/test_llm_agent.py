@@ -138,7 +138,13 @@ def test_config_errors_name_the_field(tmp_path):
 
     cfg = tiny_config(tmp_path, rounds=1)
     cfg["policy"] = {"name": "llm-agent", "backend": "local"}
-    with pytest.raises(Exception, match="policy.model"):
+    with pytest.raises(ConfigError, match="policy.model: backend 'local' needs a model"):
+        run_experiment(load_config(cfg))
+    cfg["policy"] = {"name": "llm-agent", "backend": "local", "model": str(tmp_path / "missing")}
+    with pytest.raises(ConfigError, match="policy.model: .* is not a local directory"):
+        run_experiment(load_config(cfg))
+    cfg["policy"] = {"name": "llm-agent", "backend": "scripted", "script": str(tmp_path / "none.json")}
+    with pytest.raises(ConfigError, match="policy.script: cannot read"):
         run_experiment(load_config(cfg))
     cfg["policy"] = {"name": "llm-agent", "backend": "scripted", "script": [GOOD_MIX], "retires": 2}
     with pytest.raises(ConfigError, match="policy.retires.*did you mean 'policy.retries'"):

@@ -88,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from teachgym.config import ConfigError
     from teachgym.engine import EngineError
     from teachgym.interrupts import Interrupted
+    from teachgym.synthesis import SynthesisError
     from teachgym.tracking import TrackingUnavailable
     from teachgym.types import InvalidActionError
 
@@ -123,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started)
-    except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable) as e:
+    except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable, SynthesisError) as e:
         print(f"error: {e}", file=sys.stderr)
         if run is not None and not isinstance(e, TrackingUnavailable):
             print(f"{_saved_round(run)}; after fixing it, continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)

@@ -291,4 +291,9 @@ def build_component(kind: Kind, section: str, config: ComponentConfig, **injecte
         raise ConfigError(msg) from None
     args = {k: getattr(validated, k) for k in {**injected, **kwargs} if k in accepted}
     args.update({k: v for k, v in (validated.model_extra or {}).items()})
-    return target(**args)
+    try:
+        return target(**args)
+    except ConfigError:
+        raise
+    except ValueError as e:  # constructors reject bad arguments with ValueError: a config mistake, not a bug
+        raise ConfigError(f"{section} {config.name!r}: {e}") from e
