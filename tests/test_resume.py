@@ -128,6 +128,25 @@ def test_llm_engine_memory_and_rngs_are_in_the_state(tmp_path):
     assert state.policy_state["rng"] and rd.saved_rounds() == [2]  # only the latest round is kept
 
 
+def test_the_best_checkpoint_survives_a_resume(tmp_path, monkeypatch, mlflow_store):
+    import mlflow
+
+    from teachgym.interrupts import Interrupted
+
+    cfg = sim_config(tmp_path, "uniform", rounds=4, checkpoints="best")
+    with monkeypatch.context() as m:
+        _StopInRound(m, 4)  # after round 3's checkpoint was logged
+        with pytest.raises(Interrupted):
+            run_experiment(load_config(cfg))
+    done = run_experiment(load_config(cfg), resume=True)
+    mlflow.set_tracking_uri(mlflow_store)
+    models = mlflow.search_logged_models(output_format="list")
+    accs = [r.mean_accuracy for r in done.rounds]
+    best = max(range(1, 5), key=lambda r: (accs[r], -r))
+    assert [m.name for m in models] == [f"student-round-{best:02d}"]  # "best" keeps one, across the resume too
+    assert mlflow.MlflowClient().get_run(done.run_id).data.tags["teachgym.best_round"] == str(best)
+
+
 def test_checkpoints_every_keeps_every_round(tmp_path):
     run_experiment(load_config(sim_config(tmp_path, "uniform", rounds=3, enabled=False, checkpoints="every")))
     rd = RunDir(next((tmp_path / "out").iterdir()))

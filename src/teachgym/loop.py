@@ -234,7 +234,7 @@ def run_experiment(
             else:  # resumed: continue after the last round that was saved whole
                 records, history, result, used = saved.records, saved.history, saved.result, saved.used
                 if tracker:
-                    tracker.best = saved.tracker_best
+                    tracker.restore_best(records, saved.tracker_best)
                     tracker.relog(saved.pending_log)  # what the store missed when the last process stopped
             if tracker and config.tracking.plots:
                 tracker.log_plots(records, skills)

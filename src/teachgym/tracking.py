@@ -296,6 +296,16 @@ class MLflowTracker:
         """End ``KILLED`` every run below the parent still ``RUNNING`` (a dead process's round and probes)."""
         return close_below(self.mlflow.MlflowClient(), self.parent_id)
 
+    def restore_best(self, records: list, saved: tuple | None) -> None:
+        """On resume: the best checkpoint so far, from the parent's tags (they are written after the round's state,
+        so they may know a checkpoint the state does not); else what the state saved."""
+        tags = self.mlflow.MlflowClient().get_run(self.parent_id).data.tags
+        r = int(tags.get("teachgym.best_round", -1))
+        if 0 <= r < len(records) and "teachgym.best_model_id" in tags:
+            self.best = (records[r].mean_accuracy, r, tags["teachgym.best_model_id"])
+        else:
+            self.best = saved
+
     def logged_steps(self, key: str = "acc/mean") -> set[int]:
         """The steps at which the parent run has ``key`` (what an earlier process already logged)."""
         return {m.step for m in self.mlflow.MlflowClient().get_metric_history(self.parent_id, key)}
