@@ -138,6 +138,7 @@ def run_experiment(
         prepare_store,
         resolve_tracking_uri,
         round_metrics,
+        server_reachable,
         unreachable_message,
     )
 
@@ -317,7 +318,7 @@ def run_experiment(
         status = "KILLED"
         raise
     except Exception as e:
-        if tracker and not _store_answers(tracker):
+        if tracker and not server_reachable(tracker.uri):
             raise TrackingUnavailable(
                 f"{unreachable_message(tracker.uri)}. The experiment stopped; every finished round is saved in "
                 f"{str(out_dir)!r} and --resume re-logs what the server missed"
@@ -369,12 +370,6 @@ def _policy_state(policy: Any) -> Any:
 def _jsonable(value: Any) -> Any:
     """numpy scalars and arrays in a policy's state, as JSON."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
-def _store_answers(tracker: Any) -> bool:
-    from teachgym.tracking import server_reachable
-
-    return server_reachable(tracker.uri)
 
 
 def _policies_for(state: str) -> list[str]:

@@ -278,7 +278,7 @@ def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str
     """
     base = Path(config.loop.output_dir)
     experiment = experiment_name(config, env_name)
-    found: list[RunDir] = []
+    found: list[tuple[dict[str, Any], RunDir]] = []  # each run.json read once
     for file in base.glob(f"*/{RUN_FILE}"):
         rd = RunDir(file.parent)
         try:
@@ -287,30 +287,29 @@ def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str
             continue
         if run_id is not None:
             if run_id in (info.get("run_id"), rd.path.name):
-                found.append(rd)
+                found.append((info, rd))
         elif info.get("run_name") == run_name and info.get("experiment") == experiment:
-            found.append(rd)
+            found.append((info, rd))
     if not found and run_id is not None and config.tracking.enabled:
         rd = _from_mlflow(config, run_id)
         if rd is not None:
-            found.append(rd)
+            found.append((rd.info, rd))
     if not found:
         what = f"run {run_id!r}" if run_id else f"an experiment named {run_name!r} in {experiment!r}"
         raise ResumeError(f"nothing to resume: found no {what} under {str(base)!r} (loop.output_dir)")
-    found.sort(key=lambda rd: rd.info.get("started", 0), reverse=True)
-    unfinished = [rd for rd in found if rd.info.get("status") != "FINISHED"]
+    found.sort(key=lambda pair: pair[0].get("started", 0), reverse=True)
+    unfinished = [pair for pair in found if pair[0].get("status") != "FINISHED"]
     if not unfinished:
-        rd = found[0]
+        info, rd = found[0]
         raise ResumeError(
-            f"nothing to resume: {rd.info.get('run_name')} ({rd.run_id or rd.path.name}) in {str(rd.path)!r} "
+            f"nothing to resume: {info.get('run_name')} ({info.get('run_id') or rd.path.name}) in {str(rd.path)!r} "
             "finished all its rounds; start a new one without --resume"
         )
-    rd = unfinished[0]
-    info = rd.info
+    info, rd = unfinished[0]
     if info.get("status") == "RUNNING" and process_alive(info.get("host"), info.get("pid"), info.get("pid_start")):
         raise ResumeError(
-            f"{info.get('run_name')} ({rd.run_id or rd.path.name}) is still running in process {info.get('pid')} on "
-            f"{info.get('host')}; stop it first (kill -TERM {info.get('pid')}) or wait for it"
+            f"{info.get('run_name')} ({info.get('run_id') or rd.path.name}) is still running in process "
+            f"{info.get('pid')} on {info.get('host')}; stop it first (kill -TERM {info.get('pid')}) or wait for it"
         )
     return rd
 
