@@ -61,9 +61,77 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, float(stats.t.ppf((1 + confidence) / 2, n - 1)) * sd / math.sqrt(n)
 
 
+def paired_difference(x: Sequence[float], y: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of the seed-by-seed differences ``x[i] - y[i]`` and its Student-t interval ``(mean, low, high)``.
+
+    The interval is scipy's one-sample t-test interval on the differences (a paired t-interval):
+    what is shared by both runs of a seed (its eval set, initial weights, data) cancels out, so a
+    small but consistent gain is resolved with few seeds. ``(mean, nan, nan)`` for one pair.
+    """
+    import numpy as np
+    from scipy import stats
+
+    if len(x) != len(y) or not len(x):
+        raise ValueError(f"paired samples must be non-empty and equal in length, got {len(x)} and {len(y)}")
+    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+    mean = float(d.mean())
+    if len(d) < 2:
+        return mean, math.nan, math.nan
+    if np.ptp(d) == 0:  # the same difference on every seed: no spread, the interval is the point
+        return mean, mean, mean
+    ci = stats.ttest_1samp(d, 0.0).confidence_interval(confidence)
+    return mean, float(ci.low), float(ci.high)
+
+
+def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """P(X > Y): the chance that a run of X scores above a run of Y, ties counting half (rliable's definition).
+
+    Agarwal et al. (2021) compute it per task as the Mann-Whitney U statistic of X against Y divided
+    by ``len(x) * len(y)`` (every pair of runs compared); scipy computes that U.
+    """
+    from scipy import stats
+
+    if not len(x) or not len(y):
+        raise ValueError("probability_of_improvement needs runs on both sides")
+    return float(stats.mannwhitneyu(x, y).statistic) / (len(x) * len(y))
+
+
+def probability_of_improvement_ci(x: Sequence[float], y: Sequence[float], confidence: float = 0.95,
+                                  resamples: int = 2000) -> tuple[float, float]:
+    """A percentile bootstrap interval for :func:`probability_of_improvement` (runs resampled on each side).
+
+    ``(nan, nan)`` with fewer than two runs on a side.
+    """
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    if len(x) < 2 or len(y) < 2:
+        return math.nan, math.nan
+
+    def poi(a, b, axis=-1):
+        a, b = np.moveaxis(a, axis, -1), np.moveaxis(b, axis, -1)
+        wins = (a[..., :, None] > b[..., None, :]) + 0.5 * (a[..., :, None] == b[..., None, :])
+        return wins.mean(axis=(-2, -1))
+
+    with warnings.catch_warnings():  # few seeds: many resamples are alike, which scipy warns about
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((np.asarray(x, float), np.asarray(y, float)), poi, paired=False, vectorized=True,
+                              n_resamples=resamples, confidence_level=confidence, method="percentile",
+                              rng=np.random.default_rng(0))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def format_ci(mean: float, half: float, digits: int = 3) -> str:
     """``0.512 ± 0.041`` (or just the mean when the interval is undefined)."""
     return f"{mean:.{digits}f}" if math.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def format_interval(mean: float, low: float, high: float, digits: int = 3, signed: bool = True) -> str:
+    """``+0.041 [+0.012, +0.070]`` (or just the mean when the interval is undefined)."""
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return f.format(mean) if math.isnan(low) else f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
 
 
 def plot_learning_curves(

@@ -1,4 +1,4 @@
-"""``teachgym`` command line: ``teachgym run CONFIG [key=value ...]`` and ``teachgym list``."""
+"""``teachgym`` command line: ``run``, ``sweep``, ``compare``, ``ui``, ``runs``, ``skill-graph`` and ``list``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,11 +45,9 @@ _progress.first = 0.0  # type: ignore[attr-defined]
 
 def _quiet() -> None:
     """Quiet the libraries: the CLI's own lines are the progress display."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+    from teachgym.loop import quiet_libraries
+
+    quiet_libraries()
 
 
 def _load_config(args: argparse.Namespace) -> Any:
@@ -210,17 +207,71 @@ def cmd_skill_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from teachgym.config import ConfigError
+    from teachgym.sweep import Display, plan_sweep, run_sweep
+    from teachgym.tracking import TrackingUnavailable
+
+    if os.getcwd() not in sys.path:  # policies given by import path, as in `teachgym run`
+        sys.path.insert(0, os.getcwd())
+    _quiet()
+    try:
+        plan = plan_sweep(args.config, args.overrides, name=args.name, max_concurrent=args.max_concurrent,
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                          address=args.address, baseline=args.baseline)
+    except (ConfigError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(plan.describe(), flush=True)
+    if args.dry_run:
+        for t in plan.trials:
+            print(f"  {t.name:<40} {t.key}")
+        return 0
+    display = Display()
+    try:
+        result = run_sweep(plan, sequential=args.sequential, on_event=display)
+    except (ConfigError, TrackingUnavailable) as e:
+        display.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    display.close()
+    print("\n" + result.summary, flush=True)
+    print(f"summary, tables and plot: {plan.directory}", flush=True)
+    if result.run_id:
+        print(f"MLflow: sweep run {result.run_id} (sweep-{plan.name}) in {result.tracking_uri}; its trials have tag "
+              f"teachgym.sweep = '{result.sweep_id}'; paired table: teachgym compare --sweep {plan.name} "
+              f"--baseline {plan.options.baseline or 'uniform'} --tracking-uri {result.tracking_uri}")
+    again = " ".join(["teachgym", "sweep", args.config, *args.overrides] + (["--name", args.name] if args.name else []))
+    if result.interrupted is not None:
+        stopped = [r for r in result.results if r.status == "interrupted"]
+        print(f"\nstopped: {len(result.finished)} trials finished, {len(stopped)} stopped or not started (their "
+              f"finished rounds are saved); run the same command again to continue:\n  {again}", file=sys.stderr)
+    elif result.failed:
+        print(f"\n{len(result.failed)} of {len(result.results)} trials failed:", file=sys.stderr)
+        for r in result.failed:
+            print(f"  {r.trial.name} ({r.trial.key}): {r.error}", file=sys.stderr)
+        print(f"tracebacks: {plan.directory / 'trials.jsonl'}; fix the cause and run the same command again (finished "
+              f"trials are skipped):\n  {again}", file=sys.stderr)
+    return result.exit_code
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    from teachgym.compare import CompareError, group_rows, load_runs, plot, render, run_rows
+    from teachgym.compare import CompareError, group_rows, load_runs, paired_rows, plot, render, render_paired, run_rows
 
     _quiet()
     try:
-        curves = load_runs(args.tracking_uri, args.experiments, args.include_unfinished)
+        curves = load_runs(args.tracking_uri, args.experiments, args.include_unfinished, sweep=args.sweep)
+        paired = paired_rows(curves, args.baseline) if args.baseline else None
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rows = run_rows(curves, args.target) if args.runs else group_rows(curves, args.target)
-    print(render(rows, args.format, args.target, grouped=not args.runs), end="")
+    if paired is not None:
+        print(render_paired(paired, args.format), end="")
+        if args.format == "markdown":
+            print("\nUnpaired (every policy, mean ± 95% t-interval over seeds):\n")
+    if paired is None or args.format == "markdown":
+        rows = run_rows(curves, args.target) if args.runs else group_rows(curves, args.target)
+        print(render(rows, args.format, args.target, grouped=not args.runs), end="")
     if args.plot:
         plot(curves, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -311,7 +362,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_cmp.add_argument("--runs", action="store_true", help="one row per run instead of per policy")
     p_cmp.add_argument("--plot", metavar="FILE", help="also write the learning curves by policy (mean and band)")
     p_cmp.add_argument("--include-unfinished", action="store_true", help="also runs that are running or failed")
+    p_cmp.add_argument("--baseline", metavar="POLICY",
+                       help="compare every policy with this one seed by seed: paired differences with 95%% intervals, "
+                       "wins, probability of improvement, data-efficiency ratio")
+    p_cmp.add_argument("--sweep", metavar="NAME", help="only the trials of this sweep (its name or id)")
     p_cmp.set_defaults(func=cmd_compare)
+    p_sw = sub.add_parser("sweep", help="run a grid of experiments (policies x seeds x settings) on Ray, then compare")
+    p_sw.add_argument("config", help="YAML config; its sweep: section (optional) gives the grid and options")
+    p_sw.add_argument("overrides", nargs="*", help="key=value (every trial), key=a,b,c or key=0:5 (swept), e.g. "
+                      "policy.name=uniform,skill-it loop.seed=0:5")
+    p_sw.add_argument("--name", help="sweep name (default: the config file's name); a rerun with the same name "
+                      "skips finished trials and resumes interrupted ones")
+    p_sw.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs/GPUs fit)")
+    p_sw.add_argument("--cpus-per-trial", type=float, help="CPUs Ray reserves per trial (default 1)")
+    p_sw.add_argument("--gpus-per-trial", type=float, help="GPUs Ray reserves per trial (default 0)")
+    p_sw.add_argument("--address", help="an existing Ray cluster ('auto' or HOST:PORT; needs an http tracking URI)")
+    p_sw.add_argument("--baseline", help="policy the final table pairs every other with (default uniform)")
+    p_sw.add_argument("--sequential", action="store_true", help="run the trials one by one in this process (no Ray)")
+    p_sw.add_argument("--dry-run", action="store_true", help="list the trials and exit")
+    p_sw.set_defaults(func=cmd_sweep)
     p_ui = sub.add_parser("ui", help="start the MLflow UI on the project's store (127.0.0.1) and print its URL")
     p_ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p_ui.add_argument("--port", type=int, default=5000)

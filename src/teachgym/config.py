@@ -82,6 +82,10 @@ class TrackingConfig(_Strict):
         True, description="Refresh plots/ (accuracy heatmap, teacher mixture, learning curves) in the parent run "
         "after every round."
     )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags on the parent run (a sweep adds teachgym.sweep and "
+        "teachgym.setting); they never change results, so --resume accepts new ones."
+    )
 
 
 class SynthesisConfig(_Strict):
@@ -121,6 +125,31 @@ class SynthesisConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="openai: seconds to wait for one response.")
 
 
+class SweepConfig(_Strict):
+    """A grid of experiments for ``teachgym sweep`` (``teachgym run`` ignores this section)."""
+
+    name: str | None = Field(
+        None, description="Sweep name: its folder <loop.output_dir>/sweep-<name> and MLflow run sweep-<name>; "
+        "default: the config file's name."
+    )
+    grid: dict[str, list[Any] | str | int | float] = Field(
+        default_factory=dict,
+        description="Swept keys and their values: a list, 'a,b,c', or an integer range 'start:stop[:step]' "
+        "(stop excluded), e.g. {policy.name: [uniform, skill-it], loop.seed: '0:5'}.",
+    )
+    baseline: str | None = Field(
+        "uniform", description="Policy the final table compares every other policy with, seed by seed."
+    )
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Trials running at once (default: as many as the cluster's CPUs/GPUs fit)."
+    )
+    cpus_per_trial: float = Field(1.0, gt=0, description="CPUs Ray reserves for each trial (torch threads).")
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs Ray reserves for each trial (fractions share one).")
+    address: str | None = Field(
+        None, description="An existing Ray cluster ('auto' or HOST:PORT); default: a local Ray on this machine."
+    )
+
+
 class ExperimentConfig(_Strict):
     """A whole curriculum experiment."""
 
@@ -131,6 +160,9 @@ class ExperimentConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow logging.")
     synthesis: SynthesisConfig | None = Field(
         None, description="LLM data engine for Synthesize requests (default: the env's own generator)."
+    )
+    sweep: SweepConfig | None = Field(
+        None, description="The grid `teachgym sweep` runs; `teachgym run` ignores it (one experiment, base values)."
     )
 
 

@@ -72,6 +72,18 @@ class ExperimentResult:
         return self.rounds[-1]
 
 
+def quiet_libraries() -> None:
+    """Quiet transformers, datasets and MLflow: the caller's own lines are the progress display."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run at ..." per run ended
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
 def default_run_name(config: ExperimentConfig) -> str:
     """``<policy>-s<seed>``, with an import path shortened to its attribute."""
     policy = config.policy.name.rsplit(":", 1)[-1]
@@ -194,6 +206,7 @@ def run_experiment(
                 "teachgym.host": process["host"],
                 "teachgym.pid": str(process["pid"]),
                 "teachgym.pid_start": str(process["pid_start"]),
+                **config.tracking.tags,
             },
             params=flatten(config.model_dump()),
             config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),

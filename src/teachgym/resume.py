@@ -45,6 +45,8 @@ RESUMABLE_CHANGES = (
     "loop.output_dir",
     "loop.save_student",
 )
+# Whole sections that never change results: extra run tags, and the sweep grid (trials run without it).
+RESUMABLE_SECTIONS = ("tracking.tags", "sweep")
 
 
 class ResumeError(ConfigError):
@@ -335,7 +337,8 @@ def resumed_config(stored: Mapping[str, Any], given: ExperimentConfig) -> Experi
     """
     old, new = flatten(stored), flatten(given.model_dump())
     differ = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
-    refused = [k for k in differ if k not in RESUMABLE_CHANGES]
+    refused = [k for k in differ if k not in RESUMABLE_CHANGES
+               and not any(k == s or k.startswith(s + ".") for s in RESUMABLE_SECTIONS)]
     if refused:
         lines = "\n".join(f"  {k}: stored {old.get(k, '<unset>')!r}, given {new.get(k, '<unset>')!r}" for k in refused)
         raise ResumeError(
@@ -344,7 +347,12 @@ def resumed_config(stored: Mapping[str, Any], given: ExperimentConfig) -> Experi
             "or start a new experiment without --resume"
         )
     merged = json.loads(json.dumps(dict(stored)))
+    given_dump = given.model_dump()
+    merged.setdefault("tracking", {})["tags"] = given_dump["tracking"]["tags"]
+    merged["sweep"] = given_dump["sweep"]
     for key in differ:  # the allowed ones
+        if any(key == s or key.startswith(s + ".") for s in RESUMABLE_SECTIONS):
+            continue  # set whole above (tag names hold dots)
         node = merged
         *parents, leaf = key.split(".")
         for p in parents:

@@ -109,11 +109,12 @@ def save_and_log(graph: dict[str, Any], config: ExperimentConfig, out: str | Pat
     if config.tracking.enabled:
         import mlflow
 
-        from teachgym.tracking import resolve_tracking_uri
+        from teachgym.tracking import ensure_experiment, resolve_tracking_uri
 
         mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
         # The same experiment the loop logs to: named after the env object (an import path's env has its own name).
-        mlflow.set_experiment(config.tracking.experiment or f"teachgym/{graph.get('env', config.env.name)}")
+        name = config.tracking.experiment or f"teachgym/{graph.get('env', config.env.name)}"
+        mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(), name))
         with mlflow.start_run(run_name="skill-graph", tags={"teachgym.kind": "skill-graph"}) as run:
             mlflow.log_params({"examples_per_skill": graph["examples_per_skill"], "warmup": graph["warmup"],
                                "env.name": config.env.name, "student.name": config.student.name})

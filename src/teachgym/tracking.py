@@ -57,6 +57,27 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_B
                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
 
+# MLflow 3 opens an experiment without a kind in its GenAI view (traces, prompts); teachgym's are model training.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created if missing, and marked model training unless it has a kind already."""
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except MlflowException:  # created meanwhile by another process
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older teachgym, or by mlflow.set_experiment
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
 class TrackingUnavailable(RuntimeError):
     """The MLflow tracking server cannot be reached (before the experiment, or in the middle of it)."""
 
@@ -108,7 +129,8 @@ def prepare_store(uri: str, experiment: str | None) -> None:
         import mlflow
 
         try:  # something answers; is it an MLflow tracking server?
-            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+            client = mlflow.MlflowClient(uri)
+            client.search_experiments(max_results=1)
         except Exception as e:  # noqa: BLE001 - any failure here means: not a usable MLflow server
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise TrackingUnavailable(
@@ -116,6 +138,8 @@ def prepare_store(uri: str, experiment: str | None) -> None:
                 "(`mlflow server --host 127.0.0.1 --port <port>` serves one), or unset MLFLOW_TRACKING_URI / drop "
                 "tracking.tracking_uri to log to the local sqlite:///mlflow.db"
             ) from None
+        if experiment is not None:
+            ensure_experiment(client, experiment)
         return
     if not uri.startswith("sqlite:///"):
         return
@@ -131,8 +155,8 @@ def prepare_store(uri: str, experiment: str | None) -> None:
         client = mlflow.MlflowClient(uri)
         if experiment is None:
             client.search_experiments(max_results=1)  # creates the schema
-        elif client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment)
+        else:
+            ensure_experiment(client, experiment)
 
 
 def close_below(client: Any, parent_id: str, status: str = "KILLED") -> list[str]:
@@ -278,7 +302,7 @@ class MLflowTracker:
                 log.warning("ignoring $%s during the experiment: teachgym places the trainer's runs itself", var)
                 self._saved_env[var] = os.environ.pop(var)
         mlflow.set_tracking_uri(self.uri)
-        mlflow.set_experiment(self.experiment)
+        mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(self.uri), self.experiment))
         if run_id is not None:
             run = mlflow.start_run(run_id=run_id)
             self.parent_id = run.info.run_id
