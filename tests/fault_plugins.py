@@ -72,3 +72,15 @@ class NoTrainStudent:
 
     def save(self, path: str) -> None:
         Path(path).mkdir(parents=True, exist_ok=True)
+
+
+class FailsOnSeed:
+    """Uniform, but raises in ``act`` when the experiment's seed is ``$TEACHGYM_TEST_FAIL_SEED`` (one bad trial)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def act(self, obs: Observation) -> Mixture:
+        if os.environ.get("TEACHGYM_TEST_FAIL_SEED") == str(self.seed):
+            raise ValueError(f"my teacher cannot handle seed {self.seed}")
+        return Mixture({s: 1.0 for s in obs.skill_names})

@@ -77,7 +77,7 @@ def paired_difference(x: Sequence[float], y: Sequence[float], confidence: float 
     mean = float(d.mean())
     if len(d) < 2:
         return mean, math.nan, math.nan
-    if np.ptp(d) == 0:  # the same difference on every seed: no spread, the interval is the point
+    if np.ptp(d) <= 1e-12:  # the same difference on every seed (up to float noise): the interval is the point
         return mean, mean, mean
     ci = stats.ttest_1samp(d, 0.0).confidence_interval(confidence)
     return mean, float(ci.low), float(ci.high)

@@ -239,9 +239,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"summary, tables and plot: {plan.directory}", flush=True)
     if result.run_id:
         print(f"MLflow: sweep run {result.run_id} (sweep-{plan.name}) in {result.tracking_uri}; its trials have tag "
-              f"teachgym.sweep = '{result.sweep_id}'; paired table: teachgym compare --sweep {plan.name} "
+              f"teachgym.sweep = '{result.sweep_id}'; again from the store: teachgym compare --sweep {plan.name} "
               f"--baseline {plan.options.baseline or 'uniform'} --tracking-uri {result.tracking_uri}")
-    again = " ".join(["teachgym", "sweep", args.config, *args.overrides] + (["--name", args.name] if args.name else []))
+    import shlex
+
+    flags = [(f"--{k.replace('_', '-')}", getattr(args, k)) for k in
+             ("name", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "baseline")]
+    words = ["teachgym", "sweep", args.config, *args.overrides, *(w for f, v in flags if v is not None
+                                                                   for w in (f, str(v)))]
+    again = shlex.join(words + (["--sequential"] if args.sequential else []))
     if result.interrupted is not None:
         stopped = [r for r in result.results if r.status == "interrupted"]
         print(f"\nstopped: {len(result.finished)} trials finished, {len(stopped)} stopped or not started (their "

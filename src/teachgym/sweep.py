@@ -518,7 +518,11 @@ def _ray_trial(config: dict[str, Any], key: str, queue: Any, cwd: str, threads: 
         with contextlib.suppress(Exception):  # the display is best effort; the trial goes on
             queue.put_nowait((key, r, n, acc))
 
-    return run_trial(config, report=report, cwd=cwd, threads=threads)
+    import ray
+
+    row = run_trial(config, report=report, cwd=cwd, threads=threads)
+    ctx = ray.get_runtime_context()
+    return {**row, "node": ctx.get_node_id(), "worker_pid": os.getpid()}
 
 
 def _run_on_ray(plan: SweepPlan, todo: list[Trial], configs: dict[str, ExperimentConfig], emit: Callable[..., None],
@@ -529,11 +533,11 @@ def _run_on_ray(plan: SweepPlan, todo: list[Trial], configs: dict[str, Experimen
     except ImportError:
         raise SweepError(INSTALL_HINT) from None
     opts = plan.options
-    init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    init: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if opts.address:
         init["address"] = opts.address
     else:  # a local Ray: this machine's cores, a small object store (trials pass only configs and curves)
-        init["object_store_memory"] = 128 * 1024**2
+        init.update(include_dashboard=False, object_store_memory=128 * 1024**2)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     ray.init(**init)
     try:
