@@ -1,21 +1,23 @@
 """Teaching efficiency: every built-in policy x seeds, at equal budgets, on the simulated student and the tiny LM.
 
-Each case is one real experiment (`configs/arithmetic.yaml`, the policy and seed swapped in) run in
-this process through `teachgym.loop.run_experiment`, logged to MLflow like any `teachgym run`. For
-each policy the report gives, as mean ± 95% Student-t interval over seeds:
+Each case is one real experiment (`configs/arithmetic.yaml`, the policy and seed swapped in), run as
+a trial of one sweep (`teachgym.sweep`: Ray tasks on this machine's cores, or `--sequential`) and
+logged to MLflow like any `teachgym run`. For each policy the report gives:
 
-- final mean accuracy, and final weakest-skill accuracy;
-- area under the learning curve (mean accuracy over the budget, trapezoids between rounds);
-- the data-efficiency ratio: examples the policy had trained on at the first round where its mean
-  accuracy reached the *uniform* policy's final mean accuracy on the same seed, divided by
-  uniform's budget. Below 1.0 the policy needs less data than uniform; seeds where it never gets
-  there are counted and left out of the interval (the table says how many).
+- unpaired, as mean ± 95% Student-t interval over seeds: final mean accuracy, final weakest-skill
+  accuracy, and the area under the learning curve (mean accuracy over the budget);
+- paired with uniform seed by seed (`teachgym.compare.paired_rows`, as `teachgym compare --baseline
+  uniform`): the mean difference of those three with a 95% t-interval on the differences, wins,
+  the probability of improvement P(policy > uniform) (rliable), and the data-efficiency ratio:
+  examples the policy had trained on at the first round where its mean accuracy reached uniform's
+  final mean accuracy on the same seed, divided by uniform's budget (below 1.0: less data than
+  uniform; seeds where it never gets there are counted and left out of its interval).
 
 Finished cases are appended to `benchmarks/results/teaching_efficiency_<student>.jsonl` (whole
-learning curves), so an interrupted benchmark resumes where it stopped and the report can be
-rebuilt without re-running (`--report-only`). Writes `teaching_efficiency_<student>.md` and
-`.png` there, and logs both to a `summary` run in the MLflow experiment
-`teachgym-benchmark/teaching-efficiency-<student>`.
+learning curves), so the report can be rebuilt without re-running (`--report-only`); an interrupted
+benchmark resumes through its sweep (`<work-dir>/sweep-teaching-efficiency-<student>`). Writes
+`teaching_efficiency_<student>.md` and `.png` there, and logs both to a `summary` run in the MLflow
+experiment `teachgym-benchmark/teaching-efficiency-<student>`.
 
     python benchmarks/teaching_efficiency.py --student simulated                  # all policies, seeds 0-4
     python benchmarks/teaching_efficiency.py --student lm --policies uniform skill-it --seeds 0 1
@@ -25,13 +27,12 @@ rebuilt without re-running (`--report-only`). Writes `teaching_efficiency_<stude
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +41,8 @@ CONFIG = ROOT / "configs" / "arithmetic.yaml"
 LEARNED = RESULTS / "learned_teacher.zip"
 # What changes per student; everything else (env, budget, rounds) is the default config's.
 STUDENTS = {"simulated": ["student.name=simulated"], "lm": []}
+# Built-ins that need a model of their own to run (llm-agent: an LLM), left out of "all".
+NEEDS_A_MODEL = {"llm-agent"}
 
 
 def git_commit() -> str:
@@ -50,73 +53,55 @@ def git_commit() -> str:
         return "unknown"
 
 
-def run_case(student: str, policy: str, seed: int, extra: list[str], tracking_uri: str | None,
-             learned: str, label: str) -> dict:
-    """Run one experiment and return its learning curve."""
-    from teachgym.config import load_config
-    from teachgym.loop import run_experiment
+def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
+    """Run policies x seeds as one sweep (the package's case runner) and return one row per finished case."""
+    from teachgym.sweep import Display, plan_sweep, run_sweep
 
-    overrides = [f"policy.name={policy}", f"loop.seed={seed}", "loop.save_student=false",
-                 f"tracking.experiment=teachgym-benchmark/teaching-efficiency-{student}", *STUDENTS[student]]
-    if tracking_uri:
-        overrides.append(f"tracking.tracking_uri={tracking_uri}")
-    if policy == "learned":
-        overrides.append(f"policy.path={learned}")
-    config = load_config(CONFIG, [*overrides, *extra])
-
-    def progress(rec, rounds):
-        print(f"\r{label} round {rec.round}/{rounds}  acc/mean {rec.mean_accuracy:.3f}   ", end="", file=sys.stderr,
-              flush=True)
-
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        config.loop.output_dir = tmp
-        result = run_experiment(config, on_round=progress)
-    wall = time.perf_counter() - start
-    print(f"\r{label} done in {wall:.0f} s, final acc/mean {result.final.mean_accuracy:.3f}          ",
-          file=sys.stderr, flush=True)
-    return {
-        "student": student,
-        "policy": policy,
-        "seed": seed,
-        "extra": " ".join(extra),
-        "budget": config.loop.rounds * config.loop.examples_per_round,
-        "examples": [r.examples for r in result.rounds],
-        "acc_mean": [r.mean_accuracy for r in result.rounds],
-        "acc_min": [r.weakest[1] for r in result.rounds],
-        "final_acc": result.final.accuracies,
-        "wall_s": wall,
-        "run_id": result.run_id,
+    extra = " ".join(args.extra)
+    overrides = [*STUDENTS[student], "loop.save_student=false", f"loop.output_dir={args.work_dir}",
+                 f"tracking.experiment=teachgym-benchmark/teaching-efficiency-{student}", *args.extra]
+    if args.tracking_uri:
+        overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
+    grid = {"policy": [{"name": p, "path": args.learned} if p == "learned" else {"name": p} for p in policies],
+            "loop.seed": [str(s) for s in seeds]}
+    name = f"teaching-efficiency-{student}" + (f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else "")
+    plan = plan_sweep(CONFIG, overrides, grid=grid, name=name, max_concurrent=args.max_concurrent)
+    result = run_sweep(plan, sequential=args.sequential, on_event=Display())
+    for r in result.failed:
+        print(f"case {r.trial.name} failed: {r.error}", file=sys.stderr)
+    if result.interrupted is not None:
+        raise result.interrupted
+    budget = plan.base.loop.rounds * plan.base.loop.examples_per_round
+    return [{
+        "student": student, "policy": r.trial.policy, "seed": r.trial.seed, "extra": extra, "budget": budget,
+        "examples": r.row["examples"], "acc_mean": r.row["acc_mean"], "acc_min": r.row["acc_min"],
+        "final_acc": r.row["final_acc"], "wall_s": r.row["wall_s"], "run_id": r.row.get("run_id"),
         "commit": git_commit(),
-    }
+    } for r in result.finished]
+
+
+def curves(rows: list[dict]) -> list:
+    """Cached rows as the learning curves `teachgym compare` reads from MLflow."""
+    from teachgym.compare import RunCurve
+
+    return [RunCurve(f"teaching-efficiency-{r['student']}", r.get("run_id") or "", f"{r['policy']}-s{r['seed']}",
+                     r["policy"], str(r["seed"]), "FINISHED", r["examples"], r["acc_mean"], r["acc_min"])
+            for r in rows]
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per-policy statistics (see the module docstring); rows must share a student."""
-    from teachgym.analysis import auc, examples_to_reach, mean_ci
+    """Per-policy unpaired statistics; rows must share a student."""
+    from teachgym.analysis import auc, mean_ci
 
-    uniform = {r["seed"]: r for r in rows if r["policy"] == "uniform"}
     out = []
     for policy in dict.fromkeys(r["policy"] for r in rows):
         rs = sorted((r for r in rows if r["policy"] == policy), key=lambda r: r["seed"])
-        ratios, unreached = [], 0
-        for r in rs:
-            u = uniform.get(r["seed"])
-            if u is None:
-                continue
-            n = examples_to_reach(r["examples"], r["acc_mean"], u["acc_mean"][-1])
-            if n is None:
-                unreached += 1
-            else:
-                ratios.append(n / u["budget"])
         out.append({
             "policy": policy,
             "seeds": [r["seed"] for r in rs],
             "final": mean_ci([r["acc_mean"][-1] for r in rs]),
             "weakest": mean_ci([r["acc_min"][-1] for r in rs]),
             "auc": mean_ci([auc(r["examples"], r["acc_mean"], r["budget"]) for r in rs]),
-            "ratio": mean_ci(ratios) if ratios else (math.nan, math.nan),
-            "ratio_reached": (len(ratios), len(ratios) + unreached),
             "wall_s": sum(r["wall_s"] for r in rs) / len(rs),
         })
     return sorted(out, key=lambda s: -s["final"][0])
@@ -124,31 +109,40 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def markdown(student: str, stats: list[dict], rows: list[dict]) -> str:
     from teachgym.analysis import format_ci
+    from teachgym.compare import paired_rows, render_paired
 
     budget = rows[0]["budget"]
     lines = [
         f"## Teaching efficiency — {student} student, configs/arithmetic.yaml ({budget:,} examples per experiment)",
         "",
-        "Mean ± 95% Student-t interval over seeds. Ratio = examples to first reach uniform's final mean accuracy "
-        "(same seed) ÷ uniform's budget; *reached* counts the seeds where that happened within the budget "
-        "(only those enter the interval). s/run: wall time of one case as measured, which depends on what else "
-        "shared the machine (not a speed comparison between policies).",
+        "Mean ± 95% Student-t interval over seeds. s/run: wall time of one case as measured, which depends on what "
+        "else shared the machine (not a speed comparison between policies).",
         "",
-        "| policy | seeds | final acc/mean | weakest-skill acc | AUC | data-efficiency ratio | reached | s/run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| policy | seeds | final acc/mean | weakest-skill acc | AUC | s/run |",
+        "|---|---|---|---|---|---|",
     ]
     for s in stats:
-        k, n = s["ratio_reached"]
-        ratio = "—" if math.isnan(s["ratio"][0]) else format_ci(*s["ratio"], digits=2)
-        lines.append(
-            f"| {s['policy']} | {len(s['seeds'])} | {format_ci(*s['final'])} | {format_ci(*s['weakest'])} "
-            f"| {format_ci(*s['auc'])} | {ratio} | {k}/{n} | {s['wall_s']:.1f} |"
-        )
-    best = [s for s in stats if s["policy"] != "uniform" and s["ratio_reached"][0] == s["ratio_reached"][1]
-            and s["ratio_reached"][1] > 1 and s["ratio"][0] <= 0.5 and s["ratio"][0] + s["ratio"][1] < 1.0]
-    lines += ["", "Target (a policy reaches uniform's final accuracy with at most half of its examples on average, "
-              "every seed reaching it, and the 95% interval excluding 1.0): "
-              + (", ".join(s["policy"] for s in best) + " — met." if best else "not met by any policy.")]
+        lines.append(f"| {s['policy']} | {len(s['seeds'])} | {format_ci(*s['final'])} | {format_ci(*s['weakest'])} "
+                     f"| {format_ci(*s['auc'])} | {s['wall_s']:.1f} |")
+    paired = paired_rows(curves(rows), "uniform") if any(r["policy"] == "uniform" for r in rows) else []
+    if paired:
+        lines += [
+            "",
+            "### Paired with uniform, seed by seed",
+            "",
+            "Each seed fixes the eval set, the initial weights and the data seed, so each policy is compared with "
+            "uniform on the same seed. Δ: mean difference [95% t-interval on the differences]; wins: seeds with a "
+            "higher final acc/mean; P(> uniform): probability of improvement (rliable) [bootstrap 95%]; "
+            "data-efficiency ratio: examples to first reach uniform's final acc/mean of the same seed ÷ uniform's "
+            "budget, over the seeds that reached it.",
+            "",
+            render_paired(paired).rstrip(),
+        ]
+        best = [r for r in paired if r["reached"] == len(r["seeds"]) > 1 and r["ratio"][0] <= 0.5
+                and r["ratio"][0] + r["ratio"][1] < 1.0]
+        lines += ["", "Target (a policy reaches uniform's final accuracy with at most half of its examples on average, "
+                  "every seed reaching it, and the 95% interval excluding 1.0): "
+                  + (", ".join(r["policy"] for r in best) + " — met." if best else "not met by any policy.")]
     commits = sorted({r.get("commit", "?") for r in rows})
     lines += ["", f"Measured on {os.cpu_count()} CPU cores, no GPU; commits {', '.join(commits)}; "
               f"`python benchmarks/teaching_efficiency.py --student {student}`.", ""]
@@ -159,24 +153,30 @@ def plot(student: str, stats: list[dict], rows: list[dict], path: Path) -> None:
     """Mean learning curve per policy with a 95% band over seeds."""
     from teachgym.analysis import plot_learning_curves
 
-    curves = {s["policy"]: [(r["examples"], r["acc_mean"]) for r in rows if r["policy"] == s["policy"]]
+    groups = {s["policy"]: [(r["examples"], r["acc_mean"]) for r in rows if r["policy"] == s["policy"]]
               for s in stats}
-    plot_learning_curves(curves, str(path), f"Teaching efficiency — {student} student (mean and 95% band over seeds)")
+    plot_learning_curves(groups, str(path), f"Teaching efficiency — {student} student (mean and 95% band over seeds)")
 
 
-def log_summary(student: str, stats: list[dict], md: Path, png: Path, tracking_uri: str | None) -> str:
+def log_summary(student: str, stats: list[dict], rows: list[dict], md: Path, png: Path,
+                tracking_uri: str | None) -> str:
     import mlflow
 
-    from teachgym.tracking import resolve_tracking_uri
+    from teachgym.compare import paired_rows
+    from teachgym.tracking import ensure_experiment, resolve_tracking_uri
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    mlflow.set_experiment(f"teachgym-benchmark/teaching-efficiency-{student}")
+    name = f"teachgym-benchmark/teaching-efficiency-{student}"
+    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(), name))
     with mlflow.start_run(run_name="summary", tags={"teachgym.kind": "benchmark-summary"}) as run:
         for s in stats:
             p = s["policy"]
             mlflow.log_metrics({f"final/{p}": s["final"][0], f"weakest/{p}": s["weakest"][0], f"auc/{p}": s["auc"][0]})
-            if not math.isnan(s["ratio"][0]):
-                mlflow.log_metric(f"efficiency_ratio/{p}", s["ratio"][0])
+        if any(r["policy"] == "uniform" for r in rows):
+            for r in paired_rows(curves(rows), "uniform"):
+                mlflow.log_metric(f"paired/d_final/{r['policy']}", r["d_final"][0])
+                if not math.isnan(r["ratio"][0]):
+                    mlflow.log_metric(f"efficiency_ratio/{r['policy']}", r["ratio"][0])
         mlflow.log_artifact(str(md))
         mlflow.log_artifact(str(png))
         return run.info.run_id
@@ -194,12 +194,16 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore cached cases and run everything again")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the cache, run nothing")
     parser.add_argument("--no-mlflow-summary", action="store_true", help="do not log the summary run")
+    parser.add_argument("--work-dir", default="outputs", help="where the sweep keeps its trials (resume state)")
+    parser.add_argument("--sequential", action="store_true", help="run the cases one by one here instead of on Ray")
+    parser.add_argument("--max-concurrent", type=int, help="cases at once on Ray (default: one per CPU core)")
     args = parser.parse_args()
     from teachgym.cli import _quiet
     from teachgym.registry import BUILTINS
 
     _quiet()
-    policies = list(BUILTINS["policies"]) if args.policies == ["all"] else args.policies
+    policies = [p for p in BUILTINS["policies"] if p not in NEEDS_A_MODEL] if args.policies == ["all"] \
+        else args.policies
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     for student in STUDENTS if args.student == "both" else [args.student]:
@@ -216,14 +220,17 @@ def main() -> None:
                       file=sys.stderr)
                 todo = [(p, s) for p, s in todo if p != "learned"]
             print(f"{student}: {len(todo)} cases to run, {len(done)} cached in {cache}", file=sys.stderr)
-            start = time.perf_counter()
-            for i, (policy, seed) in enumerate(todo):
-                eta = "" if i == 0 else f", ETA {(time.perf_counter() - start) / i * (len(todo) - i) / 60:.0f} min"
-                label = f"[{i + 1}/{len(todo)}{eta}] {student} {policy} seed {seed}"
-                row = run_case(student, policy, seed, args.extra, args.tracking_uri, args.learned, label)
-                rows.append(row)
-                with cache.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+            if todo:
+                # One sweep over the policies and seeds with a case missing (a cached case in it is skipped by
+                # the sweep if its folder remembers it, else run again to the same result).
+                todo_policies = list(dict.fromkeys(p for p, _ in todo))
+                todo_seeds = sorted({s for _, s in todo})
+                for row in run_cases(student, todo_policies, todo_seeds, args):
+                    if (row["policy"], row["seed"]) in done:
+                        continue
+                    rows.append(row)
+                    with cache.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
         rows = [r for r in rows if r["policy"] in policies and r["seed"] in args.seeds]
         if not rows:
             continue
@@ -234,7 +241,7 @@ def main() -> None:
         plot(student, stats, rows, png)
         print(text)
         if not args.no_mlflow_summary:
-            run_id = log_summary(student, stats, md, png, args.tracking_uri)
+            run_id = log_summary(student, stats, rows, md, png, args.tracking_uri)
             print(f"MLflow summary run {run_id}", file=sys.stderr)
         print(f"wrote {md} and {png}", file=sys.stderr)
 

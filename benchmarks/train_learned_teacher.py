@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,30 +58,34 @@ def train(args: argparse.Namespace, rounds: int, per_round: int) -> None:
 
 
 def compare(args: argparse.Namespace) -> str:
-    from teachgym.analysis import format_ci, mean_ci
-    from teachgym.config import load_config
-    from teachgym.loop import run_experiment
-    from teachgym.registry import BUILTINS
+    """Every built-in policy on the held-out seeds, as one sweep (the package's case runner: Ray, or --sequential)."""
+    import hashlib
 
+    from teachgym.analysis import format_ci, mean_ci
+    from teachgym.registry import BUILTINS
+    from teachgym.sweep import Display, plan_sweep, run_sweep
+
+    policies = [p for p in BUILTINS["policies"] if p != "llm-agent"]  # llm-agent needs an LLM of its own
+    grid = {"policy": [{"name": p, "path": args.out} if p == "learned" else {"name": p} for p in policies],
+            "loop.seed": [str(s) for s in args.eval_seeds]}
+    # The model's bytes name the sweep: a retrained model is a new comparison, not a rerun of the old one.
+    digest = hashlib.sha1(Path(args.out).read_bytes()).hexdigest()[:8]
+    plan = plan_sweep(ROOT / "configs" / "arithmetic.yaml",
+                      ["student.name=simulated", "tracking.enabled=false", "loop.save_student=false",
+                       f"loop.output_dir={args.work_dir}"], grid=grid, name=f"learned-teacher-{digest}")
+    result = run_sweep(plan, sequential=args.sequential, on_event=Display())
+    if result.interrupted is not None:
+        raise result.interrupted
+    if result.failed:
+        raise SystemExit("\n".join(f"{r.trial.name} failed: {r.error}" for r in result.failed))
     rows = []
-    for policy in BUILTINS["policies"]:
-        gains, finals, weakest = [], [], []
-        start = time.perf_counter()
-        for seed in args.eval_seeds:
-            overrides = ["student.name=simulated", f"policy.name={policy}", f"loop.seed={seed}",
-                         "tracking.enabled=false", "loop.save_student=false"]
-            if policy == "learned":
-                overrides.append(f"policy.path={args.out}")
-            config = load_config(ROOT / "configs" / "arithmetic.yaml", overrides)
-            with tempfile.TemporaryDirectory() as tmp:
-                config.loop.output_dir = tmp
-                result = run_experiment(config)
-            gains.append(result.final.mean_accuracy - result.rounds[0].mean_accuracy)
-            finals.append(result.final.mean_accuracy)
-            weakest.append(result.final.weakest[1])
-        wall = (time.perf_counter() - start) / len(args.eval_seeds)
+    for policy in policies:
+        done = [r.row for r in result.finished if r.trial.policy == policy]
+        gains = [r["acc_mean"][-1] - r["acc_mean"][0] for r in done]
+        wall = sum(r["wall_s"] for r in done) / len(done)
         print(f"  {policy}: return {sum(gains) / len(gains):.3f} ({wall:.1f} s/run)", file=sys.stderr, flush=True)
-        rows.append((policy, mean_ci(gains), mean_ci(finals), mean_ci(weakest), wall))
+        rows.append((policy, mean_ci(gains), mean_ci([r["acc_mean"][-1] for r in done]),
+                     mean_ci([r["acc_min"][-1] for r in done]), wall))
     rows.sort(key=lambda r: -r[1][0])
     lines = [
         f"## Learned teacher vs hand-written policies — simulated student, held-out seeds {args.eval_seeds}",
@@ -111,6 +114,8 @@ def main() -> None:
     parser.add_argument("--eval-seeds", nargs="+", type=int, default=[1000, 1001, 1002, 1003, 1004])
     parser.add_argument("--skip-training", action="store_true", help="only compare the model at --out")
     parser.add_argument("--report", default=str(RESULTS / "learned_teacher.md"))
+    parser.add_argument("--work-dir", default="outputs", help="where the comparison sweep keeps its trials")
+    parser.add_argument("--sequential", action="store_true", help="compare one case at a time here, not on Ray")
     args = parser.parse_args()
     from teachgym.cli import _quiet
     from teachgym.config import load_config

@@ -17,10 +17,10 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "teaching_efficiency.py"), "--student", "simulated",
            "--policies", "uniform", "missing-skill", "--seeds", "0", "1", "--results", str(tmp_path),
            "--extra", "loop.rounds=3", "loop.examples_per_round=3000", "env.eval_per_skill=20",
-           "env.pool_per_skill=100"]
+           "env.pool_per_skill=100", "--sequential", "--work-dir", str(tmp_path / "work")]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "[4/4" in out.stderr  # progress, case by case
+    assert "[4/4 done" in out.stderr  # progress, case by case (the sweep's display)
     rows = [json.loads(line) for line in (tmp_path / "teaching_efficiency_simulated.jsonl").read_text().splitlines()]
     assert sorted((r["policy"], r["seed"]) for r in rows) == [("missing-skill", 0), ("missing-skill", 1),
                                                               ("uniform", 0), ("uniform", 1)]
@@ -36,12 +36,15 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
         if hits:
             ratios.append(hits[0] / 9000)
     md = (tmp_path / "teaching_efficiency_simulated.md").read_text()
-    line = next(x for x in md.splitlines() if x.startswith("| missing-skill |"))
-    assert f"| {len(ratios)}/2 |" in line
-    if ratios:
-        assert f"{sum(ratios) / len(ratios):.2f}" in line.split("|")[6]
+    line, paired = [x for x in md.splitlines() if x.startswith("| missing-skill |")]  # unpaired, then paired
     final = sum(by[("missing-skill", s)]["acc_mean"][-1] for s in (0, 1)) / 2
     assert line.split("|")[3].strip().startswith(f"{final:.3f}")
+    ratio_cell = paired.split("|")[8]
+    assert (f"{sum(ratios) / len(ratios):.2f}" in ratio_cell and f"({len(ratios)}/2 reached)" in ratio_cell
+            if ratios else ratio_cell.strip() == "—")
+    # The paired difference by hand: final acc/mean of missing-skill minus uniform's, seed by seed.
+    diff = sum(by[("missing-skill", s)]["acc_mean"][-1] - by[("uniform", s)]["acc_mean"][-1] for s in (0, 1)) / 2
+    assert paired.split("|")[3].strip().startswith(f"{diff:+.3f}")
     assert (tmp_path / "teaching_efficiency_simulated.png").stat().st_size > 10_000
 
     # Every case is an MLflow run, and the summary run carries the table, the plot and the numbers.

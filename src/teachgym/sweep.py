@@ -144,12 +144,15 @@ class SweepPlan:
         return f"sweep {self.name}: {len(self.trials)} trials = {axes}; folder {self.directory}"
 
 
-def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] = (), **options: Any) -> SweepPlan:
+def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] = (),
+               grid: Mapping[str, Any] | None = None, **options: Any) -> SweepPlan:
     """Expand a config and overrides into trials and validate every trial's config.
 
     Args:
         config: A YAML file or a dict; its optional ``sweep:`` section gives the grid and options.
         overrides: ``key=value`` (fixed for every trial) or ``key=a,b,c`` / ``key=0:5`` (swept).
+        grid: More swept keys, as in the ``sweep:`` section (``{"policy": [{"name": ...}, ...]}``);
+            they replace the config's axes of the same key, and the command line's replace them.
         **options: :class:`~teachgym.config.SweepConfig` fields given on the command line (None: unset).
 
     Raises:
@@ -166,7 +169,7 @@ def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] 
         opts = SweepConfig.model_validate(opts.model_dump())
     except Exception as e:  # a bad --max-concurrent and the like
         raise SweepError(f"sweep options: {e}") from None
-    grid = {k: axis_values(k, v) for k, v in sweep.grid.items()}
+    grid = {k: axis_values(k, v) for k, v in {**sweep.grid, **(grid or {})}.items()}
     for item in fixed:  # a fixed override pins a key the YAML grid sweeps
         grid.pop(item.partition("=")[0].strip(), None)
     grid.update(cli_axes)
@@ -536,8 +539,8 @@ def _run_on_ray(plan: SweepPlan, todo: list[Trial], configs: dict[str, Experimen
     init: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if opts.address:
         init["address"] = opts.address
-    else:  # a local Ray: this machine's cores, a small object store (trials pass only configs and curves)
-        init.update(include_dashboard=False, object_store_memory=128 * 1024**2)
+    else:  # a new local Ray ("local": never one a `ray start` left behind), a small object store (configs, curves)
+        init.update(address="local", include_dashboard=False, object_store_memory=128 * 1024**2)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     ray.init(**init)
     try:
