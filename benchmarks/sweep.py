@@ -94,7 +94,7 @@ def main() -> None:
         f"Identical learning curves, trial by trial: {same}/{seq['trials']}. Wall time includes starting Ray and the "
         "MLflow server (a few seconds each).",
         "",
-        f"Measured on {os.cpu_count()} CPU cores, no GPU: `python benchmarks/sweep.py {' '.join(sys.argv[1:])}`.",
+        f"Measured on {os.cpu_count()} CPU cores, no GPU: `{' '.join(['python benchmarks/sweep.py', *sys.argv[1:]])}`.",
         "",
     ]
     text = "\n".join(lines)

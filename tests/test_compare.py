@@ -16,17 +16,26 @@ from conftest import tiny_config
 T_975_DF1 = 12.706204736  # Student t, 97.5% quantile, 1 degree of freedom (two seeds)
 
 
-@pytest.fixture
-def store(tmp_path, mlflow_store):
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory):
+    """One store with 2 policies x 2 seeds for the whole module (the tests only read it)."""
+    tmp_path = tmp_path_factory.mktemp("compare")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for policy in ("uniform", "missing-skill"):
         for seed in (0, 1):
             cfg = tiny_config(tmp_path, rounds=3, examples_per_round=1500, seed=seed, save_student=False)
             cfg["student"] = {"name": "simulated", "examples_to_learn": 400}
             cfg["env"] = {"name": "arithmetic", "eval_per_skill": 20, "pool_per_skill": 100}
             cfg["policy"] = {"name": policy}
-            cfg["tracking"] = {"enabled": True, "log_predictions": False}
+            cfg["tracking"] = {"enabled": True, "log_predictions": False, "plots": False, "tracking_uri": uri}
             run_experiment(load_config(cfg))
-    return mlflow_store
+    return uri
+
+
+@pytest.fixture
+def store(shared_store, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", shared_store)
+    return shared_store
 
 
 def logged(uri):

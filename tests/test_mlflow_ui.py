@@ -65,7 +65,8 @@ def test_ui_says_what_to_do_when_the_port_is_in_use(capsys):
         assert main(["ui", "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"port {port} on 127.0.0.1 is in use" in err and f"teachgym ui --port {port + 1}" in err
-    assert ui_url("127.0.0.1", 5000, "7") == "http://127.0.0.1:5000/#/experiments/7/runs?compareRunsMode=CHART"
+    assert ui_url("127.0.0.1", 5000, "7") == \
+        "http://127.0.0.1:5000/#/experiments/7/runs?compareRunsMode=CHART&workflowType=machine_learning"
 
 
 @pytest.mark.slow
@@ -156,6 +157,10 @@ def test_the_mlflow_ui_in_a_real_browser(tmp_path):
             wait.until(lambda b: "acc/mean" in b.find_element(By.TAG_NAME, "body").text)  # the acc charts drew
             body = browser.find_element(By.TAG_NAME, "body").text
             assert re.search(r"\bacc\s*\(\d+\)", body)  # the chart section of the acc/ metrics, with its count
+            # The model-training view, not the GenAI one: its sidebar has the model registry, not judges or prompts.
+            assert "Model registry" in body and "Judges" not in body and "Prompts" not in body, body[:400]
+            exp = mlflow.MlflowClient(store).get_experiment_by_name("teachgym/arithmetic")
+            assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
             shot = Path(os.environ.get("TEACHGYM_SCREENSHOT_DIR", tmp_path)) / "mlflow_ui.png"
             shot.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(shot))

@@ -285,9 +285,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def ui_url(host: str, port: int, experiment_id: str | None) -> str:
-    """The MLflow UI address that opens on an experiment's runs in chart view (or the home page)."""
+    """The MLflow UI address that opens on an experiment's runs in chart view (or the home page).
+
+    MLflow 3's UI picks its GenAI or model-training view from a switch the browser remembers
+    (``workflowType``), whatever the experiment's kind; the address selects model training.
+    """
     base = f"http://{host}:{port}"
-    return f"{base}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART" if experiment_id else base
+    view = "workflowType=machine_learning"
+    return f"{base}/#/experiments/{experiment_id}/runs?compareRunsMode=CHART&{view}" if experiment_id \
+        else f"{base}/#/experiments?{view}"
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
