@@ -848,7 +848,7 @@ class Display:
         self.total = self.done = self.failed = 0
         self.running: dict[str, list] = {}  # key -> [name, round, rounds]
         self.rounds: dict[str, int] = {}
-        self.units_done, self.start = 0, time.monotonic()
+        self.units_done, self.units_total, self.start = 0, 0, time.monotonic()
         self.names: dict[str, str] = {}
 
     def __call__(self, kind: str, **info: Any) -> None:
@@ -904,7 +904,7 @@ class Display:
         elapsed = time.monotonic() - self.start
         if self.units_done <= 0 or elapsed < 1:
             return ""
-        left = max(0.0, getattr(self, "units_total", 0) - self.units_done) * elapsed / self.units_done
+        left = max(0.0, self.units_total - self.units_done) * elapsed / self.units_done
         return f" · ETA {_duration(left)}"
 
     def _status(self, force: bool = False) -> None:
