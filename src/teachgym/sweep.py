@@ -810,7 +810,8 @@ def serve_store(uri: str, timeout: float = 120.0) -> Iterator[str]:
            "--default-artifact-root", str(Path("mlruns").resolve()), "--no-serve-artifacts",
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     logf = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+                            preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + timeout
         while not server_reachable(url, timeout=2.0):
@@ -829,6 +830,15 @@ def serve_store(uri: str, timeout: float = 120.0) -> Iterator[str]:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         logf.close()
+
+
+def _die_with_parent() -> None:
+    """In the server's process before exec: SIGTERM it when the sweep dies, even by SIGKILL (Linux only)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 # ----------------------------------------------------------------------------------------------- display
