@@ -135,8 +135,16 @@ def test_the_mlflow_ui_in_a_real_browser(tmp_path):
 
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_experiment(load_config(sim_config(tmp_path, rounds=3, tracking_uri=store)))
+    # A small sweep in an experiment of its own: its comparison must be readable on its run's page.
+    from teachgym.sweep import plan_sweep, run_sweep
+
+    sweep_cfg = sim_config(tmp_path, rounds=2, tracking_uri=store, experiment="teachgym/sweep-demo", plots=False,
+                           log_predictions=False)
+    sweep = run_sweep(plan_sweep(sweep_cfg, ["policy.name=uniform,skill-it", "loop.seed=0:2"], name="ui"),
+                      sequential=True)
     port = free_port()
-    cmd = [sys.executable, "-m", "teachgym.cli", "ui", "--tracking-uri", store, "--port", str(port)]
+    cmd = [sys.executable, "-m", "teachgym.cli", "ui", "--tracking-uri", store, "--port", str(port),
+           "--experiment", "teachgym/arithmetic"]
     served = Served(cmd, port)
     with served:
         opts = webdriver.ChromeOptions()
@@ -165,6 +173,16 @@ def test_the_mlflow_ui_in_a_real_browser(tmp_path):
             shot.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(shot))
             assert shot.stat().st_size > 20_000
+            # The sweep run's page shows the comparison table (its description) and lists its artifacts.
+            sweep_exp = mlflow.MlflowClient(store).get_experiment_by_name("teachgym/sweep-demo").experiment_id
+            browser.get(f"http://127.0.0.1:{port}/#/experiments/{sweep_exp}/runs/{sweep.run_id}"
+                        "?workflowType=machine_learning")
+            wait.until(lambda b: "Paired with uniform" in b.find_element(By.TAG_NAME, "body").text)
+            for more in browser.find_elements(By.XPATH, "//*[normalize-space(text())='Show more']"):
+                more.click()  # the description is folded after a few lines
+            wait.until(lambda b: "Every policy" in b.find_element(By.TAG_NAME, "body").text)
+            body = browser.find_element(By.TAG_NAME, "body").text
+            assert "sweep-ui" in body and "skill-it" in body and "sweep/finished" in body
         finally:
             browser.quit()
     assert f"open: {url}" in served.output  # teachgym ui printed the very URL the browser opened

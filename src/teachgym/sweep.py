@@ -684,10 +684,11 @@ def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0
     if baseline and baseline in {c.policy for c in curves} and len({c.policy for c in curves}) > 1:
         rows = paired_rows(curves, baseline)
         paired = render_paired(rows)
-    md = head + "\n### Every policy (mean ± 95% t-interval over seeds)\n\n" + grouped
+    md = head  # the paired table first: it is what tells two teachers apart
     if paired:
         md += (f"\n### Paired with {baseline}, seed by seed (mean difference [95% t-interval], wins, "
                f"P(improvement) [bootstrap 95%], data-efficiency ratio)\n\n" + paired)
+    md += "\n### Every policy (mean ± 95% t-interval over seeds)\n\n" + grouped
     failures = [r for r in results if r.status == "failed"]
     if failures:
         md += "\n### Failed trials\n\n" + "".join(f"- {r.trial.name}: {r.error}\n" for r in failures)
