@@ -329,18 +329,28 @@ def _from_mlflow(config: ExperimentConfig, run_id: str) -> RunDir | None:
     return RunDir(path) if path and (Path(path) / RUN_FILE).exists() else None
 
 
+def _resumable(key: str) -> bool:
+    return key in RESUMABLE_CHANGES or any(key == s or key.startswith(s + ".") for s in RESUMABLE_SECTIONS)
+
+
+def result_changes(stored: Mapping[str, Any], given: Mapping[str, Any]) -> tuple[list[str], str]:
+    """The flattened keys where two config dumps differ in a way that can change results, and their
+    ``  key: stored ..., given ...`` lines (empty when none)."""
+    old, new = flatten(stored), flatten(given)
+    keys = sorted(k for k in set(old) | set(new)
+                  if old.get(k, "<unset>") != new.get(k, "<unset>") and not _resumable(k))
+    lines = "\n".join(f"  {k}: stored {old.get(k, '<unset>')!r}, given {new.get(k, '<unset>')!r}" for k in keys)
+    return keys, lines
+
+
 def resumed_config(stored: Mapping[str, Any], given: ExperimentConfig) -> ExperimentConfig:
     """The stored config, with the given values of the keys that may change (:data:`RESUMABLE_CHANGES`).
 
     Raises:
         ResumeError: The given config differs in a key that could change results; every such key is listed.
     """
-    old, new = flatten(stored), flatten(given.model_dump())
-    differ = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
-    refused = [k for k in differ if k not in RESUMABLE_CHANGES
-               and not any(k == s or k.startswith(s + ".") for s in RESUMABLE_SECTIONS)]
+    refused, lines = result_changes(stored, given.model_dump())
     if refused:
-        lines = "\n".join(f"  {k}: stored {old.get(k, '<unset>')!r}, given {new.get(k, '<unset>')!r}" for k in refused)
         raise ResumeError(
             "--resume: this config differs from the one the experiment was started with, in keys that change "
             f"results:\n{lines}\nresume with the original config (only {', '.join(RESUMABLE_CHANGES)} may change), "
@@ -348,11 +358,11 @@ def resumed_config(stored: Mapping[str, Any], given: ExperimentConfig) -> Experi
         )
     merged = json.loads(json.dumps(dict(stored)))
     given_dump = given.model_dump()
+    # The sections whole (tag names hold dots), then each key that may change, as given.
     merged.setdefault("tracking", {})["tags"] = given_dump["tracking"]["tags"]
     merged["sweep"] = given_dump["sweep"]
-    for key in differ:  # the allowed ones
-        if any(key == s or key.startswith(s + ".") for s in RESUMABLE_SECTIONS):
-            continue  # set whole above (tag names hold dots)
+    new = flatten(given_dump)
+    for key in RESUMABLE_CHANGES:
         node = merged
         *parents, leaf = key.split(".")
         for p in parents:

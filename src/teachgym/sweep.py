@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, flatten, load_config
+from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -616,18 +616,14 @@ def _drain(queue: Any, emit: Callable[..., None]) -> None:
 
 def _sweep_meta(plan: SweepPlan) -> dict[str, Any]:
     """``sweep.json``: created on the first run; a rerun must have the same base config."""
-    from teachgym.resume import RESUMABLE_CHANGES, RESUMABLE_SECTIONS
+    from teachgym.resume import result_changes
 
     path = plan.directory / SWEEP_FILE
     base = plan.base.model_dump()
     if path.exists():
         meta = json.loads(path.read_text())
-        old, new = flatten(meta["base"]), flatten(base)
-        differ = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>")
-                        and k not in RESUMABLE_CHANGES and not any(k.startswith(s) for s in RESUMABLE_SECTIONS))
+        differ, lines = result_changes(meta["base"], base)
         if differ:
-            lines = "\n".join(f"  {k}: stored {old.get(k, '<unset>')!r}, given {new.get(k, '<unset>')!r}"
-                              for k in differ)
             raise SweepError(
                 f"sweep {plan.name!r} in {plan.directory} was started with another base config:\n{lines}\n"
                 "its finished trials would not compare with new ones: give this sweep another name (--name), "
@@ -677,8 +673,9 @@ def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0
     head = (f"## Sweep {plan.name}\n\n{plan.describe()}\n\n"
             + ", ".join(f"{n} {s}" for s, n in counts.items() if n) + ".\n")
     if not curves:
-        return {"markdown": head, "curves": [], "grouped": "", "paired": "", "paired_rows": []}
-    grouped = render(group_rows(curves, target), "markdown", target, grouped=True)
+        return {"markdown": head, "curves": [], "grouped_rows": [], "paired_rows": []}
+    grouped_rows = group_rows(curves, target)
+    grouped = render(grouped_rows, "markdown", target, grouped=True)
     baseline = plan.options.baseline
     paired, rows = "", []
     if baseline and baseline in {c.policy for c in curves} and len({c.policy for c in curves}) > 1:
@@ -692,16 +689,16 @@ def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0
     failures = [r for r in results if r.status == "failed"]
     if failures:
         md += "\n### Failed trials\n\n" + "".join(f"- {r.trial.name}: {r.error}\n" for r in failures)
-    return {"markdown": md, "curves": curves, "grouped": grouped, "paired": paired, "paired_rows": rows}
+    return {"markdown": md, "curves": curves, "grouped_rows": grouped_rows, "paired_rows": rows}
 
 
 def _write_summary(plan: SweepPlan, summary: Mapping[str, Any]) -> None:
-    from teachgym.compare import group_rows, plot, render, render_paired
+    from teachgym.compare import plot, render, render_paired
 
     d = plan.directory
     (d / "summary.md").write_text(summary["markdown"])
     if summary["curves"]:
-        (d / "summary.csv").write_text(render(group_rows(summary["curves"], 0.5), "csv", 0.5, grouped=True))
+        (d / "summary.csv").write_text(render(summary["grouped_rows"], "csv", 0.5, grouped=True))
         plot(summary["curves"], str(d / "curves.png"))
     if summary["paired_rows"]:
         (d / "paired.csv").write_text(render_paired(summary["paired_rows"], "csv"))
@@ -748,8 +745,9 @@ class SweepRun:
                       "sweep.baseline": plan.options.baseline or ""}
             params.update({f"sweep.grid.{k}": ",".join(v)[:6000] for k, v in plan.grid.items()})
             params.update({f"sweep.fixed.{o.partition('=')[0]}": o.partition("=")[2][:6000] for o in plan.fixed})
-            for k, v in params.items():
-                client.log_param(self.run_id, k, v)
+            from mlflow.entities import Param
+
+            client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
             client.log_text(self.run_id, "\n".join(t.key for t in plan.trials) + "\n", "trials.txt")
         self._metrics({"sweep/finished": done, "sweep/failed": 0, "sweep/pending": todo})
 
