@@ -162,7 +162,8 @@ def run_loop(work: Path, rounds: int = 3) -> list[dict]:
         wall = sum(p[0] for p in per) / len(per)
         student = sum(p[1] for p in per) / len(per)
         out.append({"tracking": tracking, "round_s": wall, "student_s": student, "overhead_s": wall - student,
-                    "overhead_pct": 100 * (wall - student) / wall, "after_last_round_s": total - (marks[-1][0] - start)})
+                    "overhead_pct": 100 * (wall - student) / wall,
+                    "after_last_round_s": total - (marks[-1][0] - start)})
         print(f"  loop tracking={tracking}: {out[-1]}", flush=True)
     return out
 
@@ -180,7 +181,7 @@ def run_simulated(work: Path, rounds: int = 100) -> list[dict]:
             f"tracking.tracking_uri=sqlite:///{work}/sim-mlflow.db", f"loop.output_dir={work}/sim-out"])
         marks: list[float] = []
         start = time.perf_counter()
-        run_experiment(cfg, on_round=lambda record, total: marks.append(time.perf_counter()))
+        run_experiment(cfg, on_round=lambda record, total, marks=marks: marks.append(time.perf_counter()))
         total = time.perf_counter() - start
         out.append({"tracking": tracking, "rounds": rounds, "rounds_per_s": (len(marks) - 1) / (marks[-1] - marks[0]),
                     "whole_call_s": total, "whole_call_rounds_per_s": rounds / total})

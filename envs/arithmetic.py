@@ -125,6 +125,9 @@ class ArithmeticEnv(GeneratedEnv):
 
     name = "arithmetic"
     ALL_SKILLS = SKILLS
+    #: Every skill's item space is large enough that any ``Mixture`` or ``Synthesize`` gets exactly the
+    #: rows per skill it asks for, so a student that learns from counts may skip the rows (the loop's fast path).
+    fills_requests = True
 
     def __init__(
         self,

@@ -38,6 +38,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from teachgym.engine import arrow_table, as_label_lists
 from teachgym.types import Skill
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -211,61 +216,85 @@ class DatasetEnv:
                     f"(columns: {', '.join(data.column_names)})"
                 )
         columns = [prompt_column, completion_column, skills_column] + ([difficulty_column] if difficulty_column else [])
-        raw = data.select_columns(columns).to_list()
-        if not raw:
+        table = arrow_table(data.select_columns(columns))
+        if table.num_rows == 0:
             raise DatasetEnvError(f"env.path: {Path(path).name} has no rows")
-        wanted = set(skills) if skills is not None else None
-        rows, empty, bad_level = [], [], []
-        for i, r in enumerate(raw):
-            labels = self._labels(r[skills_column], skill_separator)
-            if not labels:
-                empty.append(i)
-                continue
-            if wanted is not None:
-                labels = [s for s in labels if s in wanted]
-                if not labels:
-                    continue
-            level = 1
-            if difficulty_column:
-                level = self._level(r[difficulty_column])
-                if level is None:
-                    bad_level.append((i, r[difficulty_column]))
-                    continue
-            if r[prompt_column] is None or r[completion_column] is None or str(r[prompt_column]) == "":
-                raise DatasetEnvError(f"row {i}: empty {prompt_column!r} or {completion_column!r}")
-            rows.append({"prompt": str(r[prompt_column]), "completion": str(r[completion_column]),
-                         "skills": labels, "level": level})
-        if empty:
+        # Everything below works on whole Arrow columns: no Python object per row (issue 14: a million
+        # rows load in seconds). The result is the row-by-row reading of the data this env always had.
+        labels = _label_lists(table.column(skills_column), skill_separator)
+        parents = np.asarray(pc.list_parent_indices(labels), dtype=np.int64)
+        values = pc.list_flatten(labels)
+        empty = np.flatnonzero(np.bincount(parents, minlength=table.num_rows) == 0)
+        if len(empty):
+            rows_ = empty[:10].tolist()
             raise DatasetEnvError(
                 f"env.skills_column: {len(empty)} row(s) have no skill in {skills_column!r} "
-                f"(rows {empty[:10]}{' ...' if len(empty) > 10 else ''}); every row needs at least one label"
+                f"(rows {rows_}{' ...' if len(empty) > 10 else ''}); every row needs at least one label"
             )
-        if bad_level:
-            raise DatasetEnvError(
-                f"env.difficulty_column: {difficulty_column!r} must hold integers (easiest first); "
-                f"rows {[i for i, _ in bad_level[:10]]} have {[v for _, v in bad_level[:3]]}"
-            )
-        order = list(dict.fromkeys(s for r in rows for s in r["skills"]))
+        wanted = list(dict.fromkeys(skills)) if skills is not None else None
+        if wanted is not None:  # rows with none of the wanted skills are dropped, the others lose the rest
+            keep_label = np.asarray(pc.is_in(values, value_set=pa.array(wanted, pa.string())), dtype=bool)
+            values, parents = values.filter(pa.array(keep_label)), parents[keep_label]
+        kept = np.zeros(table.num_rows, dtype=bool)
+        kept[parents] = True
+        level = np.ones(table.num_rows, dtype=np.int64)
+        if difficulty_column:
+            level, ok = _levels(table.column(difficulty_column))
+            bad = np.flatnonzero(kept & ~ok)
+            if len(bad):
+                shown = table.column(difficulty_column).take(pa.array(bad[:3])).to_pylist()
+                raise DatasetEnvError(
+                    f"env.difficulty_column: {difficulty_column!r} must hold integers (easiest first); "
+                    f"rows {bad[:10].tolist()} have {shown}"
+                )
+        prompt = _strings(table.column(prompt_column))
+        completion = _strings(table.column(completion_column))
+        missing = np.asarray(pc.or_kleene(pc.is_null(prompt), pc.is_null(completion)), dtype=bool)
+        missing |= np.asarray(pc.fill_null(pc.equal(prompt, ""), False), dtype=bool)
+        missing &= kept
+        if missing.any():
+            raise DatasetEnvError(f"row {int(np.flatnonzero(missing)[0])}: empty {prompt_column!r} or "
+                                  f"{completion_column!r}")
+        # Renumber the kept rows 0..n-1 and give each skill a code, in order of first appearance.
+        renumber = np.cumsum(kept) - 1
+        parents = renumber[parents]
+        encoded = pc.dictionary_encode(values)
+        order = encoded.dictionary.to_pylist()
+        codes = np.asarray(encoded.indices, dtype=np.int64)
+        # A label repeated within a row counts once (its first occurrence).
+        first = np.unique(parents * len(order) + codes, return_index=True)[1]
+        if len(first) < len(codes):
+            first.sort()
+            parents, codes = parents[first], codes[first]
         if wanted is not None:
-            absent = sorted(wanted - set(order))
+            absent = sorted(set(wanted) - set(order))
             if absent:
                 raise DatasetEnvError(f"env.skills: {absent} not found in the data; skills there: {order}")
-        self._split(rows, order, min_pool_per_skill)
+        every = bool(kept.all())  # the common case: no copy (columns read from disk stay memory-mapped)
+        keep_rows = pa.array(kept)
+        self._rows = pa.table({
+            "prompt": prompt if every else prompt.filter(keep_rows),
+            "completion": completion if every else completion.filter(keep_rows),
+            "skills": _lists(parents, pa.array(order, pa.string()).take(pa.array(codes)), int(kept.sum())),
+            "level": pa.array(level if every else level[kept], pa.int64()),
+        })
+        self._codes, self._parents = codes, parents
+        self._split(order, min_pool_per_skill)
         descriptions = dict(descriptions or {})
         prerequisites = {k: tuple(v) for k, v in (prerequisites or {}).items()}
         unknown = sorted((set(descriptions) | set(prerequisites) | {p for v in prerequisites.values() for p in v})
                          - set(order))
         if unknown:
             raise DatasetEnvError(f"env.descriptions/prerequisites name skills not in the data: {unknown}")
-        levels = {s: sorted({r["level"] for r in rows if s in r["skills"]}) for s in order}
+        levels = _levels_per_code(codes, self._rows.column("level").to_numpy()[parents], len(order))
         self.skills: tuple[Skill, ...] = tuple(
             Skill(s, descriptions.get(s, f"skill {s!r} of {Path(path).name}"), prerequisites.get(s, ()),
-                  tuple(levels[s]))
-            for s in order
+                  levels[k])
+            for k, s in enumerate(order)
         )
-        self._gold: dict[str, set[str]] = {}
-        for r in rows:
-            self._gold.setdefault(r["prompt"], set()).add(r["completion"])
+        self._gold: dict[str, set[str]] | None = None  # every prompt's golds, built when first needed
+        self._eval_gold = _golds(self._rows.filter(pc.is_in(self._rows.column("prompt"),
+                                                            value_set=self._eval_table.column("prompt"))))
         self._eval: Dataset | None = None
         self._pool: Dataset | None = None
 
@@ -291,34 +320,44 @@ class DatasetEnv:
             return int(value)
         return None
 
-    def _split(self, rows: list[dict], order: list[str], min_pool: int) -> None:
-        """Hold out ``eval_per_skill`` rows per skill (seeded); the rest, minus eval prompts, is the pool."""
-        counts = {s: 0 for s in order}
-        for r in rows:
-            for s in r["skills"]:
-                counts[s] += 1
+    def _split(self, order: list[str], min_pool: int) -> None:
+        """Hold out ``eval_per_skill`` rows per skill (seeded); the rest, minus eval prompts, is the pool.
+
+        For each skill in order, the rows that need it and are not held yet are shuffled with one
+        ``random.Random(seed)`` and the first ones (as many as the skill still lacks) are held out. The
+        shuffle is Python's, on the row numbers, so a file gets the same split it always got.
+        """
+        codes, parents, n = self._codes, self._parents, self._rows.num_rows
+        counts = np.bincount(codes, minlength=len(order))
         need = self.eval_per_skill + min_pool
-        thin = {s: n for s, n in counts.items() if n < need}
+        thin = {s: int(c) for s, c in zip(order, counts) if c < need}
         if thin:
             raise DatasetEnvError(
                 f"skills with too few rows to evaluate: {thin}; each needs env.eval_per_skill="
                 f"{self.eval_per_skill} eval rows + env.min_pool_per_skill={min_pool} pool rows. Lower "
                 f"eval_per_skill, add rows, or leave those skills out with env.skills"
             )
+        by_skill = parents[np.argsort(codes, kind="stable")]  # each skill's rows, in row order
+        ends = np.cumsum(counts)
         rng = random.Random(self.seed)
-        held: set[int] = set()
-        for s in order:
-            have = sum(1 for i in held if s in rows[i]["skills"])
-            candidates = [i for i, r in enumerate(rows) if s in r["skills"] and i not in held]
-            rng.shuffle(candidates)
-            held.update(candidates[: max(0, self.eval_per_skill - have)])
-        eval_prompts = {rows[i]["prompt"] for i in held}
+        held = np.zeros(n, dtype=bool)
+        for k in range(len(order)):
+            rows = by_skill[ends[k] - counts[k]:ends[k]]
+            already = held[rows]
+            candidates = rows[~already].tolist()
+            rng.shuffle(candidates)  # even when nothing is taken: the draws of the next skills depend on it
+            take = self.eval_per_skill - int(already.sum())
+            if take > 0:
+                held[candidates[:take]] = True
+        prompt = self._rows.column("prompt")
+        self._eval_table = self._rows.filter(pa.array(held)).append_column(
+            "source", pa.array(["eval"] * int(held.sum()), pa.string()))
         # A prompt that is also held out (a duplicate row) must never be trained on.
-        self._eval_rows = [{**rows[i], "source": "eval"} for i in sorted(held)]
-        self._pool_rows = [{**r, "source": "pool"} for i, r in enumerate(rows)
-                           if i not in held and r["prompt"] not in eval_prompts]
-        short = {s: n for s in order
-                 if (n := sum(1 for r in self._pool_rows if s in r["skills"])) < min_pool}
+        in_pool = ~held & ~np.asarray(pc.is_in(prompt, value_set=self._eval_table.column("prompt")), dtype=bool)
+        self._pool_table = self._rows.filter(pa.array(in_pool)).append_column(
+            "source", pa.repeat("pool", int(in_pool.sum())).cast(pa.string()))
+        pool_counts = np.bincount(codes[in_pool[parents]], minlength=len(order))
+        short = {s: int(c) for s, c in zip(order, pool_counts) if c < min_pool}
         if short:
             raise DatasetEnvError(
                 f"after holding out the eval rows (and their duplicate prompts), these skills have fewer than "
@@ -328,17 +367,19 @@ class DatasetEnv:
     def eval_set(self) -> Dataset:
         """The held-out eval rows (``prompt``, ``completion``, ``skills``, ``level``, ``source``)."""
         from datasets import Dataset
+        from datasets.table import InMemoryTable
 
         if self._eval is None:
-            self._eval = Dataset.from_list(self._eval_rows)
+            self._eval = Dataset(InMemoryTable(self._eval_table))
         return self._eval
 
     def pool(self) -> Dataset:
         """Every row not held out (and not sharing a prompt with an eval row)."""
         from datasets import Dataset
+        from datasets.table import InMemoryTable
 
         if self._pool is None:
-            self._pool = Dataset.from_list(self._pool_rows)
+            self._pool = Dataset(InMemoryTable(self._pool_table))
         return self._pool
 
     def generate(self, skill: str, n: int, level: int | None = None, seed: int = 0) -> list[dict]:
@@ -351,5 +392,86 @@ class DatasetEnv:
     def verify(self, prompt: str, output: str) -> bool:
         """True when ``output`` matches a gold completion of ``prompt`` under the checker; ``False`` for
         a prompt the data does not contain (there is no gold to check against)."""
-        golds = self._gold.get(prompt)
+        golds = self._eval_gold.get(prompt)
+        if golds is None:
+            if self._gold is None:
+                self._gold = _golds(self._rows)
+            golds = self._gold.get(prompt)
         return bool(golds) and any(self._check(output, g) for g in golds)
+
+
+# -- whole-column helpers (Arrow in, Arrow or numpy out) -----------------------------------------
+
+
+def _strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column as strings, each value as ``str(value)`` would write it (nulls stay null)."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_integer(column.type):
+        return column.cast(pa.string())  # no copy for strings: memory-mapped chunks stay mapped
+    # Floats, dates, nested values: Python's own spelling (Arrow writes 2.0 as "2", str() as "2.0").
+    return pa.chunked_array([pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())])
+
+
+def _label_lists(column: pa.ChunkedArray, separator: str | None) -> pa.ListArray:
+    """Each row's skill labels as a list: split on ``separator`` when given, stripped, empty ones dropped."""
+    column = column.combine_chunks()
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        lists = pc.split_pattern(column.cast(pa.string()), separator) if separator else as_label_lists(column)
+    elif (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and (
+            pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+            or pa.types.is_integer(kind.value_type)):
+        lists = column
+    else:  # anything else (mixed JSON values, floats, ...): the row-by-row reading, once
+        return pa.array([DatasetEnv._labels(v, separator) for v in column.to_pylist()], pa.list_(pa.string()))
+    parents = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
+    values = pc.utf8_trim_whitespace(pc.list_flatten(lists).cast(pa.string()))
+    keep = np.asarray(pc.fill_null(pc.greater(pc.utf8_length(values), 0), False), dtype=bool)
+    return _lists(parents[keep], values.filter(pa.array(keep)), len(column))
+
+
+def _lists(parents: np.ndarray, values: pa.Array, rows: int) -> pa.ListArray:
+    """A list column of ``rows`` rows from flat ``values`` and their (non-decreasing) row numbers."""
+    offsets = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(parents, minlength=rows), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), values)
+
+
+_INT = re.compile(r"^\s*-?\d+\s*$")
+
+
+def _levels(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer difficulties and which rows have one (ints, whole floats, digit strings; not bools or nulls)."""
+    column = column.combine_chunks()
+    kind = column.type
+    valid = np.asarray(column.is_valid(), dtype=bool)
+    if pa.types.is_integer(kind):
+        return np.asarray(column.fill_null(0), dtype=np.int64), valid
+    if pa.types.is_floating(kind):
+        x = np.asarray(column.fill_null(0.5), dtype=np.float64)
+        ok = valid & np.isfinite(x) & (x == np.floor(x))
+        return np.where(ok, x, 0).astype(np.int64), ok
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        ok = np.asarray(pc.fill_null(pc.match_substring_regex(column, _INT.pattern), False), dtype=bool)
+        text = pc.if_else(pa.array(ok), column, "0")
+        return np.asarray(pc.cast(pc.utf8_trim_whitespace(text), pa.int64()), dtype=np.int64), ok
+    values = [DatasetEnv._level(v) for v in column.to_pylist()]  # bools, mixed values: row by row
+    ok = np.array([v is not None for v in values], dtype=bool)
+    return np.array([v if v is not None else 0 for v in values], dtype=np.int64), ok
+
+
+def _levels_per_code(codes: np.ndarray, levels: np.ndarray, k: int) -> list[tuple[int, ...]]:
+    """The sorted distinct levels of each skill code."""
+    low, span = (int(levels.min()), int(levels.max()) - int(levels.min()) + 1) if len(levels) else (0, 1)
+    pairs = np.unique(codes * span + (levels - low))
+    out: list[list[int]] = [[] for _ in range(k)]
+    for code, lv in zip((pairs // span).tolist(), (pairs % span + low).tolist()):
+        out[code].append(lv)
+    return [tuple(v) for v in out]
+
+
+def _golds(rows: pa.Table) -> dict[str, set[str]]:
+    """``{prompt: {gold completions}}`` of some rows."""
+    golds: dict[str, set[str]] = {}
+    for p, c in zip(rows.column("prompt").to_pylist(), rows.column("completion").to_pylist()):
+        golds.setdefault(p, set()).add(c)
+    return golds

@@ -151,21 +151,23 @@ class SimulatedStudent:
 
         # Eval items: a row of the item->skills incidence matrix per item, and the gold answers.
         self._index: dict[str, tuple[int, str]] = {}
+        self._env = env
+        self._golds: list[str] = []
         if env is not None:
-            ev = env.eval_set()
-            rows = list(zip(ev["prompt"], ev["completion"], ev["skills"], strict=True))
+            from teachgym.evaluation import eval_columns
+
+            prompts, golds, skills, _ = eval_columns(env)
+            rows = list(zip(prompts, golds, skills, strict=True))
             self._index = {p: (i, c) for i, (p, c, _) in enumerate(rows)}
+            self._golds = [c for _, c, _ in rows]
             member = np.zeros((len(rows), k))
             for i, (_, _, sk) in enumerate(rows):
                 for s in [sk] if isinstance(sk, str) else sk:
                     member[i, idx[s]] = 1.0
-            pool = env.pool()
-            self._pool = {} if pool is None else {
-                p: (c, [sk] if isinstance(sk, str) else list(sk))
-                for p, c, sk in zip(pool["prompt"], pool["completion"], pool["skills"], strict=True)}
         else:
             member = np.repeat(np.eye(k), eval_per_skill, axis=0)
-            self._pool = {}
+        self._longest_gold = max(map(len, self._golds), default=0)
+        self._pool_rows: dict[str, tuple[str, list[str]]] | None = None  # built when a pool prompt is first asked
         self._member = member
         self._per_skill = np.maximum(member.sum(0), 1.0)
         # Fast path for the common case of one skill per eval item: indexing instead of matrix products.
@@ -245,14 +247,26 @@ class SimulatedStudent:
 
     # -- the Student protocol -------------------------------------------------------------------
 
+    #: The loop's fast path: this student learns from rows per skill alone (``train`` takes the engine's
+    #: ``SkillCounts``) and answers its env's eval set without text (:meth:`answer_eval`).
+    learns_from_counts = True
+
     def train(self, dataset: Any) -> TrainReport:
-        """Practise the rows of a dataset; rows count for their ``skills`` (or the skill of a known prompt)."""
+        """Practise the rows of a dataset; rows count for their ``skills`` (or the skill of a known prompt).
+
+        ``dataset`` may also be the engine's ``SkillCounts`` (rows per skill, no text): the same update.
+        """
         start = time.perf_counter()
         counts = np.zeros(len(self.skills))
-        if "skills" in dataset.column_names:
-            row_skills = ([sk] if isinstance(sk, str) else sk for sk in dataset["skills"])
+        row_skills: Any = ()
+        if hasattr(dataset, "counts"):  # SkillCounts: the fast path
+            for s, n in dataset.counts.items():
+                if s in self._idx:
+                    counts[self._idx[s]] += n
+        elif "skills" in dataset.column_names:
+            row_skills = ([sk] if isinstance(sk, str) else sk for sk in dataset["skills"][:])
         else:
-            row_skills = (self._skills_of(p) for p in dataset["prompt"])
+            row_skills = (self._skills_of(p) for p in dataset["prompt"][:])
         for sk in row_skills:
             sk = [s for s in sk if s in self._idx]
             for s in sk:
@@ -262,6 +276,31 @@ class SimulatedStudent:
         self.examples_seen += len(dataset) - int(counts.sum())  # rows of unknown skills still cost
         return TrainReport(steps=len(dataset), train_loss=loss_before, runtime_s=time.perf_counter() - start,
                            metrics={"simulated/mean_competence": float(self.competence.mean())})
+
+    def answer_eval(self, env: Any, max_new_tokens: int = 16) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+        """What ``generate``, the verifier and ``loss`` give on ``env``'s eval set, without the text round trip.
+
+        Returns:
+            ``(outputs, correct, losses)`` in eval-set order, or ``None`` when ``env`` is not the one this
+            student was built with (then the loop asks ``generate`` and ``loss``).
+        """
+        if env is not self._env or self._longest_gold > max_new_tokens:  # truncated golds: let the verifier judge
+            return None
+        p = self._item_competence()
+        correct = self._item_draws() < p
+        golds = self._golds
+        outputs = [g[:max_new_tokens] if ok else "" for g, ok in zip(golds, correct.tolist())]
+        return outputs, correct, -np.log(_EPS + (1 - _EPS) * p)
+
+    @property
+    def _pool(self) -> dict[str, tuple[str, list[str]]]:
+        """``{prompt: (gold, skills)}`` of the env's pool (only a student asked about pool prompts needs it)."""
+        if self._pool_rows is None:
+            pool = self._env.pool() if self._env is not None else None
+            self._pool_rows = {} if pool is None else {
+                p: (c, [sk] if isinstance(sk, str) else list(sk))
+                for p, c, sk in zip(pool["prompt"][:], pool["completion"][:], pool["skills"][:], strict=True)}
+        return self._pool_rows
 
     def _skills_of(self, prompt: str) -> list[str]:
         if prompt in self._index:

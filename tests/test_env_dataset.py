@@ -159,3 +159,40 @@ def test_zero_based_difficulties_stay_levels(tmp_path):
     assert env.skills[0].levels == (0, 1)
     data, _ = materialize(Mixture({"s": 1.0}), env, 30, seed=0)
     assert set(data["level"]) == {0, 1}
+
+
+def _reference_split(rows, skills_key, eval_per_skill, seed):
+    """The split as the row-by-row DatasetEnv made it before issue 14 (its code, on Python rows)."""
+    order = list(dict.fromkeys(s for r in rows for s in r[skills_key]))
+    rng = random.Random(seed)
+    held = set()
+    for s in order:
+        have = sum(1 for i in held if s in rows[i][skills_key])
+        candidates = [i for i, r in enumerate(rows) if s in r[skills_key] and i not in held]
+        rng.shuffle(candidates)
+        held.update(candidates[: max(0, eval_per_skill - have)])
+    eval_prompts = {rows[i]["question"] for i in held}
+    pool = [r["question"] for i, r in enumerate(rows) if i not in held and r["question"] not in eval_prompts]
+    return [rows[i]["question"] for i in sorted(held)], pool, order
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet", "disk"])
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_arrow_split_is_the_row_by_row_split(tmp_path, fmt, seed):
+    """Existing data keeps exactly its eval split and pool: multi-skill rows, repeated labels and
+    duplicate prompts (one held out, its twin must leave the pool) included."""
+    rows = _rows(300, seed=seed)
+    rows[10]["tags"] = ["mul", " add ", "mul"]  # repeated and padded labels count once
+    rows[11] = dict(rows[12])  # a duplicate prompt
+    rows[40] = {**rows[41], "answer": "0"}  # the same prompt with another gold
+    env = DatasetEnv(str(_write(tmp_path, fmt, rows)), skill_separator="|" if fmt == "csv" else None,
+                     seed=seed, checker="numeric", **{**KW, "eval_per_skill": 40})
+    clean = [{**r, "tags": list(dict.fromkeys(t.strip() for t in r["tags"]))} for r in rows]
+    eval_prompts, pool_prompts, order = _reference_split(clean, "tags", 40, seed)
+    assert [s.name for s in env.skills] == order
+    assert env.eval_set()["prompt"] == eval_prompts
+    assert env.pool()["prompt"] == pool_prompts
+    assert env.eval_set()["skills"][:5] == [r["tags"] for r in clean if r["question"] in eval_prompts][:5]
+    assert set(env.pool()["level"]) == {1, 2} and set(env.pool()["source"]) == {"pool"}
+    assert env.verify(rows[40]["question"], "0") and env.verify(rows[40]["question"], rows[41]["answer"])
+    assert env.verify(rows[100]["question"], rows[100]["answer"]) and not env.verify("never seen", "1")

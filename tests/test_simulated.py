@@ -144,3 +144,34 @@ def test_in_the_loop_with_mlflow(tmp_path, mlflow_store):
     client = mlflow.MlflowClient(mlflow_store)
     history = client.get_metric_history(result.run_id, "acc/mean")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(means)
+
+
+@pytest.mark.parametrize("policy", ["missing-skill", "targeted-synthesis"])  # a Mixture and a Synthesize teacher
+def test_the_fast_path_gives_the_full_paths_results(tmp_path, monkeypatch, policy):
+    """Rows per skill instead of text rows, and answers without generate/verify/loss: the same rounds."""
+    from teachgym import engine
+
+    cfg = tiny_config(tmp_path, rounds=4, examples_per_round=1500)
+    cfg["student"] = {"name": "simulated", "examples_to_learn": 300}
+    cfg["env"] = {"name": "arithmetic", "eval_per_skill": 30, "pool_per_skill": 200}
+    cfg["policy"] = {"name": policy}
+    cfg["tracking"] = {"enabled": False}
+    calls = []
+    original = engine.materialize
+
+    def spy(*args, **kwargs):
+        data, report = original(*args, **kwargs)
+        calls.append(type(data).__name__)
+        return data, report
+
+    monkeypatch.setattr(engine, "materialize", spy)
+    fast = run_experiment(load_config(cfg))
+    assert set(calls) == {"SkillCounts"}
+    calls.clear()
+    monkeypatch.setattr(ArithmeticEnv, "fills_requests", False)  # the env no longer offers it: the full path
+    full = run_experiment(load_config(cfg))
+    assert set(calls) == {"Dataset"}
+    assert fast.final.mean_accuracy > 0.2
+    for a, b in zip(fast.rounds, full.rounds, strict=True):
+        assert a.accuracies == b.accuracies and a.action == b.action and a.examples == b.examples
+        assert a.metrics == pytest.approx({k: v for k, v in b.metrics.items() if not k.startswith("data/dropped/")})

@@ -2,7 +2,9 @@
 
 * ``Mixture`` -> split the budget over skills by weight (largest remainder), then sample each
   skill's share from the env's pool (without replacement while it lasts), or from the generator
-  when the env has no pool or no pool rows of that skill.
+  when the env has no pool or no pool rows of that skill. The pool stays in Arrow: its rows are
+  indexed by skill once per pool (:func:`pool_index`), sampled with numpy and taken with Arrow, so
+  a round costs O(budget) whatever the pool's size.
 * ``Synthesize`` -> scale the requests to the budget and call the env's generator, or the LLM data
   engine (:mod:`teachgym.synthesis`) when one is configured; every row is checked by the env's
   verifier (or, for LLM rows of an env that cannot check new prompts, by self-consistency).
@@ -20,12 +22,15 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from teachgym.types import EXAMPLE_COLUMNS, Examples, InvalidActionError, Mixture, Synthesize, validate_action
+import numpy as np
+
+from teachgym.types import Examples, InvalidActionError, Mixture, Synthesize, validate_action
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -45,10 +50,35 @@ def largest_remainder(shares: dict[str, float], total: int) -> dict[str, int]:
         raise ValueError("shares must have a positive sum")
     exact = {k: total * v / s for k, v in shares.items()}
     counts = {k: math.floor(x) for k, x in exact.items()}
-    order = sorted(shares, key=lambda k: (-(exact[k] - counts[k]), list(shares).index(k)))
+    position = {k: i for i, k in enumerate(shares)}
+    order = sorted(shares, key=lambda k: (-(exact[k] - counts[k]), position[k]))
     for k in order[: total - sum(counts.values())]:
         counts[k] += 1
     return counts
+
+
+@dataclass(frozen=True)
+class SkillCounts:
+    """A round's training set as rows per skill, without the rows (the loop's fast path).
+
+    The engine hands this over instead of a ``Dataset`` when the student learns from counts alone
+    (``learns_from_counts``) and the env fills every ``Mixture`` and ``Synthesize`` request exactly
+    (``fills_requests``): then the rows' text could not change what the student learns.
+    """
+
+    counts: dict[str, int]
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
+
+
+def counts_suffice(student: Any, env: Any, synthesizer: Any = None) -> bool:
+    """Whether rounds can skip building text rows: the student and the env both offer the fast path.
+
+    An LLM data engine makes rows that may be rejected or fall short, so it always gets the full path.
+    """
+    return bool(getattr(student, "learns_from_counts", False) and getattr(env, "fills_requests", False)
+                and synthesizer is None)
 
 
 class EngineError(RuntimeError):
@@ -153,15 +183,115 @@ def _generate(
     return [rows[i % len(rows)] for i in range(n)]
 
 
-def _pool_rows(pool: Dataset, idx: list[int], n: int, rng: random.Random) -> list[dict]:
-    """``n`` rows of ``idx``: without replacement while they last, then again from a fresh permutation."""
-    picks: list[int] = []
-    while len(picks) < n:
-        perm = list(idx)
-        rng.shuffle(perm)
-        picks += perm[: n - len(picks)]
-    # to_list() converts the Arrow rows in one go; iterating a Dataset decodes row by row (~50x slower).
-    return [_normalise(r, "pool") for r in pool.select(picks).to_list()]
+@dataclass
+class PoolIndex:
+    """An env's pool by skill: the row numbers of each skill (ascending) and every row's level."""
+
+    rows: dict[str, np.ndarray]
+    levels: np.ndarray
+    fingerprint: str | None = None
+
+
+_INDEXES: weakref.WeakKeyDictionary[Any, PoolIndex] = weakref.WeakKeyDictionary()
+
+
+def pool_index(env: Env, pool: Dataset) -> PoolIndex:
+    """The pool's rows by skill, computed from its ``skills`` column once and kept while the pool is the same."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    fingerprint = getattr(pool, "_fingerprint", None)
+    try:
+        cached = _INDEXES.get(env)
+    except TypeError:  # an env that cannot be weakly referenced: index every round
+        cached = None
+    if cached is not None and fingerprint is not None and cached.fingerprint == fingerprint:
+        return cached
+    table = arrow_table(pool)
+    names = [s.name for s in env.skills]
+    labels = as_label_lists(table.column("skills").combine_chunks())
+    parents = np.asarray(pc.list_parent_indices(labels), dtype=np.int64)
+    codes = pc.index_in(pc.list_flatten(labels), value_set=pa.array(names, pa.string()))
+    known = np.asarray(codes.is_valid(), dtype=bool)
+    codes = np.asarray(codes.fill_null(0), dtype=np.int64)[known]
+    parents = parents[known]
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes, minlength=len(names)))
+    starts = ends - np.bincount(codes, minlength=len(names))
+    by_skill = parents[order]
+    rows = {s: by_skill[a:b] for s, a, b in zip(names, starts.tolist(), ends.tolist()) if b > a}
+    if "level" in table.column_names:
+        levels = np.asarray(table.column("level").combine_chunks().fill_null(1), dtype=np.int64)
+    else:
+        levels = np.ones(table.num_rows, dtype=np.int64)
+    index = PoolIndex(rows, levels, fingerprint)
+    try:
+        _INDEXES[env] = index
+    except TypeError:
+        pass
+    return index
+
+
+def arrow_table(data: Dataset) -> Any:
+    """A dataset's rows as one ``pyarrow.Table`` (a selection is taken once)."""
+    if data._indices is not None:
+        data = data.flatten_indices(keep_in_memory=True)
+    return data.data.table
+
+
+def column(data: Dataset, name: str) -> list:
+    """One column as a Python list, converted by Arrow in one go (iterating ``data[name]`` decodes row by row)."""
+    return arrow_table(data).column(name).to_pylist()
+
+
+def as_label_lists(column: Any) -> Any:
+    """A ``skills`` column as lists of labels (a plain string column is one label per row)."""
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        valid = np.asarray(column.is_valid(), dtype=bool)
+        offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), column.filter(pa.array(valid)).cast(pa.string()))
+    return column
+
+
+def _sample(idx: np.ndarray, n: int, gen: np.random.Generator) -> np.ndarray:
+    """``n`` of ``idx``: without replacement while they last, then again from a fresh permutation."""
+    full, rest = divmod(n, len(idx))
+    parts = [gen.permutation(idx) for _ in range(full)]
+    if rest:
+        parts.append(idx[gen.choice(len(idx), rest, replace=False)])
+    return np.concatenate(parts)
+
+
+def example_schema() -> Any:
+    """The Arrow schema of a round's training rows (:data:`EXAMPLE_COLUMNS`)."""
+    import pyarrow as pa
+
+    return pa.schema([("prompt", pa.string()), ("completion", pa.string()), ("skills", pa.list_(pa.string())),
+                      ("level", pa.int64()), ("source", pa.string())])
+
+
+def _take(pool: Dataset, picks: np.ndarray) -> Any:
+    """The pool's rows ``picks`` as a table with the example schema (what ``_normalise`` does, by column)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = arrow_table(pool).take(pa.array(picks))
+    n = table.num_rows
+    names = table.column_names
+    level = table.column("level").combine_chunks().fill_null(1) if "level" in names else pa.repeat(1, n)
+    source = pa.repeat("pool", n).cast(pa.string())
+    if "source" in names:
+        given = table.column("source").combine_chunks().cast(pa.string())
+        source = pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(given), 0), False), given, source)
+    return pa.table({
+        "prompt": table.column("prompt").combine_chunks().cast(pa.string()),
+        "completion": table.column("completion").combine_chunks().cast(pa.string()),
+        "skills": as_label_lists(table.column("skills").combine_chunks()).cast(pa.list_(pa.string())),
+        "level": level.cast(pa.int64()),
+        "source": source,
+    }, schema=example_schema())
 
 
 def _synthesize_llm(
@@ -194,13 +324,14 @@ def _synthesize_llm(
     if getattr(env, "supports_generation", False):
         return rows + _generate(env, skill, short, level, seed, filt, report)
     pool = env.pool()
-    idx = [i for i, s in enumerate(pool["skills"]) if skill in s] if pool is not None else []
-    if level is not None and idx:
-        levels = pool["level"]  # the whole column at once; pool[i] would decode a row per index
-        idx = [i for i in idx if levels[i] == level] or idx
-    if not idx:
+    index = pool_index(env, pool) if pool is not None else None
+    idx = index.rows.get(skill) if index is not None else None
+    if idx is None:
         raise EngineError(f"the LLM engine fell short for {skill!r} and env {env.name!r} has no rows of it to fill in")
-    return rows + _pool_rows(pool, idx, short, random.Random(seed))
+    if level is not None:
+        at_level = idx[index.levels[idx] == level]
+        idx = at_level if len(at_level) else idx
+    return rows + _take(pool, _sample(idx, short, np.random.default_rng(seed))).to_pylist()
 
 
 def materialize(
@@ -211,7 +342,8 @@ def materialize(
     eval_prompts: set[str] | None = None,
     synthesizer: LLMSynthesizer | None = None,
     failures: Sequence[Failure] = (),
-) -> tuple[Dataset, DataReport]:
+    counts_only: bool = False,
+) -> tuple[Dataset | SkillCounts, DataReport]:
     """Build the round's training set from an action.
 
     Args:
@@ -222,6 +354,8 @@ def materialize(
         eval_prompts: Prompts that must never be trained on (default: the env's eval set).
         synthesizer: The LLM data engine; when given, it serves ``Synthesize`` instead of the env's generator.
         failures: The student's recent failures, shown to the LLM engine.
+        counts_only: Return :class:`SkillCounts` for a ``Mixture`` or ``Synthesize`` (see :func:`counts_suffice`);
+            the report says what the rows would have been.
 
     Returns:
         The rows as a shuffled ``datasets.Dataset`` with :data:`EXAMPLE_COLUMNS`, and a report.
@@ -230,43 +364,49 @@ def materialize(
         InvalidActionError: The action is malformed (before any data is built).
         EngineError: The data sources cannot fill the budget.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
     from datasets import Dataset
+    from datasets.table import InMemoryTable
 
     validate_action(action, env.skills)
     if eval_prompts is None:
-        eval_prompts = set(env.eval_set()["prompt"])
-    rng = random.Random(seed)
+        eval_prompts = set(column(env.eval_set(), "prompt"))
+    rng = random.Random(seed)  # the generator's seeds
+    gen = np.random.default_rng(seed)  # pool rows and the round's order
     report = DataReport()
     filt = _Filter(env, eval_prompts, report)
     rows: list[dict] = []
+    picks: list[np.ndarray] = []  # pool row numbers, taken in one go at the end
+    pool = None
 
     if isinstance(action, Mixture):
         weights = {s.name: float(action.weights.get(s.name, 0.0)) for s in env.skills}
         counts = largest_remainder(weights, budget)
         report.requested = {k: v for k, v in counts.items() if v}
         pool = env.pool()
-        by_skill: dict[str, list[int]] = defaultdict(list)
-        if pool is not None:
-            for i, skills in enumerate(pool["skills"]):
-                for s in skills:
-                    by_skill[s].append(i)
-        for skill, n in counts.items():
-            if n == 0:
-                continue
+        by_skill = pool_index(env, pool).rows if pool is not None else {}
+        if counts_only:
+            from_pool = sum(n for s, n in report.requested.items() if s in by_skill)
+            return _counted(report, env, {"pool": from_pool, "generator": budget - from_pool})
+        for skill, n in report.requested.items():
             idx = by_skill.get(skill)
-            if not idx:
+            if idx is None:
                 rows += _generate(env, skill, n, None, rng.randrange(2**31), filt, report)
-                continue
-            rows += _pool_rows(pool, idx, n, rng)
+            else:
+                picks.append(_sample(idx, n, gen))
     elif isinstance(action, Synthesize):
         shares: dict[tuple[str, int | None], float] = defaultdict(float)
         for r in action.requests:
             shares[(r.skill, r.level)] += r.n
         keys = list(shares)
         counts_by_key = largest_remainder({str(i): shares[k] for i, k in enumerate(keys)}, budget)
+        for i, (skill, _) in enumerate(keys):
+            report.requested[skill] = report.requested.get(skill, 0) + counts_by_key[str(i)]
+        if counts_only and synthesizer is None:
+            return _counted(report, env, {"generator": budget})
         for i, (skill, level) in enumerate(keys):
             n = counts_by_key[str(i)]
-            report.requested[skill] = report.requested.get(skill, 0) + n
             if n and synthesizer is not None:
                 rows += _synthesize_llm(synthesizer, env, skill, n, level, rng.randrange(2**31), filt, report, failures)
             elif n:
@@ -281,12 +421,30 @@ def materialize(
         report.requested = dict(Counter(s for r in valid for s in r["skills"]))
         rows = [valid[i % len(valid)] for i in range(budget)]
 
-    assert len(rows) == budget, (len(rows), budget)
-    rng.shuffle(rows)
+    parts = [_take(pool, np.concatenate(picks))] if picks else []
+    if rows or not parts:
+        parts.append(pa.Table.from_pylist(rows, schema=example_schema()))
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    assert table.num_rows == budget, (table.num_rows, budget)
+    table = table.take(pa.array(gen.permutation(budget)))
     report.dropped = dict(filt.dropped)
-    report.sources = dict(Counter(r["source"] for r in rows))
+    report.sources = _value_counts(table.column("source"))
     report.examples = {s.name: 0 for s in env.skills}
-    for r in rows:
-        for s in r["skills"]:
-            report.examples[s] = report.examples.get(s, 0) + 1
-    return Dataset.from_list(rows).select_columns(list(EXAMPLE_COLUMNS)), report
+    report.examples.update(_value_counts(pc.list_flatten(table.column("skills"))))
+    return Dataset(InMemoryTable(table)), report
+
+
+def _counted(report: DataReport, env: Env, sources: dict[str, int]) -> tuple[SkillCounts, DataReport]:
+    """The fast path's answer: the requested rows per skill, and the report the rows would have had."""
+    report.requested = {k: v for k, v in report.requested.items() if v}
+    report.sources = {k: v for k, v in sources.items() if v}
+    report.examples = {s.name: report.requested.get(s.name, 0) for s in env.skills}
+    return SkillCounts(dict(report.requested)), report
+
+
+def _value_counts(column: Any) -> dict[str, int]:
+    """``{value: count}`` of an Arrow column, in order of first appearance."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(column)
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))

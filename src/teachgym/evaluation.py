@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import weakref
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from teachgym.types import Failure, SkillStats
 
@@ -57,21 +60,25 @@ def evaluate(
         num_failures: Failed items to keep for the teacher, taken from each skill in turn (eval order).
         previous_subskills: Last round's per-level stats, for their ``change``.
     """
-    ev = env.eval_set()
-    prompts, golds, skills = ev["prompt"], ev["completion"], ev["skills"]
-    outputs = student.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    losses = student.loss(prompts, golds, batch_size=batch_size)
-    correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
+    prompts, golds, skills, levels = eval_columns(env)
+    # A student with the fast path (e.g. the simulated one) gives the same answers, verdicts and losses
+    # without the text round trip; None means it cannot for this env.
+    answered = student.answer_eval(env, max_new_tokens) if callable(getattr(student, "answer_eval", None)) else None
+    if answered is not None:
+        outputs, correct, losses = answered[0], [bool(c) for c in answered[1]], [float(x) for x in answered[2]]
+    else:
+        outputs = student.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        losses = student.loss(prompts, golds, batch_size=batch_size)
+        correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
 
     names = [s.name for s in env.skills]
-    profile = _stats(correct, losses, skills, names, previous or {})
+    by_skill_groups, by_leaf_groups = _groups(env)
+    correct_arr, loss_arr = np.asarray(correct, dtype=float), np.asarray(losses, dtype=float)
+    profile = _stats(correct_arr, loss_arr, by_skill_groups, previous or {})
     # The skill-tree's leaves: the same stats per (skill, level), over the eval items of that level.
-    levels = ev["level"] if "level" in ev.column_names else [1] * len(prompts)
-    row_leaves = [[(s, int(level)) for s in sk] for sk, level in zip(skills, levels)]
-    leaves = sorted({leaf for row in row_leaves for leaf in row})
     prev_leaves = {(s, lv): st for s, tree in (previous_subskills or {}).items() for lv, st in tree.items()}
     subskills: dict[str, dict[int, SkillStats]] = {}
-    for (s, level), stats in _stats(correct, losses, row_leaves, leaves, prev_leaves).items():
+    for (s, level), stats in _stats(correct_arr, loss_arr, by_leaf_groups, prev_leaves).items():
         subskills.setdefault(s, {})[level] = stats
     predictions = [
         {"prompt": p, "gold": g, "output": o, "correct": ok, "loss": lo, "skills": ",".join(sk)}
@@ -93,43 +100,94 @@ def evaluate(
 
 def loss_profile(student: Student, env: Env, batch_size: int = 256) -> dict[str, float]:
     """Mean teacher-forced eval loss per skill, without generating (cheap: used between probes)."""
+    prompts, golds, _, _ = eval_columns(env)
+    losses = student.loss(prompts, golds, batch_size=batch_size)
+    means, _ = _group_means(np.asarray(losses, dtype=float), _groups(env)[0])
+    return dict(zip(_groups(env)[0].keys, means.tolist()))
+
+
+@dataclass
+class _Groups:
+    """Which eval items count for which key (a skill, or a ``(skill, level)`` leaf), as flat index pairs."""
+
+    keys: list[Hashable]
+    items: np.ndarray
+    codes: np.ndarray
+
+
+_EVAL: weakref.WeakKeyDictionary[Any, tuple[Any, tuple, tuple[_Groups, _Groups]]] = weakref.WeakKeyDictionary()
+
+
+def _cached(env: Env) -> tuple[tuple, tuple[_Groups, _Groups]]:
+    """The eval set's columns and groups, computed once per eval set (the loop evaluates every round)."""
+    from teachgym.engine import column
+
     ev = env.eval_set()
-    losses = student.loss(ev["prompt"], ev["completion"], batch_size=batch_size)
-    return _per_skill_mean(losses, ev["skills"], [s.name for s in env.skills])[0]
+    try:
+        hit = _EVAL.get(env)
+    except TypeError:  # an env that cannot be weakly referenced
+        hit = None
+    if hit is not None and hit[0] is ev:
+        return hit[1], hit[2]
+    prompts, golds = column(ev, "prompt"), column(ev, "completion")
+    skills = [[sk] if isinstance(sk, str) else list(sk) for sk in column(ev, "skills")]
+    levels = [int(v) if v is not None else 1 for v in column(ev, "level")] if "level" in ev.column_names \
+        else [1] * len(prompts)
+    names = [s.name for s in env.skills]
+    code = {s: i for i, s in enumerate(names)}
+    pairs = [(i, code[s]) for i, sk in enumerate(skills) for s in sk]
+    by_skill = _Groups(names, np.array([p[0] for p in pairs], dtype=np.int64),
+                       np.array([p[1] for p in pairs], dtype=np.int64))
+    row_leaves = [[(s, lv) for s in sk] for sk, lv in zip(skills, levels)]
+    leaves = sorted({leaf for row in row_leaves for leaf in row})
+    leaf_code = {leaf: i for i, leaf in enumerate(leaves)}
+    pairs = [(i, leaf_code[leaf]) for i, row in enumerate(row_leaves) for leaf in row]
+    by_leaf = _Groups(leaves, np.array([p[0] for p in pairs], dtype=np.int64),
+                      np.array([p[1] for p in pairs], dtype=np.int64))
+    columns = (prompts, golds, skills, levels)
+    try:
+        _EVAL[env] = (ev, columns, (by_skill, by_leaf))
+    except TypeError:
+        pass
+    return columns, (by_skill, by_leaf)
+
+
+def eval_columns(env: Env) -> tuple[list[str], list[str], list[list[str]], list[int]]:
+    """The eval set's prompts, golds, skills (lists) and levels, read once per eval set and kept."""
+    return _cached(env)[0]
+
+
+def _groups(env: Env) -> tuple[_Groups, _Groups]:
+    return _cached(env)[1]
 
 
 def _stats(
-    correct: Sequence[bool],
-    losses: Sequence[float],
-    row_keys: Sequence[Sequence[Hashable]],
-    keys: Sequence[Hashable],
-    previous: Mapping[Hashable, SkillStats],
+    correct: np.ndarray, losses: np.ndarray, groups: _Groups, previous: Mapping[Hashable, SkillStats]
 ) -> dict[Any, SkillStats]:
-    """Accuracy, loss, n, missing rate and change for each key (a skill, or a (skill, level) leaf)."""
-    accuracy, n = _per_skill_mean(correct, row_keys, keys)
-    loss, _ = _per_skill_mean(losses, row_keys, keys)
+    """Accuracy, loss, n, missing rate and change for each key of ``groups`` (a skill, or a (skill, level) leaf)."""
+    accuracy, n = _group_means(correct, groups)
+    loss, _ = _group_means(losses, groups)
     out = {}
-    for k in keys:
-        acc = accuracy[k] if n[k] else 0.0
+    for k, acc, lo, count in zip(groups.keys, accuracy.tolist(), loss.tolist(), n.tolist()):
+        acc = acc if count else 0.0
         prev = previous.get(k)
         out[k] = SkillStats(
             accuracy=acc,
-            loss=loss[k],
-            n=n[k],
+            loss=lo,
+            n=count,
             missing_rate=1.0 - acc,
             change=None if prev is None else acc - prev.accuracy,
         )
     return out
 
 
-def _per_skill_mean(
-    values: Sequence[float], row_skills: Sequence[Sequence[str]], names: Sequence[str]
-) -> tuple[dict[str, float], dict[str, int]]:
-    """Mean of ``values`` over the eval rows that need each skill (NaN for none), and the row counts."""
-    sums = {s: 0.0 for s in names}
-    counts = {s: 0 for s in names}
-    for value, skills in zip(values, row_skills):
-        for s in skills:
-            sums[s] += float(value)
-            counts[s] += 1
-    return {s: sums[s] / counts[s] if counts[s] else float("nan") for s in names}, counts
+def _group_means(values: np.ndarray, groups: _Groups) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of ``values`` over each key's items (NaN for a key with none), and the item counts.
+
+    ``bincount`` adds in item order, as a Python loop would, so the means are the same to the last bit.
+    """
+    k = len(groups.keys)
+    counts = np.bincount(groups.codes, minlength=k)
+    sums = np.bincount(groups.codes, weights=values[groups.items], minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan), counts

@@ -194,10 +194,10 @@ class TeachEnv(gymnasium.Env):
         if self.fast:
             self.student.practice(weights * self.examples_per_round)
         else:
-            from teachgym.engine import materialize
+            from teachgym.engine import column, materialize
 
             if self._eval_prompts is None:
-                self._eval_prompts = set(self.teach_env.eval_set()["prompt"])
+                self._eval_prompts = set(column(self.teach_env.eval_set(), "prompt"))
             mixture = Mixture(dict(zip(self.skills, weights.tolist())))
             seed = int(self.np_random.integers(2**31 - 1))
             data, _ = materialize(mixture, self.teach_env, self.examples_per_round, seed, self._eval_prompts)

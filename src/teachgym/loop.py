@@ -128,7 +128,7 @@ def run_experiment(
         PolicyError: The teacher raised; the last finished round's state is kept for ``--resume``.
         Interrupted: SIGTERM/SIGINT/SIGHUP; the runs end ``KILLED``, the last finished round is kept.
     """
-    from teachgym.engine import materialize
+    from teachgym.engine import column, counts_suffice, materialize
     from teachgym.evaluation import evaluate
     from teachgym.interrupts import Interrupted, check, stop_on_signals
     from teachgym.protocols import check_plugin
@@ -180,7 +180,8 @@ def run_experiment(
 
         synthesizer = LLMSynthesizer(config.synthesis)
     skills = [s.name for s in env.skills]
-    eval_prompts = set(env.eval_set()["prompt"])
+    eval_prompts = set(column(env.eval_set(), "prompt"))
+    counts_only = counts_suffice(student, env, synthesizer)  # the fast path: rows per skill, no text
     skill_graph = {s.name: tuple(s.prerequisites) for s in env.skills}
     run_name = default_run_name(config)
     if run_dir is None:
@@ -211,9 +212,12 @@ def run_experiment(
             params=flatten(config.model_dump()),
             config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
             log_predictions=config.tracking.log_predictions,
+            active_rounds=not counts_only,  # the fast path's student logs nothing into a round's run
         )
 
     def save(state: RoundState) -> None:
+        if tracker:  # this round's log and any earlier one still being written: --resume re-logs what is missing
+            state.pending_log = tracker.unconfirmed(state.pending_log)
         state.rng = capture_rngs()
         run_dir.save(state, student, keep=config.tracking.checkpoints)
 
@@ -283,7 +287,7 @@ def run_experiment(
                     explained = _explain(policy)  # an optional policy.explain(): its own metrics and details
                     budget = loop.examples_per_round - probed
                     data, report = materialize(
-                        action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures
+                        action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures, counts_only
                     )
                     if probed:  # the round's composition includes what the probes trained on
                         report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
@@ -321,6 +325,8 @@ def run_experiment(
                     on_round(records[-1], loop.rounds)
 
             check()
+            if tracker:
+                tracker.flush()  # the last round's logging and plots, before the run can say FINISHED
             if loop.save_student:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 student.save(str(out_dir / "student"))

@@ -211,12 +211,12 @@ def check_env(env: Any, min_eval_per_skill: int = 1, sample: int = 200) -> None:
     ev = env.eval_set()
     _check_rows(ev, set(names), "eval set")
     counts = {n: 0 for n in names}
-    for rs in ev["skills"]:
+    for rs in ev["skills"][:]:
         for s in rs:
             counts[s] += 1
     thin = {s: c for s, c in counts.items() if c < min_eval_per_skill}
     _require(not thin, f"skills with fewer than {min_eval_per_skill} eval items: {thin}")
-    eval_prompts = set(ev["prompt"])
+    eval_prompts = set(ev["prompt"][:])
     for row in ev.select(range(min(sample, len(ev)))):
         _require(env.verify(row["prompt"], row["completion"]), f"verify() rejects the gold answer of {row!r}")
         _require(not env.verify(row["prompt"], row["completion"] + "9x"), f"verify() accepts junk for {row!r}")
@@ -226,7 +226,7 @@ def check_env(env: Any, min_eval_per_skill: int = 1, sample: int = 200) -> None:
     _require(pool is not None or has_gen, "env has neither a pool nor a generator: nothing to train on")
     if pool is not None:
         _check_rows(pool, set(names), "pool")
-        overlap = eval_prompts & set(pool["prompt"])
+        overlap = eval_prompts & set(pool["prompt"][:])
         _require(not overlap, f"pool contains {len(overlap)} eval prompts, e.g. {sorted(overlap)[:3]}")
         for row in pool.select(range(min(sample, len(pool)))):
             _require(env.verify(row["prompt"], row["completion"]), f"pool row fails its own verifier: {row!r}")

@@ -5,11 +5,15 @@ Layout of one experiment's output directory (``<loop.output_dir>/<run>-<timestam
     run.json              who the experiment is: MLflow run id, experiment, run name, stored config,
                           host/pid of the process running it, status (RUNNING / FINISHED / KILLED / FAILED)
     state/LATEST          the name of the newest whole round state, e.g. ``round-03``
-    state/round-03/       loop.pkl (records, history, last evaluation, budget, policy state, RNGs, the LLM
-                          engine's memory, what MLflow still has to be told) + student/ (``save_state``)
+    state/rounds.pkl      every finished round's record and history entry, appended one pickle per round
+    state/round-03/       loop.pkl (last evaluation, budget, policy state, RNGs, the LLM engine's memory,
+                          what MLflow still has to be told) + student/ (``save_state``)
 
-A round's state is written into a temporary directory, renamed into place and only then named in
-``LATEST`` (itself replaced atomically), so a kill at any moment leaves the previous round whole.
+A round's record is appended to ``rounds.pkl`` first; its state is then written into a temporary
+directory, renamed into place and only then named in ``LATEST`` (itself replaced atomically), so a
+kill at any moment leaves the previous round whole (records past ``LATEST``, or a torn last one, are
+ignored when loading). The journal keeps a round's cost constant: the state no longer grows with
+the number of rounds before it.
 Older rounds are deleted unless ``tracking.checkpoints`` keeps them (``best``: the best round too;
 ``every``: all).
 
@@ -20,6 +24,7 @@ the loop continues after the last round in ``LATEST``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -35,6 +40,7 @@ from typing import Any
 from teachgym.config import ConfigError, ExperimentConfig, flatten
 
 STATE = "state"
+JOURNAL = "rounds.pkl"
 RUN_FILE = "run.json"
 #: Config keys that may differ on ``--resume``: they change what is logged or where, never a result.
 RESUMABLE_CHANGES = (
@@ -66,7 +72,8 @@ class RoundState:
     llm_seen: list[str] | None = None  # prompts the LLM data engine has already produced
     tracker_best: tuple | None = None  # (acc/mean, round, model id) of the best MLflow checkpoint
     rng: dict[str, Any] = field(default_factory=dict)
-    pending_log: Any = None  # the round's tracking.RoundLog: re-logged on resume if MLflow missed it
+    journaled: int | None = None  # set on disk: records/history are the journal's first `journaled` rounds
+    pending_log: Any = None  # tracking.RoundLogs not yet confirmed by MLflow: re-logged on resume if it missed them
 
 
 def capture_rngs() -> dict[str, Any]:
@@ -152,6 +159,7 @@ class RunDir:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.state_dir = self.path / STATE
+        self._journaled = 0  # records already in rounds.pkl, written by this process or loaded from it
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
@@ -208,12 +216,14 @@ class RunDir:
         name = f"round-{state.round:02d}"
         with critical():  # a stop signal waits until the round is whole on disk
             self.state_dir.mkdir(parents=True, exist_ok=True)
+            self._journal(state)
             tmp = self.state_dir / f".{name}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             if can_save_state(student):
                 student.save_state(str(tmp / "student"))
-            _write_atomic(tmp / "loop.pkl", pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+            light = dataclasses.replace(state, records=[], history=[], journaled=len(state.records))
+            _write_atomic(tmp / "loop.pkl", pickle.dumps(light, protocol=pickle.HIGHEST_PROTOCOL))
             (tmp / "meta.json").write_text(json.dumps({"round": state.round, "used": state.used, "time": time.time()}))
             final = self.state_dir / name
             if final.exists():  # a round written before a crash but never named in LATEST
@@ -223,6 +233,35 @@ class RunDir:
             size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
             self._prune(state, keep)
         return size
+
+    def _journal(self, state: RoundState) -> None:
+        """Append the records (and history entries) this file does not have yet, one pickle per round."""
+        new = list(zip(state.records[self._journaled:], state.history[self._journaled:], strict=True))
+        if not new:
+            return
+        with open(self.state_dir / JOURNAL, "ab") as f:
+            for record, entry in new:
+                f.write(pickle.dumps((record.round, record, entry), protocol=pickle.HIGHEST_PROTOCOL))
+            f.flush()
+            os.fsync(f.fileno())
+        self._journaled = len(state.records)
+
+    def _read_journal(self, upto: int) -> tuple[list, list]:
+        """Records and history entries of rounds ``0..upto`` (a later copy of a round wins; a torn tail is ignored)."""
+        rounds: dict[int, tuple[Any, Any]] = {}
+        path = self.state_dir / JOURNAL
+        if path.exists():
+            with open(path, "rb") as f:
+                while True:
+                    try:
+                        r, record, entry = pickle.load(f)  # noqa: S301 - our own file, written by save()
+                    except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, IndexError):
+                        break  # the end, or a record torn by a kill while it was appended
+                    rounds[r] = (record, entry)
+        missing = [r for r in range(upto + 1) if r not in rounds]
+        if missing:
+            raise ResumeError(f"{path}: the records of rounds {missing[:5]} are missing; the run cannot be resumed")
+        return [rounds[r][0] for r in range(upto + 1)], [rounds[r][1] for r in range(upto + 1)]
 
     def _prune(self, state: RoundState, keep: str) -> None:
         if keep == "every":
@@ -248,6 +287,9 @@ class RunDir:
         where = self.state_dir / f"round-{r:02d}"
         with open(where / "loop.pkl", "rb") as f:
             state: RoundState = pickle.load(f)  # noqa: S301 - our own file, written by save()
+        if getattr(state, "journaled", None):  # records and history are in the journal
+            state.records, state.history = self._read_journal(state.journaled - 1)
+            self._journaled = len(state.records)
         if not can_save_state(student):
             raise ResumeError(
                 f"student {type(student).__name__} cannot restore its state (it has no save_state/load_state), so "

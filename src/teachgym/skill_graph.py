@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ExperimentConfig, build_component
-from teachgym.engine import materialize
+from teachgym.engine import column, materialize
 from teachgym.evaluation import loss_profile
 from teachgym.types import Mixture
 
@@ -47,7 +47,7 @@ def estimate_skill_graph(
     env = build_component("envs", "env", config.env, seed=seed)
     base = build_component("students", "student", config.student, seed=seed, env=env)
     names = [s.name for s in env.skills]
-    eval_prompts = set(env.eval_set()["prompt"])
+    eval_prompts = set(column(env.eval_set(), "prompt"))
     if warmup:
         data, _ = materialize(Mixture({s: 1.0 for s in names}), env, warmup, seed, eval_prompts)
         base.train(data)

@@ -272,8 +272,10 @@ class LLMSynthesizer:
             pool = env.pool()
             rows: list[dict[str, Any]] = []
             if pool is not None:
-                idx = [i for i, s in enumerate(pool["skills"]) if skill in s][:200]
-                rows = pool.select(idx).to_list() if idx else []
+                from teachgym.engine import pool_index
+
+                idx = pool_index(env, pool).rows.get(skill)
+                rows = pool.select(idx[:200].tolist()).to_list() if idx is not None else []
             if not rows and getattr(env, "supports_generation", False):
                 rows = env.generate(skill, 50, seed=0)
             self._examples[skill] = rows

@@ -4,12 +4,20 @@
   ``<policy>-s<seed>``, tagged ``teachgym.policy/env/student/seed``, with the flattened config as
   params, the config as an artifact, and per-round metrics at ``step=round``: ``acc/<skill>``,
   ``acc/mean``, ``acc/min``, ``loss/<skill>``, ``teacher/weight/<skill>``,
-  ``data/examples/<skill>``, ``data/cumulative_examples``; artifacts ``plots/*.png`` redrawn after
-  every round; with ``checkpoints``, the student as pyfunc models ``student-round-NN``;
+  ``data/examples/<skill>``, ``data/cumulative_examples``; artifacts ``plots/*.png`` redrawn as
+  rounds finish (at most every :data:`PLOT_EVERY_S` seconds) and after the last one; with
+  ``checkpoints``, the student as pyfunc models ``student-round-NN``;
 * one **child run** per round (``nested=True``) named ``round-NN``: the trainer's curves (the HF
   ``MLflowCallback`` logs into the active run, which is this child), the training set
   (``mlflow.log_input``), the profile and the teacher's decision as JSON, and the eval predictions
   as a table.
+
+Logging does not hold up training: a round's metrics, artifacts, child run and the plots are written
+by one background thread while the next rounds train (the trainer's own curves go through MLflow's
+asynchronous logging). Rounds that queue up while it is busy have their parent metrics written in one
+batch. Every round's saved state lists the rounds the store has not confirmed yet
+(:meth:`MLflowTracker.unconfirmed`), and ``--resume`` re-logs those; the parent run ends only after
+everything is written.
 
 Runs that end by an exception are marked ``FAILED`` (``KILLED`` on Ctrl-C or SIGTERM), never left
 ``RUNNING``; a run whose process was SIGKILLed carries ``teachgym.host``/``teachgym.pid`` tags, so
@@ -25,7 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,6 +58,15 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # than the round's child run.
 _HF_MLFLOW_ENV = ("MLFLOW_NESTED_RUN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")
 
+
+#: The parent's metrics of fast rounds are written in one batch at most this often.
+BACKLOG_EVERY_S = 0.5
+
+#: Rounds whose logging may be queued at once before the loop waits for the store.
+MAX_IN_FLIGHT = 64
+
+#: The plots are redrawn at most this often while an experiment runs (and always after its last round).
+PLOT_EVERY_S = 10.0
 
 #: How long to wait for a tracking server before saying it is unreachable.
 CONNECT_TIMEOUT_S = 5.0
@@ -76,6 +95,18 @@ def ensure_experiment(client: Any, name: str) -> str:
     if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older teachgym, or by mlflow.set_experiment
         client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return exp.experiment_id
+
+
+def _local_path(artifact_uri: str) -> Path | None:
+    """The directory of a local artifact store (``file://`` or a plain path), else None."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):  # a path (or a Windows drive)
+        return Path(artifact_uri)
+    return None
 
 
 class TrackingUnavailable(RuntimeError):
@@ -282,10 +313,19 @@ class MLflowTracker:
         params: Mapping[str, Any],
         config_yaml: str,
         log_predictions: bool = True,
+        active_rounds: bool = True,
     ) -> None:
+        """Set up (nothing is written before :meth:`start`).
+
+        Args:
+            active_rounds: Make each round's child run the active MLflow run while the student trains (the
+                HF trainer's callback logs into it). ``False`` for a student that logs nothing itself (the
+                loop's fast path): the child runs are then created by the background thread.
+        """
         import mlflow
 
         self.mlflow = mlflow
+        self.active_rounds = active_rounds
         self.uri = resolve_tracking_uri(tracking_uri)
         self.experiment, self.run_name = experiment, run_name
         self.tags, self.params, self.config_yaml = dict(tags), dict(params), config_yaml
@@ -293,16 +333,33 @@ class MLflowTracker:
         self.parent_id: str | None = None
         self._saved_env: dict[str, str] = {}
         self.best: tuple[float, int, str] | None = None  # (acc/mean, round, model id) of the best checkpoint
+        self._experiment_id: str | None = None
+        self._writer: Any = None  # one background thread: artifacts, child-run ends, plots (in order)
+        self._pending: list[Any] = []  # its futures, not yet waited for
+        self._children: dict[int, tuple[str, str]] = {}  # round -> (child run id, artifact URI)
+        self._in_flight: dict[int, RoundLog] = {}  # rounds handed to the thread and not yet written whole
+        self._backlog: list[tuple[int, list]] = []  # (round, the parent's metrics) not yet written
+        self._backlog_lock = threading.Lock()
+        self._backlog_at = 0.0  # when the backlog was last written
+        self._written: set[int] = set()  # rounds of in_flight whose parent metrics are in the store
+        self._ended: set[int] = set()  # rounds of in_flight whose child run is written and ended
+        self._plots: tuple[list, list[str]] | None = None  # the newest rounds to draw, if not drawn yet
+        self._plotted_at = -math.inf
 
     def start(self, run_id: str | None = None) -> str:
         """Open the parent run (or reopen ``run_id``'s, back to ``RUNNING``, on resume); return its id."""
+        from concurrent.futures import ThreadPoolExecutor
+
         mlflow = self.mlflow
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="teachgym-mlflow")
+        self._plotted_at = time.monotonic()  # the first plots after PLOT_EVERY_S (a short run draws them once)
         for var in _HF_MLFLOW_ENV:
             if var in os.environ:
                 log.warning("ignoring $%s during the experiment: teachgym places the trainer's runs itself", var)
                 self._saved_env[var] = os.environ.pop(var)
         mlflow.set_tracking_uri(self.uri)
-        mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(self.uri), self.experiment))
+        self._experiment_id = ensure_experiment(mlflow.MlflowClient(self.uri), self.experiment)
+        mlflow.set_experiment(experiment_id=self._experiment_id)
         if run_id is not None:
             run = mlflow.start_run(run_id=run_id)
             self.parent_id = run.info.run_id
@@ -335,39 +392,173 @@ class MLflowTracker:
         return {m.step for m in self.mlflow.MlflowClient().get_metric_history(self.parent_id, key)}
 
     def log(self, entry: RoundLog, parent_metrics: bool = True) -> None:
-        """Log a finished round into the active child run (:meth:`log_round`, plus its probes)."""
-        if entry.probes:
-            self.log_probes(entry.index, entry.probes)
-        self.log_round(entry.index, entry.result, entry.action, entry.report, entry.train, entry.data,
-                       entry.metrics, parent_metrics=parent_metrics, teacher=entry.teacher)
+        """Log a finished round: the parent's metrics at ``step=entry.index``, the rest into the round's child run.
 
-    def relog(self, entry: RoundLog) -> bool:
-        """On resume: log a round the store missed (the server was down, or the process died while logging).
+        Returns at once; the background thread writes it (:meth:`wait` blocks until it has). Rounds that
+        queue up while the thread is busy have their parent metrics written in one batch.
+        """
+        from mlflow.entities import Metric
 
-        The parent's metrics are written only if step ``entry.index`` is not there yet, so every metric
-        keeps exactly one point per step; the artifacts go to a fresh ``round-NN`` run.
+        if parent_metrics:  # one batch per round at least, so a crash leaves the step either whole or absent
+            now = int(time.time() * 1000)
+            metrics = dict(entry.metrics)
+            if entry.train is not None:
+                metrics.update({"train/steps": entry.train.steps, "train/runtime_s": entry.train.runtime_s})
+            with self._backlog_lock:
+                self._backlog.append((entry.index, [Metric(k, float(v), now, entry.index) for k, v in metrics.items()]))
+        with self._backlog_lock:
+            self._in_flight[entry.index] = entry
+            self._written.discard(entry.index)
+            self._ended.discard(entry.index)
+            if not parent_metrics:
+                self._written.add(entry.index)
+        self._submit(self.log_round, entry)
+
+    def unconfirmed(self, entry: RoundLog | None = None) -> list[RoundLog]:
+        """``entry`` and every round logged before it that the store does not have whole yet.
+
+        Also raises the first failure of the background thread (a lost server), and waits when more than
+        :data:`MAX_IN_FLIGHT` rounds are queued (so memory stays bounded when the store is slow).
+        """
+        self._raise_failures()
+        while len(self._in_flight) > MAX_IN_FLIGHT:
+            self._pending[0].result()
+            self._raise_failures()
+        with self._backlog_lock:
+            rounds = [e for i, e in sorted(self._in_flight.items()) if entry is None or i != entry.index]
+        return rounds + ([entry] if entry is not None else [])
+
+    def _raise_failures(self) -> None:
+        """Forget the finished background jobs; raise the first one that failed."""
+        done = [f for f in self._pending if f.done()]
+        self._pending = [f for f in self._pending if not f.done()]
+        for f in done:
+            if f.exception() is not None:
+                raise f.exception()
+
+    def _write_backlog(self, force: bool = True) -> None:
+        """Write the queued rounds' parent metrics, whole rounds in batches of at most ~1000 metrics.
+
+        Unless ``force``, only every :data:`BACKLOG_EVERY_S` seconds (or once 1000 metrics wait): MLflow's
+        ``log_batch`` costs about as much for one round's metrics as for thirty rounds'.
+        """
+        with self._backlog_lock:
+            waiting = sum(len(m) for _, m in self._backlog)
+            if not waiting or (not force and waiting < 1000 and time.monotonic() - self._backlog_at < BACKLOG_EVERY_S):
+                return
+            rounds, self._backlog = self._backlog, []
+        client = self.mlflow.MlflowClient()
+        batch: list[Any] = []
+        for i, (_, metrics) in enumerate(rounds):
+            batch += metrics
+            last = i + 1 == len(rounds)
+            if last or len(batch) + len(rounds[i + 1][1]) > 1000:  # MLflow's limit per log_batch
+                client.log_batch(self.parent_id, metrics=batch)
+                batch = []
+        self._backlog_at = time.monotonic()
+        self._confirm(written=[r for r, _ in rounds])
+
+    def _confirm(self, written: list[int] = (), ended: list[int] = ()) -> None:
+        """Rounds whose parent metrics and child run are both in the store leave ``in_flight``."""
+        with self._backlog_lock:
+            self._written.update(written)
+            self._ended.update(ended)
+            for r in self._written & self._ended:
+                self._in_flight.pop(r, None)
+                self._written.discard(r)
+                self._ended.discard(r)
+
+    def relog(self, entries: RoundLog | list[RoundLog] | None) -> int:
+        """On resume: log the rounds the store missed (the server was down, or the process died while logging).
+
+        A round's parent metrics are written only if its step is not there yet, so every metric keeps
+        exactly one point per step; its artifacts go to a fresh ``round-NN`` run unless a finished one exists.
 
         Returns:
-            Whether anything was logged.
+            How many rounds were logged again.
         """
+        if entries is None:
+            return 0
         client = self.mlflow.MlflowClient()
-        exp = client.get_run(self.parent_id).info.experiment_id
-        done = client.search_runs(
-            [exp], f"tags.mlflow.parentRunId = '{self.parent_id}' and tags.`teachgym.round` = '{entry.index}' "
-            "and attributes.status = 'FINISHED'", max_results=1)
-        missing_metrics = entry.index not in self.logged_steps()
-        if done and not missing_metrics:
-            return False
-        with self.round(entry.index, relogged=True):
-            self.log(entry, parent_metrics=missing_metrics)
-        return True
+        logged = self.logged_steps()
+        count = 0
+        for entry in entries if isinstance(entries, list) else [entries]:
+            done = client.search_runs(
+                [self._experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and "
+                f"tags.`teachgym.round` = '{entry.index}' and attributes.status = 'FINISHED'", max_results=1)
+            missing_metrics = entry.index not in logged
+            if done and not missing_metrics:
+                continue
+            with self.round(entry.index, relogged=True):
+                self.log(entry, parent_metrics=missing_metrics)
+            count += 1
+        self.wait()
+        return count
 
     @contextmanager
     def round(self, index: int, relogged: bool = False) -> Iterator[None]:
-        """The round's child run, active while the student trains (so the trainer logs into it)."""
-        tags = {"teachgym.round": str(index), **({"teachgym.relogged": "true"} if relogged else {})}
-        with self._child(f"round-{index:02d}", tags):
+        """The round's child run, active while the student trains (so the trainer logs into it).
+
+        A round that finishes is ended ``FINISHED`` by the background thread, after its artifacts.
+        Without ``active_rounds`` the background thread also creates it.
+        """
+        import json
+
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        name = f"round-{index:02d}"
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, MLFLOW_RUN_NAME: name, "teachgym.round": str(index),
+                **({"teachgym.relogged": "true"} if relogged else {})}
+        if self.log_predictions:  # what MlflowClient.log_table adds, so that the UI shows it as a table
+            tags[MLFLOW_LOGGED_ARTIFACTS] = json.dumps([{"path": "eval_predictions.json", "type": "table"}])
+        if not self.active_rounds:
+            self._submit(self._create_child, index, name, tags)
+            status = "FAILED"
+            try:
+                yield
+                status = "FINISHED"
+            except KeyboardInterrupt:
+                status = "KILLED"
+                raise
+            finally:
+                self._submit(self._end_child, index, status)
+            return
+        from mlflow.tracking.fluent import ActiveRun, _active_run_stack
+
+        # One insert instead of mlflow.start_run's lookups; the run is then made the active one, as
+        # start_run(nested=True) would, so that the trainer's MLflowCallback logs into it.
+        run = self.mlflow.MlflowClient().create_run(self._experiment_id, run_name=name, tags=tags)
+        self._children[index] = (run.info.run_id, run.info.artifact_uri)
+        stack = _active_run_stack.get()
+        stack.append(ActiveRun(run))
+        status = "FAILED"
+        try:
             yield
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            if stack and stack[-1].info.run_id == run.info.run_id:
+                stack.pop()  # the parent is active again
+            self._submit(self._end_child, index, status)
+
+    def _create_child(self, index: int, name: str, tags: dict[str, str]) -> None:
+        run = self.mlflow.MlflowClient().create_run(self._experiment_id, run_name=name, tags=tags)
+        self._children[index] = (run.info.run_id, run.info.artifact_uri)
+
+    def _end_child(self, index: int, status: str) -> None:
+        from mlflow.entities import RunStatus
+
+        child = self._children.pop(index, None)
+        if child is None:  # its creation failed (and raised in wait())
+            return
+        # Not MlflowClient.set_terminated: it also stops and restarts MLflow's async-logging queue (about a
+        # second each time); the queue is flushed once, when the experiment ends (flush()).
+        store = self.mlflow.MlflowClient()._tracking_client.store
+        store.update_run_info(child[0], RunStatus.from_string(status), int(time.time() * 1000), None)
+        if status == "FINISHED":
+            self._confirm(ended=[index])
 
     @contextmanager
     def _child(self, name: str, tags: dict[str, str]) -> Iterator[None]:
@@ -390,49 +581,43 @@ class MLflowTracker:
 
     @contextmanager
     def probe(self, index: int, k: int) -> Iterator[None]:
-        """A probe's own run, nested in the round's (the trainer logs its params once per run)."""
+        """A probe's own run, nested in the round's (the trainer logs its params once per run).
+
+        Without ``active_rounds`` (a student that logs nothing itself) there is nothing to put in it: no run.
+        """
+        if not self.active_rounds:
+            yield
+            return
         with self._child(f"round-{index:02d}-probe-{k}", {"teachgym.probe": str(k)}):
             yield
 
-    def log_probes(self, index: int, probes: list) -> None:
-        """The round's probe results as JSON in the round's run."""
-        from dataclasses import asdict
+    def log_round(self, entry: RoundLog) -> None:
+        """Write a round: the parent's queued metrics, then the artifacts of its child run (background thread).
 
-        self.mlflow.log_dict({"round": index, "probes": [asdict(p) for p in probes]}, "probes.json")
+        The JSON files and the predictions table are written straight into the run's artifact store; the
+        table as ``MlflowClient.log_table`` writes one (JSON, ``orient="split"``, and the
+        ``mlflow.loggedArtifacts`` tag set when the child was created), so the UI and ``mlflow.load_table``
+        read it.
+        """
+        import json
+        import tempfile
 
-    def log_round(
-        self,
-        index: int,
-        result: EvalResult,
-        action: Action | None,
-        report: DataReport | None,
-        train: TrainReport | None,
-        data: Dataset | None,
-        metrics: Mapping[str, float],
-        parent_metrics: bool = True,
-        teacher: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Log a finished round: parent metrics at ``step=index``, artifacts into the active child run."""
-        mlflow = self.mlflow
-        client = mlflow.MlflowClient()
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        if parent_metrics:  # one batch, so a crash leaves the step either whole or absent
-            client.log_batch(
-                self.parent_id, metrics=[Metric(k, float(v), now, index) for k, v in metrics.items()],
-                synchronous=True,
-            )
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith(("acc/", "loss/"))}, step=index)
-        mlflow.log_dict(
-            {"round": index, "profile": profile_to_dict(result.profile), "mean_accuracy": result.mean_accuracy},
-            "profile.json",
-        )
+        self._write_backlog(force=False)
+        client = self.mlflow.MlflowClient()
+        run_id, artifact_uri = self._children[entry.index]
+        index, result, action, report = entry.index, entry.result, entry.action, entry.report
+        files: dict[str, Any] = {
+            "profile.json": {"round": index, "profile": profile_to_dict(result.profile),
+                             "mean_accuracy": result.mean_accuracy},
+        }
+        if entry.probes:
+            files["probes.json"] = {"round": index, "probes": [dataclasses.asdict(p) for p in entry.probes]}
         if action is not None:
             decision = {"round": index, "action": action_to_dict(action)}
-            if teacher:
-                decision["teacher"] = dict(teacher)
+            if entry.teacher:
+                decision["teacher"] = dict(entry.teacher)
             if report is not None:
                 decision["data"] = {
                     "requested": report.requested,
@@ -443,20 +628,81 @@ class MLflowTracker:
                     "rejected_sample": report.rejected_sample,
                     "llm": dataclasses.asdict(report.llm) if report.llm else None,
                 }
-            mlflow.log_dict(decision, "decision.json")
-        if train is not None:
-            mlflow.log_metrics({"train/steps": train.steps, "train/runtime_s": train.runtime_s}, step=index)
-        if data is not None:
+            files["decision.json"] = decision
+        if self.log_predictions:
+            columns = list(result.predictions[0]) if result.predictions else []
+            files["eval_predictions.json"] = {"columns": columns,
+                                              "data": [[p[c] for c in columns] for p in result.predictions]}
+        local = _local_path(artifact_uri)
+        if local is not None:  # a local artifact store: write the files in place (what log_artifacts would copy)
+            local.mkdir(parents=True, exist_ok=True)
+            for name, content in files.items():
+                (local / name).write_text(json.dumps(content))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, content in files.items():
+                    Path(tmp, name).write_text(json.dumps(content))
+                get_artifact_repository(artifact_uri).log_artifacts(tmp)
+        if entry.data is not None:
+            self._log_training_set(client, run_id, entry.data, index)
+
+    @staticmethod
+    def _log_training_set(client: Any, run_id: str, data: Any, index: int) -> None:
+        """The round's training set as the run's input (rows per skill when the fast path had no rows)."""
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        name = f"round-{index:02d}-train"
+        if hasattr(data, "counts"):  # the engine's SkillCounts
+            import pandas as pd
+            from mlflow.data.pandas_dataset import from_pandas
+
+            frame = pd.DataFrame({"skill": list(data.counts), "examples": list(data.counts.values())})
+            dataset = from_pandas(frame, name=name)
+        else:
             from mlflow.data.huggingface_dataset import from_huggingface
 
-            mlflow.log_input(from_huggingface(data, name=f"round-{index:02d}-train"), context="training")
-        if self.log_predictions:
-            import pandas as pd
+            dataset = from_huggingface(data, name=name)
+        client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
-            mlflow.log_table(pd.DataFrame(result.predictions), artifact_file="eval_predictions.json")
+    def _submit(self, fn: Any, *args: Any) -> None:
+        self._pending.append(self._writer.submit(fn, *args))
+
+    def flush(self) -> None:
+        """Draw the plots not drawn yet and wait for everything, the trainer's queued curves included."""
+        if self._plots is not None and self._writer is not None:
+            self._submit(self._draw_plots, *self._plots)
+            self._plots = None
+        self.wait()
+        self.mlflow.flush_async_logging()  # what the trainer's MLflowCallback queued (about a second)
+
+    def wait(self) -> None:
+        """Block until everything logged so far is in the store; raise the first failure."""
+        if self._writer is not None:
+            self._submit(self._write_backlog)
+        pending, self._pending = self._pending, []
+        first: BaseException | None = None
+        for item in pending:
+            try:
+                item.result() if hasattr(item, "result") else item.wait()
+            except Exception as e:  # noqa: BLE001 - every item is waited for; the first failure is raised
+                first = first or e
+        if first is not None:
+            raise first
 
     def log_plots(self, records: list, skills: list[str]) -> None:
-        """Rewrite ``plots/*.png`` in the parent run from the rounds so far (a run in progress shows them)."""
+        """Redraw ``plots/*.png`` in the parent run from the rounds so far, in the background.
+
+        At most every :data:`PLOT_EVERY_S` seconds; :meth:`finish` draws the rounds not drawn yet.
+        """
+        self._plots = (list(records), list(skills))
+        if time.monotonic() - self._plotted_at >= PLOT_EVERY_S:
+            self._plotted_at = time.monotonic()
+            self._submit(self._draw_plots, *self._plots)
+            self._plots = None
+
+    def _draw_plots(self, records: list, skills: list[str]) -> None:
         import tempfile
 
         from teachgym.plots import write_round_plots
@@ -504,8 +750,18 @@ class MLflowTracker:
     def finish(self, status: str = "FINISHED") -> None:
         """End every open run (children first) with ``status`` and restore the environment.
 
+        Everything still being written is waited for first (and the plots of the last rounds drawn).
         If the server is gone, the runs are forgotten locally (``--resume`` closes them later).
         """
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 - the runs still have to be ended
+            log.warning("could not finish writing to MLflow: %s", e)
+            status = "FAILED" if status == "FINISHED" else status
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
         try:
             while self.mlflow.active_run() is not None:
                 self.mlflow.end_run(status=status)
