@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -27,22 +28,35 @@ def sim_config(tmp_path, rounds=2, **tracking):
     return cfg
 
 
-def test_plots_are_refreshed_every_round_while_the_run_is_in_progress(tmp_path, mlflow_store):
+def test_plots_and_metrics_arrive_while_the_run_is_in_progress(tmp_path, mlflow_store, monkeypatch):
+    """Logging is written in the background: a round shows up in the store moments after it ends, the
+    plots are redrawn as rounds finish, and when the run ends everything is there."""
+    from teachgym import tracking
+
+    monkeypatch.setattr(tracking, "PLOT_EVERY_S", 0.0)  # redraw after every round (default: every 10 s)
     client = mlflow.MlflowClient(mlflow_store)
     seen = []
 
     def watch(record, rounds):
-        # What a person watching the UI would find at this moment.
-        run = client.search_runs([client.get_experiment_by_name("teachgym/arithmetic").experiment_id],
-                                 "attributes.run_name = 'missing-skill-s0'")[0]
-        plots = sorted(a.path for a in client.list_artifacts(run.info.run_id, "plots"))
-        history = client.get_metric_history(run.info.run_id, "acc/mean")
-        dst = tmp_path / f"r{record.round}"
-        dst.mkdir()
-        local = client.download_artifacts(run.info.run_id, "plots/accuracy_heatmap.png", str(dst))
-        seen.append((record.round, run.info.status, plots, len(history), Path(local).read_bytes()))
+        # What a person watching the UI finds once the round's logging has been written (polled).
+        deadline, last = time.monotonic() + 60, seen[-1][4] if seen else None
+        while True:
+            run = client.search_runs([client.get_experiment_by_name("teachgym/arithmetic").experiment_id],
+                                     "attributes.run_name = 'missing-skill-s0'")[0]
+            plots = sorted(a.path for a in client.list_artifacts(run.info.run_id, "plots"))
+            history = client.get_metric_history(run.info.run_id, "acc/mean")
+            heatmap = None
+            if len(plots) == 3:
+                dst = tmp_path / f"r{record.round}-{time.monotonic_ns()}"
+                dst.mkdir()
+                heatmap = Path(client.download_artifacts(run.info.run_id, "plots/accuracy_heatmap.png", str(dst)))
+                heatmap = heatmap.read_bytes()
+            if (len(history) == record.round + 1 and heatmap not in (None, last)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        seen.append((record.round, run.info.status, plots, len(history), heatmap))
 
-    run_experiment(load_config(sim_config(tmp_path, rounds=2)), on_round=watch)
+    result = run_experiment(load_config(sim_config(tmp_path, rounds=2)), on_round=watch)
     assert [s[0] for s in seen] == [0, 1, 2]
     assert all(s[1] == "RUNNING" for s in seen)
     assert all(s[2] == ["plots/accuracy_heatmap.png", "plots/learning_curves.png", "plots/teacher_mixture.png"]
@@ -50,6 +64,24 @@ def test_plots_are_refreshed_every_round_while_the_run_is_in_progress(tmp_path, 
     assert [s[3] for s in seen] == [1, 2, 3]  # metrics arrive round by round
     assert len({s[4] for s in seen}) == 3  # the heatmap is redrawn each round (one more column)
     assert all(s[4][:8] == b"\x89PNG\r\n\x1a\n" for s in seen)
+    # When the run ends, everything is there: every round's child run finished, with its files.
+    children = client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert sorted(c.info.run_name for c in children) == ["round-00", "round-01", "round-02"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert client.get_run(result.run_id).info.status == "FINISHED"
+
+
+def test_the_predictions_table_reads_back_as_mlflow_tables_do(tmp_path, mlflow_store):
+    """eval_predictions.json is written in place, as MlflowClient.log_table writes it (and tagged as a table)."""
+    result = run_experiment(load_config(sim_config(tmp_path, rounds=1)))
+    client = mlflow.MlflowClient(mlflow_store)
+    child = client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                               f"tags.mlflow.parentRunId = '{result.run_id}' and tags.`teachgym.round` = '1'")[0]
+    assert json.loads(child.data.tags["mlflow.loggedArtifacts"]) == [{"path": "eval_predictions.json", "type": "table"}]
+    table = client.load_table(child.info.experiment_id, "eval_predictions.json", run_ids=[child.info.run_id])
+    assert len(table) == 6 * 20 and {"prompt", "gold", "output", "correct", "loss", "skills"} <= set(table.columns)
+    assert table["correct"].mean() == pytest.approx(result.rounds[1].mean_accuracy)
 
 
 def test_plots_can_be_turned_off(tmp_path, mlflow_store):

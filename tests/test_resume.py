@@ -123,9 +123,28 @@ def test_llm_engine_memory_and_rngs_are_in_the_state(tmp_path):
     import pickle
 
     state: RoundState = pickle.loads((rd.state_dir / "round-02" / "loop.pkl").read_bytes())
-    assert state.round == 2 and state.used == 4000 and len(state.records) == 3
+    assert state.round == 2 and state.used == 4000 and state.journaled == 3  # records: in the journal
+    records, history = rd._read_journal(2)
+    assert [r.round for r in records] == [0, 1, 2] and [h.round for h in history] == [0, 1, 2]
     assert {"python", "numpy"} <= set(state.rng)
     assert state.policy_state["rng"] and rd.saved_rounds() == [2]  # only the latest round is kept
+
+
+def test_the_journal_ignores_a_torn_record_and_rounds_past_latest(tmp_path):
+    """A kill while a record is appended, or after it but before the round's state is named LATEST."""
+    run_experiment(load_config(sim_config(tmp_path, "uniform", rounds=3, enabled=False)))
+    rd = RunDir(next((tmp_path / "out").iterdir()))
+    journal = rd.state_dir / "rounds.pkl"
+    whole = journal.read_bytes()
+    records, _ = rd._read_journal(2)  # LATEST says round 2: round 3's record is there but not used
+    assert [r.round for r in records] == [0, 1, 2]
+    journal.write_bytes(whole[:-7])  # killed while round 3's record was appended
+    records, _ = rd._read_journal(2)
+    assert [r.round for r in records] == [0, 1, 2]
+    with pytest.raises(ResumeError, match="rounds \\[3\\] are missing"):
+        rd._read_journal(3)
+    journal.write_bytes(whole + whole)  # every round appended twice (saved again after a resume): the later wins
+    assert [r.round for r in rd._read_journal(3)[0]] == [0, 1, 2, 3]
 
 
 def test_the_best_checkpoint_survives_a_resume(tmp_path, monkeypatch, mlflow_store):
@@ -315,7 +334,8 @@ def test_cli_killed_mid_round_then_resumed_matches_an_uninterrupted_run(tmp_path
         assert code == -signal.SIGKILL
         assert parent.info.status == "RUNNING"  # nobody could say anything...
         stale = subprocess.run([TEACHGYM, "runs", "--stale"], cwd=tmp_path, text=True, capture_output=True)
-        assert parent.info.run_id in stale.stdout and "last round logged: 2" in stale.stdout, stale.stdout
+        # The store may lag the saved state (logging is written in the background; --resume logs the rest).
+        assert parent.info.run_id in stale.stdout and "saved: 2" in stale.stdout, stale.stdout
     else:
         assert code == 143, out
         assert "stopped by SIGTERM" in out and "rounds 0-2 are saved" in out and "--resume" in out, out
@@ -336,7 +356,13 @@ def test_cli_killed_mid_round_then_resumed_matches_an_uninterrupted_run(tmp_path
         if key.startswith(("acc/", "data/", "teacher/")):
             assert steps == reference[key], key
     children = child_runs(mlflow_store, parent.info.run_id)
-    assert ("round-03", "KILLED") in children and children.count(("round-03", "FINISHED")) == 1
+    # Every round has exactly one finished run; nothing is left RUNNING. (After a SIGKILL, the run of the
+    # round in progress exists only if the background writer had created it: this student's rounds are
+    # logged by it, see MLflowTracker.active_rounds.)
+    assert [n for n, s in children if s == "FINISHED"] == [f"round-{i:02d}" for i in range(6)], children
+    assert all(s in ("FINISHED", "KILLED") for _, s in children), children
+    if sig != signal.SIGKILL:
+        assert ("round-03", "KILLED") in children
 
 
 def test_runs_stale_lists_and_closes_runs_whose_process_is_gone(tmp_path, mlflow_store):

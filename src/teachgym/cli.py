@@ -172,7 +172,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{len(rows)} {verb} run(s) in {uri} (RUNNING, but the process that wrote them is gone):")
     for r in rows:
         print(f"  {r['run_id']}  {r['experiment']}/{r['run_name']}  host {r['host']} pid {r['pid']}  "
-              f"last round logged: {r['last_round']}  output: {r['output_dir']}")
+              f"last round logged: {r['last_round']}, saved: {r['last_saved']}  output: {r['output_dir']}")
     if not args.close:
         print("mark them KILLED with: teachgym runs --stale --close; continue one with: "
               "teachgym run CONFIG --resume RUN_ID")

@@ -80,7 +80,7 @@ class TrackingConfig(_Strict):
     )
     plots: bool = Field(
         True, description="Refresh plots/ (accuracy heatmap, teacher mixture, learning curves) in the parent run "
-        "after every round."
+        "as rounds finish (in the background, at most every 10 s) and after the last round."
     )
     tags: dict[str, str] = Field(
         default_factory=dict, description="Extra tags on the parent run (a sweep adds teachgym.sweep and "

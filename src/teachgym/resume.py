@@ -255,8 +255,8 @@ class RunDir:
                 while True:
                     try:
                         r, record, entry = pickle.load(f)  # noqa: S301 - our own file, written by save()
-                    except (EOFError, pickle.UnpicklingError, ValueError, AttributeError, IndexError):
-                        break  # the end, or a record torn by a kill while it was appended
+                    except Exception:  # noqa: BLE001 - the end, or a record torn by a kill while it was appended
+                        break
                     rounds[r] = (record, entry)
         missing = [r for r in range(upto + 1) if r not in rounds]
         if missing:

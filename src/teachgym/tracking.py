@@ -214,7 +214,7 @@ def stale_runs(uri: str, close: bool = False) -> list[dict[str, Any]]:
     """
     import mlflow
 
-    from teachgym.resume import process_alive
+    from teachgym.resume import RunDir, process_alive
 
     client = mlflow.MlflowClient(uri)
     names = {e.experiment_id: e.name for e in client.search_experiments()}
@@ -228,9 +228,13 @@ def stale_runs(uri: str, close: bool = False) -> list[dict[str, Any]]:
                 is not False:
             continue  # alive, or on another host (cannot tell from here)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/mean")]
+        folder = tags.get("teachgym.output_dir")
+        # The state on disk may be ahead of the store: logging is written in the background, and a SIGKILL
+        # loses what was queued (--resume logs it).
+        saved = RunDir(folder).latest() if folder and Path(folder).is_dir() else None
         out.append({"run_id": run.info.run_id, "experiment": names[run.info.experiment_id],
                     "run_name": run.info.run_name, "host": tags.get("teachgym.host"), "pid": tags["teachgym.pid"],
-                    "last_round": max(steps) if steps else None, "output_dir": tags.get("teachgym.output_dir")})
+                    "last_round": max(steps) if steps else None, "last_saved": saved, "output_dir": folder})
         if close:
             close_below(client, run.info.run_id)
             client.set_terminated(run.info.run_id, "KILLED")
@@ -301,6 +305,17 @@ class RoundLog:
     teacher: dict[str, Any] | None = None  # what the policy's explain() said about its decision
 
 
+def _parent_metrics(entry: RoundLog) -> list:
+    """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = dict(entry.metrics)
+    if entry.train is not None:
+        metrics.update({"train/steps": entry.train.steps, "train/runtime_s": entry.train.runtime_s})
+    return [Metric(k, float(v), now, entry.index) for k, v in metrics.items()]
+
+
 class MLflowTracker:
     """Logs one experiment to MLflow (see the module docstring for the schema)."""
 
@@ -341,6 +356,7 @@ class MLflowTracker:
         self._backlog: list[tuple[int, list]] = []  # (round, the parent's metrics) not yet written
         self._backlog_lock = threading.Lock()
         self._backlog_at = 0.0  # when the backlog was last written
+        self._flush_timer: threading.Timer | None = None
         self._written: set[int] = set()  # rounds of in_flight whose parent metrics are in the store
         self._ended: set[int] = set()  # rounds of in_flight whose child run is written and ended
         self._plots: tuple[list, list[str]] | None = None  # the newest rounds to draw, if not drawn yet
@@ -397,15 +413,9 @@ class MLflowTracker:
         Returns at once; the background thread writes it (:meth:`wait` blocks until it has). Rounds that
         queue up while the thread is busy have their parent metrics written in one batch.
         """
-        from mlflow.entities import Metric
-
         if parent_metrics:  # one batch per round at least, so a crash leaves the step either whole or absent
-            now = int(time.time() * 1000)
-            metrics = dict(entry.metrics)
-            if entry.train is not None:
-                metrics.update({"train/steps": entry.train.steps, "train/runtime_s": entry.train.runtime_s})
             with self._backlog_lock:
-                self._backlog.append((entry.index, [Metric(k, float(v), now, entry.index) for k, v in metrics.items()]))
+                self._backlog.append((entry.index, _parent_metrics(entry)))
         with self._backlog_lock:
             self._in_flight[entry.index] = entry
             self._written.discard(entry.index)
@@ -436,6 +446,10 @@ class MLflowTracker:
             if f.exception() is not None:
                 raise f.exception()
 
+    def log_metrics_now(self, entry: RoundLog) -> None:
+        """Write a round's parent metrics at once (on resume, for a round whose child run is already whole)."""
+        self.mlflow.MlflowClient().log_batch(self.parent_id, metrics=_parent_metrics(entry))
+
     def _write_backlog(self, force: bool = True) -> None:
         """Write the queued rounds' parent metrics, whole rounds in batches of at most ~1000 metrics.
 
@@ -444,19 +458,41 @@ class MLflowTracker:
         """
         with self._backlog_lock:
             waiting = sum(len(m) for _, m in self._backlog)
-            if not waiting or (not force and waiting < 1000 and time.monotonic() - self._backlog_at < BACKLOG_EVERY_S):
+            if not waiting:
+                return
+            if not force and waiting < 1000 and time.monotonic() - self._backlog_at < BACKLOG_EVERY_S:
+                if self._flush_timer is None:  # write it soon even if no other round comes (a long round next)
+                    self._flush_timer = threading.Timer(BACKLOG_EVERY_S, self._flush_backlog_later)
+                    self._flush_timer.daemon = True
+                    self._flush_timer.start()
                 return
             rounds, self._backlog = self._backlog, []
         client = self.mlflow.MlflowClient()
-        batch: list[Any] = []
-        for i, (_, metrics) in enumerate(rounds):
-            batch += metrics
-            last = i + 1 == len(rounds)
-            if last or len(batch) + len(rounds[i + 1][1]) > 1000:  # MLflow's limit per log_batch
-                client.log_batch(self.parent_id, metrics=batch)
-                batch = []
+        done: list[int] = []  # rounds in the batch being built
+        written: set[int] = set()
+        try:
+            batch: list[Any] = []
+            for i, (r, metrics) in enumerate(rounds):
+                batch += metrics
+                done.append(r)
+                if i + 1 == len(rounds) or len(batch) + len(rounds[i + 1][1]) > 1000:  # MLflow's limit per batch
+                    client.log_batch(self.parent_id, metrics=batch)
+                    written.update(done)
+                    self._confirm(written=done)
+                    batch, done = [], []
+        except Exception:
+            with self._backlog_lock:  # not written: kept for the next try (wait() raises if that fails too)
+                self._backlog[:0] = [(r, m) for r, m in rounds if r not in written]
+            raise
         self._backlog_at = time.monotonic()
-        self._confirm(written=[r for r, _ in rounds])
+
+    def _flush_backlog_later(self) -> None:
+        with self._backlog_lock:
+            self._flush_timer = None
+        try:
+            self._writer.submit(self._write_backlog)  # a failure here is raised by the next wait()
+        except (RuntimeError, AttributeError):  # the tracker has finished meanwhile
+            pass
 
     def _confirm(self, written: list[int] = (), ended: list[int] = ()) -> None:
         """Rounds whose parent metrics and child run are both in the store leave ``in_flight``."""
@@ -488,6 +524,10 @@ class MLflowTracker:
                 f"tags.`teachgym.round` = '{entry.index}' and attributes.status = 'FINISHED'", max_results=1)
             missing_metrics = entry.index not in logged
             if done and not missing_metrics:
+                continue
+            if done:  # the round's run is whole; only the parent's metrics were still queued
+                self.log_metrics_now(entry)
+                count += 1
                 continue
             with self.round(entry.index, relogged=True):
                 self.log(entry, parent_metrics=missing_metrics)
