@@ -361,6 +361,7 @@ class MLflowTracker:
         self._ended: set[int] = set()  # rounds of in_flight whose child run is written and ended
         self._plots: tuple[list, list[str]] | None = None  # the newest rounds to draw, if not drawn yet
         self._plotted_at = -math.inf
+        self._plot_seconds = 0.0  # how long the last drawing took
 
     def start(self, run_id: str | None = None) -> str:
         """Open the parent run (or reopen ``run_id``'s, back to ``RUNNING``, on resume); return its id."""
@@ -737,7 +738,8 @@ class MLflowTracker:
         At most every :data:`PLOT_EVERY_S` seconds; :meth:`finish` draws the rounds not drawn yet.
         """
         self._plots = (list(records), list(skills))
-        if time.monotonic() - self._plotted_at >= PLOT_EVERY_S:
+        # At most every PLOT_EVERY_S, and never more than a fifth of the time: drawing takes longer as rounds add up.
+        if time.monotonic() - self._plotted_at >= max(PLOT_EVERY_S, 5 * self._plot_seconds):
             self._plotted_at = time.monotonic()
             self._submit(self._draw_plots, *self._plots)
             self._plots = None
@@ -747,9 +749,11 @@ class MLflowTracker:
 
         from teachgym.plots import write_round_plots
 
+        start = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             write_round_plots(records, skills, tmp)
             self.log_artifact_dir(tmp, "plots")
+        self._plot_seconds = time.monotonic() - start
 
     def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float], keep: str,
                        model_config: Mapping[str, Any]) -> str | None:
