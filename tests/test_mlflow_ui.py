@@ -33,7 +33,8 @@ def test_plots_and_metrics_arrive_while_the_run_is_in_progress(tmp_path, mlflow_
     plots are redrawn as rounds finish, and when the run ends everything is there."""
     from teachgym import tracking
 
-    monkeypatch.setattr(tracking, "PLOT_EVERY_S", 0.0)  # redraw after every round (default: every 10 s)
+    monkeypatch.setattr(tracking, "PLOT_EVERY_S", 0.0)  # redraw after every round (default: every 10 s, and
+    monkeypatch.setattr(tracking, "PLOT_MAX_SHARE", 1e9)  # at most a fifth of the time)
     client = mlflow.MlflowClient(mlflow_store)
     seen = []
 

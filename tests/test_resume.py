@@ -465,19 +465,21 @@ def test_tracking_server_lost_mid_run_then_resume_relogs_what_it_missed(tmp_path
         while not marker.exists():
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.05)
-    # The server is gone while round 3 trains; the round finishes, is saved, and cannot be logged.
+    # The server is gone while round 3 trains; the round finishes, is saved, and cannot be logged. The
+    # background writer notices when it next writes, so the loop may finish a round or two more: all saved.
     marker.with_suffix(".go").write_text("")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2, out
     assert f"{uri} does not answer" in out and "every finished round is saved" in out, out
     assert "Traceback" not in out, out
-    assert RunDir(next((tmp_path / "out").glob("exp3-s3-*"))).latest() == 3
+    saved = RunDir(next((tmp_path / "out").glob("exp3-s3-*"))).latest()
+    assert 3 <= saved < 6, saved
 
     with Served(server_cmd, port):
         resumed = subprocess.run([TEACHGYM, "run", *args, "--resume"], cwd=tmp_path, text=True,
                                  capture_output=True, env={**os.environ, "PYTHONPATH": str(TESTS)})
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-        assert "after round 3" in resumed.stdout
+        assert f"after round {saved}" in resumed.stdout
         parent = _parent(uri, "exp3-s3")
         curves = mlflow_curves(uri, parent.info.run_id)
         reference = mlflow_curves(uri, _parent(uri, "reference").info.run_id)
@@ -487,7 +489,8 @@ def test_tracking_server_lost_mid_run_then_resume_relogs_what_it_missed(tmp_path
             if key.startswith("acc/"):
                 assert curves[key] == steps, key
         names = child_runs(uri, parent.info.run_id)
-        assert names.count(("round-03", "FINISHED")) == 1 and ("round-03", "KILLED") in names, names
+        assert sorted(n for n, s in names if s == "FINISHED") == [f"round-{i:02d}" for i in range(6)], names
+        assert all(s in ("FINISHED", "KILLED") for _, s in names), names
 
 
 @pytest.mark.slow

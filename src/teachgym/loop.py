@@ -220,6 +220,8 @@ def run_experiment(
             state.pending_log = tracker.unconfirmed(state.pending_log)
         state.rng = capture_rngs()
         run_dir.save(state, student, keep=config.tracking.checkpoints)
+        if tracker:
+            tracker.check()  # a write that failed in the background (the server is gone): stop, the round is saved
 
     records: list[RoundRecord] = []
     status = "FAILED"

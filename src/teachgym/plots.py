@@ -14,6 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+#: Beyond this many rounds, the x axis labels every k-th round (and the curves drop their markers).
+MAX_TICKS = 30
+
+
+def _tick_positions(n: int) -> list[int]:
+    """Indices of the rounds to label: all of them, or every k-th (the last one included) when there are many."""
+    if n <= MAX_TICKS:
+        return list(range(n))
+    step = -(-n // 15)
+    return sorted(set(range(0, n, step)) | {n - 1})
+
 
 def _figure(width: float = 8.0, height: float = 4.5):
     from matplotlib.figure import Figure
@@ -27,9 +38,11 @@ def accuracy_heatmap(skills: Sequence[str], rounds: Sequence[int], acc: Sequence
     import numpy as np
 
     grid = np.array([[a.get(s, np.nan) for a in acc] for s in skills], dtype=float)
-    fig, ax = _figure(max(5.0, 1.2 + 0.6 * len(rounds)), 1.4 + 0.45 * len(skills))
+    # Wider with more rounds, up to a readable page (a 500-round run once drew a 30,000-pixel image).
+    fig, ax = _figure(min(16.0, max(5.0, 1.2 + 0.6 * len(rounds))), 1.4 + 0.45 * len(skills))
     im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(rounds)), [str(r) for r in rounds])
+    shown = _tick_positions(len(rounds))
+    ax.set_xticks(shown, [str(rounds[j]) for j in shown])
     ax.set_yticks(range(len(skills)), list(skills))
     ax.set_xlabel("round")
     if len(rounds) * len(skills) <= 400:  # numbers stay legible
@@ -54,7 +67,7 @@ def teacher_mixture(skills: Sequence[str], rounds: Sequence[int], weights: Seque
         ys = np.array([[w.get(s, 0.0) for w in weights] for s in skills], dtype=float)
         # Steps: a round's mixture holds for the whole round.
         ax.stackplot(list(rounds), ys, labels=list(skills), step="mid", alpha=0.85)
-        ax.set_xticks(list(rounds))
+        ax.set_xticks([rounds[j] for j in _tick_positions(len(rounds))])
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         ax.text(0.5, 0.5, "no round trained yet", ha="center", va="center", transform=ax.transAxes)
@@ -70,13 +83,14 @@ def learning_curves(skills: Sequence[str], rounds: Sequence[int], acc: Sequence[
                     mean: Sequence[float]):
     """Per-skill accuracy over rounds, the mean dashed."""
     fig, ax = _figure()
+    marker = "o" if len(rounds) <= MAX_TICKS else None
     for s in skills:
-        ax.plot(list(rounds), [a.get(s, float("nan")) for a in acc], marker="o", ms=3, label=s)
+        ax.plot(list(rounds), [a.get(s, float("nan")) for a in acc], marker=marker, ms=3, label=s)
     ax.plot(list(rounds), list(mean), "k--", lw=2, label="mean")
     ax.set_xlabel("round")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xticks(list(rounds))
+    ax.set_xticks([rounds[j] for j in _tick_positions(len(rounds))])
     ax.grid(alpha=0.3)
     ax.set_title("learning curves")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

@@ -62,6 +62,9 @@ _HF_MLFLOW_ENV = ("MLFLOW_NESTED_RUN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"
 #: The parent's metrics of fast rounds are written in one batch at most this often.
 BACKLOG_EVERY_S = 0.5
 
+#: The largest share of the time the plots may take (the next drawing waits for it).
+PLOT_MAX_SHARE = 0.2
+
 #: Rounds whose logging may be queued at once before the loop waits for the store.
 MAX_IN_FLIGHT = 64
 
@@ -428,16 +431,21 @@ class MLflowTracker:
     def unconfirmed(self, entry: RoundLog | None = None) -> list[RoundLog]:
         """``entry`` and every round logged before it that the store does not have whole yet.
 
-        Also raises the first failure of the background thread (a lost server), and waits when more than
-        :data:`MAX_IN_FLIGHT` rounds are queued (so memory stays bounded when the store is slow).
+        Waits while more than :data:`MAX_IN_FLIGHT` rounds are queued (memory stays bounded when the store
+        is slow). Never raises: the round's state is saved first, then :meth:`check` reports a failure.
         """
-        self._raise_failures()
-        while len(self._in_flight) > MAX_IN_FLIGHT:
-            self._pending[0].result()
-            self._raise_failures()
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_for
+
+        while len(self._in_flight) > MAX_IN_FLIGHT and any(not f.done() for f in self._pending):
+            wait_for(self._pending, return_when=FIRST_COMPLETED)
         with self._backlog_lock:
             rounds = [e for i, e in sorted(self._in_flight.items()) if entry is None or i != entry.index]
         return rounds + ([entry] if entry is not None else [])
+
+    def check(self) -> None:
+        """Raise the first failure of the background thread so far (e.g. a lost server)."""
+        self._raise_failures()
 
     def _raise_failures(self) -> None:
         """Forget the finished background jobs; raise the first one that failed."""
@@ -694,18 +702,25 @@ class MLflowTracker:
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         name = f"round-{index:02d}-train"
-        if hasattr(data, "counts"):  # the engine's SkillCounts
-            import pandas as pd
-            from mlflow.data.pandas_dataset import from_pandas
+        if hasattr(data, "counts"):  # the engine's SkillCounts: a (skill, examples) table, described directly
+            # (what mlflow.data.from_pandas would record, without building a DataFrame and inferring its schema)
+            import hashlib
+            import json
 
-            frame = pd.DataFrame({"skill": list(data.counts), "examples": list(data.counts.values())})
-            dataset = from_pandas(frame, name=name)
+            from mlflow.entities import Dataset as DatasetEntity
+
+            rows = json.dumps(sorted(data.counts.items()))
+            entity = DatasetEntity(
+                name=name, digest=hashlib.sha256(rows.encode()).hexdigest()[:8], source_type="code",
+                source=json.dumps({"tags": {"teachgym.source": "engine.SkillCounts"}}),
+                schema=json.dumps({"mlflow_colspec": [{"type": "string", "name": "skill", "required": True},
+                                                      {"type": "long", "name": "examples", "required": True}]}),
+                profile=json.dumps({"num_rows": len(data.counts), "num_elements": 2 * len(data.counts)}))
         else:
             from mlflow.data.huggingface_dataset import from_huggingface
 
-            dataset = from_huggingface(data, name=name)
-        client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
-                                                [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+            entity = from_huggingface(data, name=name)._to_mlflow_entity()
+        client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
     def _submit(self, fn: Any, *args: Any) -> None:
         self._pending.append(self._writer.submit(fn, *args))
@@ -738,8 +753,8 @@ class MLflowTracker:
         At most every :data:`PLOT_EVERY_S` seconds; :meth:`finish` draws the rounds not drawn yet.
         """
         self._plots = (list(records), list(skills))
-        # At most every PLOT_EVERY_S, and never more than a fifth of the time: drawing takes longer as rounds add up.
-        if time.monotonic() - self._plotted_at >= max(PLOT_EVERY_S, 5 * self._plot_seconds):
+        # At most every PLOT_EVERY_S, and at most PLOT_MAX_SHARE of the time: drawing takes longer as rounds add up.
+        if time.monotonic() - self._plotted_at >= max(PLOT_EVERY_S, self._plot_seconds / PLOT_MAX_SHARE):
             self._plotted_at = time.monotonic()
             self._submit(self._draw_plots, *self._plots)
             self._plots = None
@@ -770,6 +785,7 @@ class MLflowTracker:
         acc = float(metrics["acc/mean"])
         if keep == "best" and self.best is not None and acc <= self.best[0]:
             return None
+        self.wait()  # the round's metrics in the store first: log_model links the run's metrics at this step
         with tempfile.TemporaryDirectory() as tmp:
             student.save(str(Path(tmp) / "student"))
             info = mlflow.pyfunc.log_model(
