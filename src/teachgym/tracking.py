@@ -65,8 +65,10 @@ BACKLOG_EVERY_S = 0.5
 #: The largest share of the time the plots may take (the next drawing waits for it).
 PLOT_MAX_SHARE = 0.2
 
-#: Rounds whose logging may be queued at once before the loop waits for the store.
-MAX_IN_FLIGHT = 64
+#: Background writes that may wait at once before the loop waits for them. Small on purpose: a loop that
+#: runs ahead competes with the writer for the interpreter lock, and every one of the store's many short
+#: waits on sqlite then costs the writer a switch interval (5 ms): letting it catch up is faster overall.
+MAX_QUEUED = 8
 
 #: The plots are redrawn at most this often while an experiment runs (and always after its last round).
 PLOT_EVERY_S = 10.0
@@ -431,14 +433,17 @@ class MLflowTracker:
     def unconfirmed(self, entry: RoundLog | None = None) -> list[RoundLog]:
         """``entry`` and every round logged before it that the store does not have whole yet.
 
-        Waits while more than :data:`MAX_IN_FLIGHT` rounds are queued (memory stays bounded when the store
-        is slow). Never raises: the round's state is saved first, then :meth:`check` reports a failure.
+        Waits while more than :data:`MAX_QUEUED` writes are queued (see there why). Never raises: the
+        round's state is saved first, then :meth:`check` reports a failure.
         """
         from concurrent.futures import FIRST_COMPLETED
         from concurrent.futures import wait as wait_for
 
-        while len(self._in_flight) > MAX_IN_FLIGHT and any(not f.done() for f in self._pending):
-            wait_for(self._pending, return_when=FIRST_COMPLETED)
+        while True:
+            queued = [f for f in self._pending if not f.done()]
+            if len(queued) <= MAX_QUEUED:
+                break
+            wait_for(queued, return_when=FIRST_COMPLETED)
         with self._backlog_lock:
             rounds = [e for i, e in sorted(self._in_flight.items()) if entry is None or i != entry.index]
         return rounds + ([entry] if entry is not None else [])
