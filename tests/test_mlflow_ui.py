@@ -251,3 +251,19 @@ def test_student_checkpoints_are_mlflow_models_ranked_by_accuracy(tmp_path, mlfl
         for s in skills:
             per_skill.setdefault(s, []).append(ok)
     assert sum(sum(v) / len(v) for v in per_skill.values()) / len(per_skill) == pytest.approx(accs[best_round])
+
+
+def test_plots_of_a_long_run_stay_a_readable_size(tmp_path):
+    """500 rounds: the heatmap keeps a page's width and every axis labels a few rounds, not all 500."""
+    from PIL import Image
+
+    from teachgym.loop import RoundRecord
+    from teachgym.plots import MAX_TICKS, _tick_positions, write_round_plots
+
+    skills = ["a", "b", "c"]
+    records = [RoundRecord(r, 0.5, ("a", 0.1), {s: (r % 7) / 7 for s in skills}, None, 100 * r, None, 0.0,
+                           {f"teacher/weight/{s}": 1 / 3 for s in skills}) for r in range(501)]
+    paths = write_round_plots(records, skills, tmp_path)
+    assert all(Image.open(p).size[0] <= 1600 for p in paths)
+    assert _tick_positions(10) == list(range(10)) and len(_tick_positions(501)) <= MAX_TICKS
+    assert _tick_positions(501)[0] == 0 and _tick_positions(501)[-1] == 500
