@@ -62,3 +62,20 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     again = subprocess.run(cmd + ["--no-mlflow-summary"], capture_output=True, text=True,
                            env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert "0 cases to run, 4 cached" in again.stderr
+
+
+def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
+    """benchmarks/scale.py's pool case on a small file: the file, the env, the rounds, and the table it prints."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
+    spec = importlib.util.spec_from_file_location("scale_benchmark", path)
+    scale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scale)
+    result = scale.pool_case(3000, 20, 500, tmp_path)
+    assert (result["rows"], result["skills"], result["per_round"]) == (3000, 20, 500)
+    assert result["eval_rows"] == 20 * 50 and result["pool_rows"] + result["eval_rows"] <= 3000
+    assert result["ready_s"] > 0 and result["round_s"] > 0 and result["peak_rss_mb"] > 0
+    table = scale.render({"pools": [result]}, "test")
+    assert "| 3,000 rows / 20 skills | 500 |" in table and "peak RSS" in table
