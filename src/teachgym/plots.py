@@ -1,4 +1,4 @@
-"""The curriculum at a glance: figures the loop refreshes in the parent MLflow run after every round.
+"""The curriculum at a glance: figures the loop refreshes in the parent MLflow run as rounds finish.
 
 - ``accuracy_heatmap.png``: skills × rounds, the accuracy in each cell;
 - ``teacher_mixture.png``: the share of each round's data per skill (mixture weights, or the
