@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from teachgym.engine import arrow_table, as_label_lists
+from teachgym.engine import arrow_table, as_label_lists, rows_by_code
 from teachgym.types import Skill
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -337,12 +337,9 @@ class DatasetEnv:
                 f"{self.eval_per_skill} eval rows + env.min_pool_per_skill={min_pool} pool rows. Lower "
                 f"eval_per_skill, add rows, or leave those skills out with env.skills"
             )
-        by_skill = parents[np.argsort(codes, kind="stable")]  # each skill's rows, in row order
-        ends = np.cumsum(counts)
         rng = random.Random(self.seed)
         held = np.zeros(n, dtype=bool)
-        for k in range(len(order)):
-            rows = by_skill[ends[k] - counts[k]:ends[k]]
+        for rows in rows_by_code(codes, parents, len(order)):  # each skill's rows, in row order
             already = held[rows]
             candidates = rows[~already].tolist()
             rng.shuffle(candidates)  # even when nothing is taken: the draws of the next skills depend on it

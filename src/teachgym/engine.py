@@ -214,12 +214,7 @@ def pool_index(env: Env, pool: Dataset) -> PoolIndex:
     codes = pc.index_in(pc.list_flatten(labels), value_set=pa.array(names, pa.string()))
     known = np.asarray(codes.is_valid(), dtype=bool)
     codes = np.asarray(codes.fill_null(0), dtype=np.int64)[known]
-    parents = parents[known]
-    order = np.argsort(codes, kind="stable")
-    ends = np.cumsum(np.bincount(codes, minlength=len(names)))
-    starts = ends - np.bincount(codes, minlength=len(names))
-    by_skill = parents[order]
-    rows = {s: by_skill[a:b] for s, a, b in zip(names, starts.tolist(), ends.tolist()) if b > a}
+    rows = {s: r for s, r in zip(names, rows_by_code(codes, parents[known], len(names))) if len(r)}
     if "level" in table.column_names:
         levels = np.asarray(table.column("level").combine_chunks().fill_null(1), dtype=np.int64)
     else:
@@ -230,6 +225,13 @@ def pool_index(env: Env, pool: Dataset) -> PoolIndex:
     except TypeError:
         pass
     return index
+
+
+def rows_by_code(codes: np.ndarray, rows: np.ndarray, k: int) -> list[np.ndarray]:
+    """For each code ``0..k-1``, the ``rows`` paired with it, in their order (one stable sort, no Python loop)."""
+    ends = np.cumsum(np.bincount(codes, minlength=k)).tolist()
+    grouped = rows[np.argsort(codes, kind="stable")]
+    return [grouped[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def arrow_table(data: Dataset) -> Any:
