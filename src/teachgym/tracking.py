@@ -449,11 +449,7 @@ class MLflowTracker:
         return rounds + ([entry] if entry is not None else [])
 
     def check(self) -> None:
-        """Raise the first failure of the background thread so far (e.g. a lost server)."""
-        self._raise_failures()
-
-    def _raise_failures(self) -> None:
-        """Forget the finished background jobs; raise the first one that failed."""
+        """Raise the first failure of the background thread so far (e.g. a lost server); forget finished jobs."""
         done = [f for f in self._pending if f.done()]
         self._pending = [f for f in self._pending if not f.done()]
         for f in done:
@@ -565,26 +561,19 @@ class MLflowTracker:
                 **({"teachgym.relogged": "true"} if relogged else {})}
         if self.log_predictions:  # what MlflowClient.log_table adds, so that the UI shows it as a table
             tags[MLFLOW_LOGGED_ARTIFACTS] = json.dumps([{"path": "eval_predictions.json", "type": "table"}])
-        if not self.active_rounds:
-            self._submit(self._create_child, index, name, tags)
-            status = "FAILED"
-            try:
-                yield
-                status = "FINISHED"
-            except KeyboardInterrupt:
-                status = "KILLED"
-                raise
-            finally:
-                self._submit(self._end_child, index, status)
-            return
-        from mlflow.tracking.fluent import ActiveRun, _active_run_stack
+        stack: list = []  # MLflow's active-run stack, when the child is pushed onto it
+        if self.active_rounds:
+            from mlflow.tracking.fluent import ActiveRun, _active_run_stack
 
-        # One insert instead of mlflow.start_run's lookups; the run is then made the active one, as
-        # start_run(nested=True) would, so that the trainer's MLflowCallback logs into it.
-        run = self.mlflow.MlflowClient().create_run(self._experiment_id, run_name=name, tags=tags)
-        self._children[index] = (run.info.run_id, run.info.artifact_uri)
-        stack = _active_run_stack.get()
-        stack.append(ActiveRun(run))
+            # One insert instead of mlflow.start_run's lookups; the run is then made the active one, as
+            # start_run(nested=True) would, so that the trainer's MLflowCallback logs into it.
+            run = self.mlflow.MlflowClient().create_run(self._experiment_id, run_name=name, tags=tags)
+            self._children[index] = (run.info.run_id, run.info.artifact_uri)
+            stack = _active_run_stack.get()
+            stack.append(ActiveRun(run))
+            child_id = run.info.run_id
+        else:
+            self._submit(self._create_child, index, name, tags)
         status = "FAILED"
         try:
             yield
@@ -593,7 +582,7 @@ class MLflowTracker:
             status = "KILLED"
             raise
         finally:
-            if stack and stack[-1].info.run_id == run.info.run_id:
+            if stack and stack[-1].info.run_id == child_id:
                 stack.pop()  # the parent is active again
             self._submit(self._end_child, index, status)
 
