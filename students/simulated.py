@@ -156,13 +156,11 @@ class SimulatedStudent:
         if env is not None:
             from teachgym.evaluation import eval_columns
 
-            prompts, golds, skills, _ = eval_columns(env)
-            rows = list(zip(prompts, golds, skills, strict=True))
-            self._index = {p: (i, c) for i, (p, c, _) in enumerate(rows)}
-            self._golds = [c for _, c, _ in rows]
-            member = np.zeros((len(rows), k))
-            for i, (_, _, sk) in enumerate(rows):
-                for s in [sk] if isinstance(sk, str) else sk:
+            prompts, self._golds, skills, _ = eval_columns(env)  # skills: a list per item
+            self._index = {p: (i, c) for i, (p, c) in enumerate(zip(prompts, self._golds, strict=True))}
+            member = np.zeros((len(prompts), k))
+            for i, sk in enumerate(skills):
+                for s in sk:
                     member[i, idx[s]] = 1.0
         else:
             member = np.repeat(np.eye(k), eval_per_skill, axis=0)

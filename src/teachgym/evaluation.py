@@ -114,6 +114,14 @@ class _Groups:
     items: np.ndarray
     codes: np.ndarray
 
+    @classmethod
+    def of(cls, keys: list[Hashable], row_keys: list[list[Hashable]]) -> _Groups:
+        """The groups of ``keys``, from each eval item's keys (a key not in ``keys`` is a KeyError)."""
+        code = {k: i for i, k in enumerate(keys)}
+        pairs = [(i, code[k]) for i, row in enumerate(row_keys) for k in row]
+        items, codes = (np.array([p[j] for p in pairs], dtype=np.int64) for j in (0, 1))
+        return cls(keys, items, codes)
+
 
 _EVAL: weakref.WeakKeyDictionary[Any, tuple[Any, tuple, tuple[_Groups, _Groups]]] = weakref.WeakKeyDictionary()
 
@@ -133,17 +141,9 @@ def _cached(env: Env) -> tuple[tuple, tuple[_Groups, _Groups]]:
     skills = [[sk] if isinstance(sk, str) else list(sk) for sk in column(ev, "skills")]
     levels = [int(v) if v is not None else 1 for v in column(ev, "level")] if "level" in ev.column_names \
         else [1] * len(prompts)
-    names = [s.name for s in env.skills]
-    code = {s: i for i, s in enumerate(names)}
-    pairs = [(i, code[s]) for i, sk in enumerate(skills) for s in sk]
-    by_skill = _Groups(names, np.array([p[0] for p in pairs], dtype=np.int64),
-                       np.array([p[1] for p in pairs], dtype=np.int64))
+    by_skill = _Groups.of([s.name for s in env.skills], skills)
     row_leaves = [[(s, lv) for s in sk] for sk, lv in zip(skills, levels)]
-    leaves = sorted({leaf for row in row_leaves for leaf in row})
-    leaf_code = {leaf: i for i, leaf in enumerate(leaves)}
-    pairs = [(i, leaf_code[leaf]) for i, row in enumerate(row_leaves) for leaf in row]
-    by_leaf = _Groups(leaves, np.array([p[0] for p in pairs], dtype=np.int64),
-                      np.array([p[1] for p in pairs], dtype=np.int64))
+    by_leaf = _Groups.of(sorted({leaf for row in row_leaves for leaf in row}), row_leaves)
     columns = (prompts, golds, skills, levels)
     try:
         _EVAL[env] = (ev, columns, (by_skill, by_leaf))
