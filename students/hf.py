@@ -2,7 +2,8 @@
 
 ``model`` is either ``"tiny"`` — a small Llama-architecture model built from a config, with a
 byte-level tokenizer built locally (no download; it covers any UTF-8 text) — or a local directory /
-hub name loaded with ``from_pretrained``. ``lora`` wraps the model with peft.
+hub name loaded with ``from_pretrained``, or a saved student: a ``teachgym run`` output folder or an
+MLflow student checkpoint (see :func:`resolve_model`). ``lora`` wraps the model with peft.
 
 Each ``train()`` call builds a fresh ``SFTTrainer`` on the current weights, so training continues
 round after round; the optimizer state is reset each round (the data distribution changes anyway).
@@ -52,6 +53,26 @@ def byte_tokenizer() -> Any:
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tk.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
+def resolve_model(model: str) -> str:
+    """Where to load a saved student from: the directory itself, or the model inside what teachgym wrote.
+
+    Accepts a model directory or hub name (returned as is), the output folder of a ``teachgym run``
+    (its ``student/``), a round state folder, or an MLflow student checkpoint (``models:/<id>``,
+    ``runs:/<run>/<path>``, or a downloaded ``MLmodel`` folder: the student saved inside it).
+    """
+    if model.startswith(("models:/", "runs:/")):
+        import mlflow
+
+        model = mlflow.artifacts.download_artifacts(artifact_uri=model)
+    if not os.path.isdir(model):
+        return model  # a hub name (or a path that does not exist: from_pretrained says so)
+    for inner in ("student", os.path.join("artifacts", "student")):
+        candidate = os.path.join(model, inner)
+        if not os.path.exists(os.path.join(model, "config.json")) and os.path.isdir(candidate):
+            return resolve_model(candidate)
+    return model
 
 
 def _device(device: str) -> str:
@@ -155,6 +176,7 @@ class HFStudent:
         else:
             if tiny:
                 raise ValueError("student.tiny only applies with student.model=tiny")
+            model = resolve_model(model)
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForCausalLM.from_pretrained(model)
         if self.tokenizer.pad_token is None:  # many hub models ship without one

@@ -150,6 +150,30 @@ class SweepConfig(_Strict):
     )
 
 
+class WarmStartConfig(_Strict):
+    """A supervised warm start, the same for every policy and seed (see teachgym.warm_start).
+
+    It is an ordinary experiment of its own (its own MLflow run, tagged ``teachgym.stage=warm-start``),
+    run once and kept; the experiment's student then loads its weights (``student.model``).
+    """
+
+    student: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(name="hf"),
+        description="The student trained in the warm start (e.g. {name: hf, model: tiny, learning_rate: 2e-3}); "
+        "its model must be one the experiment's student can load.",
+    )
+    policy: ComponentConfig = Field(
+        default_factory=lambda: ComponentConfig(name="uniform"), description="The warm start's teacher."
+    )
+    rounds: int = Field(3, ge=1, description="Rounds of the warm start.")
+    examples_per_round: int = Field(8000, ge=1, description="Training rows per warm-start round.")
+    seed: int = Field(0, description="The warm start's seed: fixed, so every policy and seed starts from it.")
+    dir: str | None = Field(
+        None, description="Where warm starts are kept, one folder per distinct warm start; default "
+        "<loop.output_dir>/warm-start (a sweep shares one for all its trials)."
+    )
+
+
 class ExperimentConfig(_Strict):
     """A whole curriculum experiment."""
 
@@ -160,6 +184,9 @@ class ExperimentConfig(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow logging.")
     synthesis: SynthesisConfig | None = Field(
         None, description="LLM data engine for Synthesize requests (default: the env's own generator)."
+    )
+    warm_start: WarmStartConfig | None = Field(
+        None, description="A supervised warm start shared by every policy and seed; the student starts from it."
     )
     sweep: SweepConfig | None = Field(
         None, description="The grid `teachgym sweep` runs; `teachgym run` ignores it (one experiment, base values)."

@@ -35,6 +35,7 @@ from teachgym.types import (
     Observation,
     ProbeResult,
     action_to_dict,
+    rollout_metrics,
     validate_action,
     validate_probes,
 )
@@ -132,6 +133,7 @@ def run_experiment(
     from teachgym.evaluation import evaluate
     from teachgym.interrupts import Interrupted, check, stop_on_signals
     from teachgym.protocols import check_plugin
+    from teachgym.warm_start import warm_start
     from teachgym.resume import (
         RoundState,
         RunDir,
@@ -165,7 +167,9 @@ def run_experiment(
     experiment = experiment_name(config, env.name)
     if config.tracking.enabled:  # an unreachable server is reported now, before any training
         prepare_store(resolve_tracking_uri(config.tracking.tracking_uri), experiment)
-    student = build_component("students", "student", config.student, seed=seed, env=env)
+    student_config, warm = warm_start(config)  # a shared SFT warm start, trained once: the student starts from it
+    student = build_component("students", "student", student_config, seed=seed, env=env,
+                              examples_per_round=loop.examples_per_round)
     check_plugin("student", student, config.student.name)
     policy = build_component("policies", "policy", config.policy, seed=seed)
     check_plugin("policy", policy, config.policy.name)
@@ -207,6 +211,7 @@ def run_experiment(
                 "teachgym.host": process["host"],
                 "teachgym.pid": str(process["pid"]),
                 "teachgym.pid_start": str(process["pid_start"]),
+                **(warm.tags if warm else {}),
                 **config.tracking.tags,
             },
             params=flatten(config.model_dump()),
@@ -276,6 +281,7 @@ def run_experiment(
                     failures=tuple(result.failures),
                     history=tuple(history),
                     skill_graph=skill_graph,
+                    rollouts=history[-1].rollouts or {},
                 )
                 obs = restrict(obs, loop.state, result.subskills)  # what this teacher may see
                 with tracker.round(r) if tracker else nullcontext():
@@ -302,10 +308,11 @@ def run_experiment(
                         result.subskills,
                     )
                     metrics = round_metrics(result, action, report, used, skills)
+                    metrics.update(rollout_metrics(train))  # an RL student's per-skill rollout statistics
                     if probed:
                         metrics["data/probe_examples"] = float(probed)
                     metrics.update(explained.get("metrics", {}))
-                    history.append(HistoryEntry(r, result.profile, action))
+                    history.append(HistoryEntry(r, result.profile, action, train.rollouts or None))
                     records.append(
                         _record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics)
                     )

@@ -21,6 +21,7 @@ from teachgym.types import (
     HistoryEntry,
     InvalidActionError,
     Mixture,
+    RolloutStats,
     Observation,
     Skill,
     SkillStats,
@@ -295,12 +296,25 @@ def _episode(skills: Sequence[Skill], rounds: int, seed: int) -> list[Observatio
     obs, history, prev = [], [], None
     for r in range(1, rounds + 1):
         o = make_observation(skills, acc, round=r, rounds_total=rounds, previous=prev)
+        # Rollout statistics as an RL student reports them (none before the first round's training);
+        # every other round leaves a skill out, as a mixture without it would.
+        rollouts = {} if r == 1 else {
+            s.name: _rollout(a, rng) for i, (s, a) in enumerate(zip(skills, acc)) if (i + r) % 4 or r % 2
+        }
         # As in the loop, the history ends with the profile the observation carries.
-        history.append(HistoryEntry(r - 1, o.profile, None))
-        obs.append(dataclasses.replace(o, history=tuple(history)))
+        history.append(HistoryEntry(r - 1, o.profile, None, rollouts or None))
+        obs.append(dataclasses.replace(o, history=tuple(history), rollouts=rollouts))
         prev = list(acc)
         acc = [min(1.0, a + rng.random() * 0.2) for a in acc]
     return obs
+
+
+def _rollout(p: float, rng: Any) -> RolloutStats:
+    """Plausible rollout statistics for a skill whose pass rate is about ``p``."""
+    groups = 8 + rng.randrange(8)
+    return RolloutStats(pass_rate=p, learnability=p * (1 - p) * 0.8, mean_abs_advantage=0.3 + rng.random() * 0.5,
+                        zero_variance_share=rng.random(), completion_length=4.0, groups=groups,
+                        completions=groups * 4)
 
 
 def _with_probes(policy: Any, obs: Observation) -> Observation:

@@ -54,6 +54,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.students.hf:HFStudent",
             "a Hugging Face causal LM trained with TRL's SFTTrainer (built-in tiny Llama, a path, or LoRA)",
         ),
+        "grpo": Entry(
+            "teachgym.students.grpo:GRPOStudent",
+            "RL with verifiable rewards: TRL's GRPOTrainer on the env's verifier, with per-skill rollout statistics",
+        ),
         "simulated": Entry(
             "teachgym.students.simulated:SimulatedStudent",
             "an analytic learner (transfer, prerequisites, saturation, forgetting, noisy eval): 10k+ rounds/s",
@@ -89,6 +93,18 @@ BUILTINS: dict[str, dict[str, Entry]] = {
         "aioli": Entry(
             "teachgym.policies.aioli:AioliPolicy",
             "Aioli: one-skill probes inside the round estimate the mixing law A, then p ∝ exp(η Σ_i A_ij)",
+        ),
+        "learnability": Entry(
+            "teachgym.policies.learnability:LearnabilityPolicy",
+            "RL students: weights ∝ p(1−p) of each skill's rollouts (learnability sampling), with a floor",
+        ),
+        "sec": Entry(
+            "teachgym.policies.sec:SECPolicy",
+            "Self-Evolving Curriculum: TD(0) value of mean |advantage| per skill, Boltzmann sampling (RL students)",
+        ),
+        "dump": Entry(
+            "teachgym.policies.dump:DUMPPolicy",
+            "DUMP: UCB on a window of mean |advantage| per skill, softmax with temperature 0.1 (RL students)",
         ),
         "llm-agent": Entry(
             "teachgym.policies.llm_agent:LLMAgentPolicy",

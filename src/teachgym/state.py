@@ -3,7 +3,7 @@
 What the teacher is shown decides what it can do (DataEnvGym, Khan et al. 2024):
 
 ``open-ended``  only a sample of the student's failures (prompt, gold, output, skill labels): no
-                per-skill profile, no profiles in the history, no skill graph;
+                per-skill profile, no profiles in the history, no skill graph, no rollout statistics;
 ``skill-list``  the per-skill missing-skill profile (the default; what every built-in policy reads);
 ``skill-tree``  the profile plus each skill's **sub-skills** — its difficulty levels, measured on the
                 eval items of that level — which a ``Request(skill, n, level)`` can target.
@@ -52,4 +52,5 @@ def restrict(obs: Observation, level: str, subskills: Mapping[str, Mapping[int, 
         history=tuple(HistoryEntry(h.round, {}, h.action) for h in obs.history),
         skill_graph=None,
         subskills=None,
+        rollouts={},
     )

@@ -225,6 +225,8 @@ def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] 
 
 def _trial_config(cfg: ExperimentConfig, trial: Trial, directory: Path) -> ExperimentConfig:
     data = cfg.model_dump()
+    if data.get("warm_start") and not data["warm_start"].get("dir"):  # one warm start for all the trials
+        data["warm_start"]["dir"] = str(directory / "warm-start")
     data["loop"]["output_dir"] = str(directory / "trials" / trial.folder)
     data["tracking"]["run_name"] = trial.name
     data["tracking"]["tags"] = {**data["tracking"]["tags"], "teachgym.trial": trial.key,

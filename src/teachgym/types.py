@@ -65,12 +65,50 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class RolloutStats:
+    """One skill's line in an RL student's rollout statistics for one round (see ``students/grpo.py``).
+
+    Measured on the round's own training rollouts: every prompt of the skill was answered
+    ``num_generations`` times by sampling, each answer scored by the env's verifier. A row with several
+    skills counts for each of them.
+
+    Attributes:
+        pass_rate: ``p``, the share of the skill's completions the verifier accepted.
+        learnability: The mean over the skill's prompts of ``p_i (1 - p_i)``, with ``p_i`` the prompt's own
+            pass rate: the reward variance inside a group, which is what GRPO learns from (0 when every
+            completion of a prompt is right, or every one wrong).
+        mean_abs_advantage: Mean ``|A|`` over the completions, as the trainer computed the advantages.
+        zero_variance_share: Share of the skill's groups whose rewards were all equal: no learning signal.
+        completion_length: Mean completion length in tokens (EOS included when generated).
+        groups: Prompts (groups) of the skill rolled out this round.
+        completions: Completions of the skill this round (``groups * num_generations``).
+    """
+
+    pass_rate: float
+    learnability: float
+    mean_abs_advantage: float
+    zero_variance_share: float
+    completion_length: float
+    groups: int
+    completions: int
+
+
+#: The statistics of :class:`RolloutStats` logged as ``rl/<stat>/<skill>``.
+ROLLOUT_STATS = ("pass_rate", "learnability", "mean_abs_advantage", "zero_variance_share", "completion_length")
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
-    """What happened in an earlier round: the profile measured after it and the action taken in it."""
+    """What happened in an earlier round: the profile measured after it and the action taken in it.
+
+    ``rollouts`` are an RL student's per-skill rollout statistics from that round's training (None for a
+    student that does not report any, and at round 0).
+    """
 
     round: int
     profile: Mapping[str, SkillStats]
     action: Action | None
+    rollouts: Mapping[str, RolloutStats] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +142,10 @@ class Observation:
             profile plus ``subskills``).
         subskills: In the ``skill-tree`` state, ``{skill: {level: stats}}``: each skill's sub-skills
             are its difficulty levels, which a ``Request(skill, n, level)`` can target.
+        rollouts: An RL student's rollout statistics from the round just trained (``round - 1``), per
+            skill: pass rate, learnability, mean |advantage|, zero-variance groups, completion length.
+            Only skills that round sampled appear; empty at round 1 and for students that do not roll
+            out (SFT). Earlier rounds' statistics are in ``history``.
     """
 
     round: int
@@ -119,6 +161,7 @@ class Observation:
     probes: tuple[ProbeResult, ...] = ()
     state: str = "skill-list"
     subskills: Mapping[str, Mapping[int, SkillStats]] | None = None
+    rollouts: Mapping[str, RolloutStats] = field(default_factory=dict)
 
     @property
     def skill_names(self) -> list[str]:
@@ -314,9 +357,24 @@ def profile_to_dict(profile: Mapping[str, SkillStats]) -> dict[str, dict[str, An
 
 @dataclass
 class TrainReport:
-    """What a student's ``train()`` returns."""
+    """What a student's ``train()`` returns.
+
+    ``rollouts`` is filled by an RL student only: its per-skill rollout statistics for the round, which
+    the loop logs as ``rl/<stat>/<skill>`` and shows to the teacher as ``Observation.rollouts``.
+    """
 
     steps: int
     train_loss: float
     runtime_s: float
     metrics: dict[str, float] = field(default_factory=dict)
+    rollouts: dict[str, RolloutStats] = field(default_factory=dict)
+
+
+def rollout_metrics(report: TrainReport) -> dict[str, float]:
+    """A round's RL metrics: ``rl/<stat>/<skill>`` for every skill with rollouts, and the student's own
+    ``rl/*`` totals (``rl/prompts``, ``rl/completions``: the round's budget). Empty for an SFT student."""
+    m = {k: float(v) for k, v in report.metrics.items() if k.startswith("rl/")}
+    for skill, st in report.rollouts.items():
+        for stat in ROLLOUT_STATS:
+            m[f"rl/{stat}/{skill}"] = float(getattr(st, stat))
+    return m

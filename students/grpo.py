@@ -1,0 +1,345 @@
+"""An RL student: TRL's ``GRPOTrainer`` with verifiable rewards from the env.
+
+Each round the engine builds the round's rows from the teacher's action as usual; this student keeps
+only their prompts (and skill labels), samples ``num_generations`` completions per prompt, scores
+every completion with the env's verifier (1 or 0, plus any extra reward functions, weighted) and takes
+GRPO steps on the group-relative advantages. Training continues from the current weights each round;
+the optimizer state restarts each round, as for the ``hf`` student.
+
+The model is any saved student (see :func:`teachgym.students.hf.resolve_model`): the folder a
+``teachgym run`` wrote, a local or hub model, or an MLflow student checkpoint, or the built-in
+``tiny`` model; ``configs/arithmetic_grpo.yaml`` starts from a shared SFT warm start
+(:mod:`teachgym.warm_start`).
+
+Per skill, the round's rollouts give :class:`~teachgym.types.RolloutStats` (pass rate, learnability,
+mean |advantage|, zero-variance groups, completion length), taken from what the trainer itself
+computed, in ``TrainReport.rollouts``: the loop logs them as ``rl/<stat>/<skill>`` and shows them to
+the next round's teacher as ``Observation.rollouts``.
+
+**Batch layout.** GRPO needs every prompt's ``num_generations`` completions in one generation batch
+(the advantages are normalised per group). TRL's sampler repeats each prompt ``num_generations``
+times in a row and drops a last generation batch that is not full, so every row mix works — a group
+holds one prompt, and its skills are that row's — as long as the round's prompts fill whole
+generation batches: ``examples_per_round`` must be a multiple of ``batch_size / num_generations``
+(checked when the student is built). It would break (prompts silently dropped, unequal budgets)
+with a round size that is not such a multiple, with TRL's ``auto_find_batch_size`` (TRL refuses it),
+or if groups were split across processes: the rollout statistics are gathered per process, so with
+``accelerate`` on several GPUs each process reports the groups it generated.
+
+**The reference model.** With ``beta > 0`` TRL would rebuild the reference model from the model
+config's ``_name_or_path`` — the *original* weights, or nothing for the built-in tiny model. Here the
+reference is the student as this stage started (the weights it was loaded with), kept in memory and
+saved with the round state so that ``--resume`` keeps it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from teachgym.students.hf import HFStudent, _stop_check
+from teachgym.types import RolloutStats, TrainReport
+
+if TYPE_CHECKING:  # pragma: no cover
+    from datasets import Dataset
+
+
+def _import_reward(path: str) -> Any:
+    """A reward function from ``package.module:function``."""
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise ValueError(f"student.rewards: {path!r} is not an import path 'package.module:function'")
+    try:
+        fn = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"student.rewards: cannot import {path!r}: {e}") from None
+    if not callable(fn):
+        raise ValueError(f"student.rewards: {path!r} is not callable")
+    return fn
+
+
+class _Rollouts:
+    """Collects, per skill, what the trainer generated and computed for each generation batch."""
+
+    def __init__(self, num_generations: int) -> None:
+        self.g = num_generations
+        self.pending: list[list[float]] = []  # the current batch's verdicts, from the verifier reward
+        self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.prompts = 0
+        self.completions = 0
+
+    def add(self, inputs: list[Mapping[str, Any]], verdicts: list[float], rewards: list[float],
+            advantages: list[float], lengths: list[int]) -> None:
+        """One generation batch: ``inputs`` holds each prompt ``g`` times in a row (TRL's RepeatSampler)."""
+        g = self.g
+        if len(inputs) % g or not (len(inputs) == len(verdicts) == len(rewards) == len(advantages) == len(lengths)):
+            raise RuntimeError(f"GRPO batch of {len(inputs)} rows does not split into groups of {g}")
+        for start in range(0, len(inputs), g):
+            rows = inputs[start : start + g]
+            if any(r["prompt"] != rows[0]["prompt"] for r in rows):
+                raise RuntimeError("a GRPO group mixes prompts: TRL's batch layout changed")
+            v = verdicts[start : start + g]
+            r = rewards[start : start + g]
+            p = sum(v) / g
+            zero_var = max(r) - min(r) <= 1e-6 * max(1.0, abs(max(r)))
+            self.prompts += 1
+            self.completions += g
+            for skill in rows[0]["skills"]:
+                s = self.sums[skill]
+                s["groups"] += 1
+                s["passed"] += sum(v)
+                s["learnability"] += p * (1 - p)
+                s["abs_adv"] += sum(abs(a) for a in advantages[start : start + g])
+                s["zero_var"] += zero_var
+                s["length"] += sum(lengths[start : start + g])
+
+    def stats(self) -> dict[str, RolloutStats]:
+        out = {}
+        for skill, s in self.sums.items():
+            groups = int(s["groups"])
+            n = groups * self.g
+            out[skill] = RolloutStats(
+                pass_rate=s["passed"] / n,
+                learnability=s["learnability"] / groups,
+                mean_abs_advantage=s["abs_adv"] / n,
+                zero_variance_share=s["zero_var"] / groups,
+                completion_length=s["length"] / n,
+                groups=groups,
+                completions=n,
+            )
+        return out
+
+
+def _trainer_class() -> type:
+    """``GRPOTrainer`` that hands each generation batch's advantages and lengths to a :class:`_Rollouts`."""
+    from trl import GRPOTrainer
+
+    class RecordingGRPOTrainer(GRPOTrainer):
+        rollouts: _Rollouts
+        reward_record: list[tuple[list[float], list[float]]]
+
+        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+            out = super()._generate_and_score_completions(inputs)
+            verdicts, rewards = self.reward_record.pop()  # the reward functions ran inside the call above
+            self.reward_record.clear()
+            lengths = out["completion_mask"].sum(dim=1).tolist()
+            self.rollouts.add(inputs, verdicts, rewards, out["advantages"].float().tolist(), lengths)
+            return out
+
+    return RecordingGRPOTrainer
+
+
+class GRPOStudent(HFStudent):
+    """A causal LM trained by GRPO on the env's verifier (TRL ``GRPOTrainer``), one trainer per round."""
+
+    def __init__(
+        self,
+        env: Any,
+        model: str = "tiny",
+        tiny: dict[str, Any] | None = None,
+        lora: dict[str, Any] | None = None,
+        num_generations: int = 8,
+        max_completion_length: int = 16,
+        temperature: float = 1.0,
+        beta: float = 0.0,
+        loss_type: str = "dapo",
+        scale_rewards: str = "group",
+        learning_rate: float = 1e-4,
+        batch_size: int = 64,
+        rewards: dict[str, float] | None = None,
+        verifier_weight: float = 1.0,
+        use_vllm: bool = False,
+        vllm_mode: str = "colocate",
+        grpo_args: dict[str, Any] | None = None,
+        precision: str = "auto",
+        device: str = "auto",
+        seed: int = 0,
+        examples_per_round: int | None = None,
+    ) -> None:
+        """Load the student and set up GRPO.
+
+        Args:
+            env: The env (injected by the loop): its ``verify`` is the reward.
+            model: ``"tiny"``, a model directory or hub name, a ``teachgym run`` output folder, or an
+                MLflow student checkpoint (``models:/<id>``).
+            tiny: Overrides of the built-in tiny configuration (only with ``model="tiny"``).
+            lora: peft ``LoraConfig`` kwargs (needs ``teachgym[lora]``).
+            num_generations: Completions sampled per prompt (a GRPO group); at least 2.
+            max_completion_length: Longest completion in tokens.
+            temperature: Sampling temperature of the rollouts.
+            beta: KL coefficient against the reference model (the student as this stage started); 0: none.
+            loss_type: TRL's loss (``dapo``, ``grpo``, ``dr_grpo``, ``bnpo``, ...).
+            scale_rewards: Advantage scaling: ``group`` (divide by the group's std), ``batch`` or ``none``.
+            learning_rate: Constant learning rate of each round's optimizer.
+            batch_size: Completions per optimizer step; a multiple of ``num_generations``.
+            rewards: Extra reward functions, ``{"package.module:function": weight}``, called as TRL calls
+                reward functions (``prompts``, ``completions``, and the rows' columns such as ``skills``).
+            verifier_weight: Weight of the env's verifier reward (1 for a right answer, else 0).
+            use_vllm: Generate with vLLM (``pip install vllm``; a GPU); passed to TRL with ``vllm_mode``.
+            vllm_mode: ``colocate`` (vLLM in this process) or ``server`` (``trl vllm-serve``).
+            grpo_args: Extra ``trl.GRPOConfig`` fields, passed through as they are.
+            precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
+            device: ``auto``, ``cpu`` or ``cuda``.
+            seed: Seeds the tiny model's weights and each round's trainer.
+            examples_per_round: The loop's round size (injected), checked against the batch layout.
+        """
+        if env is None or not callable(getattr(env, "verify", None)):
+            raise ValueError("the grpo student needs the env's verifier (env.verify) for its reward")
+        if num_generations < 2:
+            raise ValueError(f"num_generations must be at least 2 (GRPO compares completions), not {num_generations}")
+        if batch_size < num_generations or batch_size % num_generations:
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of num_generations ({num_generations})")
+        prompts_per_batch = batch_size // num_generations
+        if examples_per_round is not None and examples_per_round % prompts_per_batch:
+            raise ValueError(
+                f"loop.examples_per_round ({examples_per_round}) must be a multiple of batch_size / num_generations "
+                f"= {prompts_per_batch} prompts, or GRPO drops the prompts of the last, partial batch and the round's "
+                f"budget is not what every policy gets; e.g. loop.examples_per_round="
+                f"{max(prompts_per_batch, examples_per_round // prompts_per_batch * prompts_per_batch)}"
+            )
+        if scale_rewards not in ("group", "batch", "none"):
+            raise ValueError(f"scale_rewards must be group, batch or none, not {scale_rewards!r}")
+        super().__init__(model=model, tiny=tiny, lora=lora, precision=precision, device=device, seed=seed)
+        self.env = env
+        self.num_generations = num_generations
+        self.extra_rewards = [(_import_reward(path), float(w), path) for path, w in (rewards or {}).items()]
+        self.verifier_weight = float(verifier_weight)
+        self.beta = float(beta)
+        self.train_args = {
+            "num_generations": num_generations,
+            "max_completion_length": max_completion_length,
+            "temperature": temperature,
+            "loss_type": loss_type,
+            "scale_rewards": scale_rewards,
+            "learning_rate": learning_rate,
+            "per_device_train_batch_size": batch_size,
+            "use_vllm": use_vllm,
+            **({"vllm_mode": vllm_mode} if use_vllm else {}),
+            **(grpo_args or {}),
+        }
+        self.reference = None
+        if self.beta > 0:  # the reference: this stage's starting weights (see the module docstring)
+            import copy
+
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    # -- rewards --------------------------------------------------------------------------------
+    def _reward_functions(self, record: list[tuple[list[float], list[float]]]) -> tuple[list[Any], list[float]]:
+        """The verifier and the extra reward functions; together they record (verdicts, total rewards)."""
+        verify = self.env.verify
+        extras = self.extra_rewards
+        pending: dict[str, Any] = {}
+
+        def verifier(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+            verdicts = [1.0 if verify(p, c) else 0.0 for p, c in zip(prompts, completions)]
+            pending["verdicts"] = verdicts
+            pending["total"] = [self.verifier_weight * v for v in verdicts]
+            pending["left"] = len(extras)
+            if not extras:
+                record.append((verdicts, pending["total"]))
+            return verdicts
+
+        def wrap(fn: Any, weight: float, path: str) -> Any:
+            def extra(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
+                values = fn(prompts=prompts, completions=completions, **kwargs)
+                if len(values) != len(prompts):
+                    raise ValueError(f"reward function {path!r} returned {len(values)} rewards for {len(prompts)}")
+                pending["total"] = [t + weight * (0.0 if x is None else float(x))
+                                    for t, x in zip(pending["total"], values)]
+                pending["left"] -= 1
+                if pending["left"] == 0:
+                    record.append((pending["verdicts"], pending["total"]))
+                return values
+
+            extra.__name__ = path.rpartition(":")[2]
+            return extra
+
+        funcs = [verifier] + [wrap(fn, w, path) for fn, w, path in extras]
+        return funcs, [self.verifier_weight] + [w for _, w, _ in extras]
+
+    # -- training -------------------------------------------------------------------------------
+    def train(self, dataset: Dataset) -> TrainReport:
+        """One round of GRPO on the prompts of ``dataset``, continuing from the current weights."""
+        from transformers.trainer_callback import PrinterCallback
+        from trl import GRPOConfig
+
+        report_to = "none"
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            report_to = "mlflow" if mlflow.active_run() is not None else "none"
+        data = dataset.select_columns(["prompt", "skills"])
+        record: list[tuple[list[float], list[float]]] = []
+        funcs, weights = self._reward_functions(record)
+        batch = self.train_args["per_device_train_batch_size"]
+        steps = len(data) * self.num_generations // batch
+        with tempfile.TemporaryDirectory(prefix="teachgym-grpo-") as out:
+            args = GRPOConfig(
+                output_dir=out,
+                bf16=self.precision == "bf16",
+                fp16=self.precision == "fp16",
+                use_cpu=self.device == "cpu",
+                report_to=report_to,
+                save_strategy="no",
+                logging_steps=max(1, min(50, steps // 4)),
+                disable_tqdm=True,
+                seed=self.seed + self.rounds_trained,
+                dataloader_num_workers=0,
+                num_train_epochs=1,
+                lr_scheduler_type="constant",
+                reward_weights=weights,
+                **{**self.train_args, "beta": 0.0},  # the reference model is set below, never reloaded by TRL
+            )
+            trainer = _trainer_class()(model=self.model, args=args, train_dataset=data, reward_funcs=funcs,
+                                       processing_class=self.tokenizer)
+            trainer.rollouts = _Rollouts(self.num_generations)
+            trainer.reward_record = record
+            if self.reference is not None:
+                trainer.beta = self.beta
+                trainer.ref_model = self.reference.to(self.model.device)
+            trainer.remove_callback(PrinterCallback)
+            trainer.add_callback(_stop_check())
+            start = time.perf_counter()
+            result = trainer.train()
+            runtime = time.perf_counter() - start
+        self.model = trainer.model
+        target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        target.__dict__.pop("forward", None)  # any instance patch a trainer left (see the hf student)
+        self.rounds_trained += 1
+        rollouts = trainer.rollouts
+        metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
+        metrics.update({"rl/prompts": float(rollouts.prompts), "rl/completions": float(rollouts.completions)})
+        loss = float(result.training_loss)
+        return TrainReport(
+            steps=int(result.global_step),
+            train_loss=loss if math.isfinite(loss) else float("nan"),
+            runtime_s=runtime,
+            metrics=metrics,
+            rollouts=rollouts.stats(),
+        )
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save_state(self, path: str) -> None:
+        """As the ``hf`` student, plus the reference model when ``beta > 0``."""
+        super().save_state(path)
+        if self.reference is not None:
+            from safetensors.torch import save_file
+
+            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.reference.state_dict().items()}
+            save_file(tensors, os.path.join(path, "reference.safetensors"))
+
+    def load_state(self, path: str) -> None:
+        """Restore what :meth:`save_state` wrote."""
+        super().load_state(path)
+        if self.reference is not None:
+            from safetensors.torch import load_file
+
+            tensors = load_file(os.path.join(path, "reference.safetensors"), device=str(self.device))
+            self.reference.load_state_dict(tensors, strict=False)
