@@ -91,7 +91,7 @@ class _Rollouts:
             zero_var = max(r) - min(r) <= 1e-6 * max(1.0, abs(max(r)))
             self.prompts += 1
             self.completions += g
-            for skill in rows[0]["skills"]:
+            for skill in rows[0].get("skills") or ():
                 s = self.sums[skill]
                 s["groups"] += 1
                 s["passed"] += sum(v)
@@ -138,6 +138,9 @@ def _trainer_class() -> type:
 
 class GRPOStudent(HFStudent):
     """A causal LM trained by GRPO on the env's verifier (TRL ``GRPOTrainer``), one trainer per round."""
+
+    #: It learns from the rewards of its own samples, not from the rows' completions (see check_student).
+    learns_from_rewards = True
 
     def __init__(
         self,
@@ -275,7 +278,7 @@ class GRPOStudent(HFStudent):
             import mlflow
 
             report_to = "mlflow" if mlflow.active_run() is not None else "none"
-        data = dataset.select_columns(["prompt", "skills"])
+        data = dataset.select_columns(["prompt"] + (["skills"] if "skills" in dataset.column_names else []))
         record: list[tuple[list[float], list[float]]] = []
         funcs, weights = self._reward_functions(record)
         batch = self.train_args["per_device_train_batch_size"]
@@ -302,8 +305,13 @@ class GRPOStudent(HFStudent):
             trainer.rollouts = _Rollouts(self.num_generations)
             trainer.reward_record = record
             if self.reference is not None:
+                from trl.trainer.utils import add_fused_lm_head
+
                 trainer.beta = self.beta
                 trainer.ref_model = self.reference.to(self.model.device)
+                # as TRL prepares the reference model it builds itself: log-probs through a fused LM head
+                add_fused_lm_head(trainer.ref_model, temperature=trainer.temperature,
+                                  cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
             trainer.remove_callback(PrinterCallback)
             trainer.add_callback(_stop_check())
             start = time.perf_counter()
@@ -311,7 +319,9 @@ class GRPOStudent(HFStudent):
             runtime = time.perf_counter() - start
         self.model = trainer.model
         target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        target.__dict__.pop("forward", None)  # any instance patch a trainer left (see the hf student)
+        target.__dict__.pop("forward", None)  # the trainer's fused-LM-head patch, which would stack (see hf)
+        if self.reference is not None:
+            self.reference.__dict__.pop("forward", None)
         self.rounds_trained += 1
         rollouts = trainer.rollouts
         metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}

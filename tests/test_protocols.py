@@ -35,6 +35,15 @@ def test_check_student_on_every_builtin_student(name, tmp_path):
         rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in env.pool().select(range(0, 60, 7))]
         load = lambda p: cls(env=env, examples_to_learn=2.0, checkpoint=p)  # noqa: E731
         make = lambda: cls(env=env, examples_to_learn=2.0, seed=0)  # noqa: E731
+    elif name == "grpo":  # rewards from the env's verifier; two prompts, two samples each per step
+        from teachgym.envs.arithmetic import ArithmeticEnv
+
+        env = ArithmeticEnv(eval_per_skill=10, pool_per_skill=20)
+        opts = dict(env=env, tiny=TINY, num_generations=2, batch_size=4, max_completion_length=4, beta=0.1)
+        student = cls(model="tiny", **opts)
+        rows = [{"prompt": "12+34=", "completion": "46"}, {"prompt": "5-3=", "completion": "2"}]
+        load = lambda p: cls(env=env, model=p, num_generations=2, batch_size=4)  # noqa: E731
+        make = lambda: cls(model="tiny", **opts)  # noqa: E731
     else:
         student = cls(model="tiny", tiny=TINY, learning_rate=1e-2, batch_size=2, epochs=4)
         rows = [{"prompt": "12+34=", "completion": "46"}, {"prompt": "5-3=", "completion": "2"}]

@@ -446,7 +446,8 @@ def check_student(
     make: Callable[[], Any] | None = None,
 ) -> None:
     """Check a student: batched generation matches one-by-one, losses are finite, training lowers
-    the loss on the training rows, and a saved student loads back with the same outputs. A student
+    the loss on the training rows (an RL student, ``learns_from_rewards``, reports its prompts and rollouts
+    instead), and a saved student loads back with the same outputs. A student
     with ``save_state``/``load_state`` (what ``--resume`` needs) must also restore *exactly*: a fresh
     student loaded from the state answers, scores and trains on bit for bit like the original.
 
@@ -477,7 +478,14 @@ def check_student(
     report = student.train(Dataset.from_list([{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]))
     _require(isinstance(report, TrainReport), f"train() must return a TrainReport, got {type(report).__name__}")
     after = student.loss(prompts, completions)
-    _require(sum(after) < sum(before), f"training did not lower the loss on its own data: {before} -> {after}")
+    if getattr(student, "learns_from_rewards", False):
+        # An RL student samples its own answers and learns from their rewards, not from the completions;
+        # it must say what it trained on: every prompt once, and its rollout statistics.
+        _require(report.metrics.get("rl/prompts") == len(prompts),
+                 f"an RL student's train() must report rl/prompts = {len(prompts)}, got {report.metrics}")
+        _require(isinstance(report.rollouts, dict), "an RL student's train() must report its rollouts")
+    else:
+        _require(sum(after) < sum(before), f"training did not lower the loss on its own data: {before} -> {after}")
     student.save(tmp_dir)
     loaded = load(tmp_dir)
     _require(loaded.generate(prompts, max_new_tokens=6) == student.generate(prompts, max_new_tokens=6),
