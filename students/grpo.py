@@ -20,11 +20,13 @@ the next round's teacher as ``Observation.rollouts``.
 (the advantages are normalised per group). TRL's sampler repeats each prompt ``num_generations``
 times in a row and drops a last generation batch that is not full, so every row mix works — a group
 holds one prompt, and its skills are that row's — as long as the round's prompts fill whole
-generation batches: ``examples_per_round`` must be a multiple of ``batch_size / num_generations``
-(checked when the student is built). It would break (prompts silently dropped, unequal budgets)
-with a round size that is not such a multiple, with TRL's ``auto_find_batch_size`` (TRL refuses it),
-or if groups were split across processes: the rollout statistics are gathered per process, so with
-``accelerate`` on several GPUs each process reports the groups it generated.
+generation batches. So ``examples_per_round`` must be a multiple of ``batch_size / num_generations``
+(checked when the student is built: otherwise prompts would be dropped silently and budgets would
+differ); a call with any other number of rows (a probing policy's probe) takes smaller steps that
+divide it. The layout would break with TRL's ``auto_find_batch_size`` (TRL refuses it), with
+``generation_batch_size``/``steps_per_generation`` set in ``grpo_args`` to a size the round does not
+fill, and across processes: the rollout statistics are gathered per process, so with ``accelerate``
+on several GPUs each process would report only the groups it generated.
 
 **The reference model.** With ``beta > 0`` TRL would rebuild the reference model from the model
 config's ``_name_or_path`` — the *original* weights, or nothing for the built-in tiny model. Here the
@@ -35,6 +37,8 @@ saved with the round state so that ``--resume`` keeps it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import logging
 import math
 import os
 import sys
@@ -49,6 +53,8 @@ from teachgym.types import RolloutStats, TrainReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
+
+log = logging.getLogger(__name__)
 
 
 def _import_reward(path: str) -> Any:
@@ -207,6 +213,8 @@ class GRPOStudent(HFStudent):
                 f"budget is not what every policy gets; e.g. loop.examples_per_round="
                 f"{max(prompts_per_batch, examples_per_round // prompts_per_batch * prompts_per_batch)}"
             )
+        if use_vllm and importlib.util.find_spec("vllm") is None:
+            raise ValueError("student.use_vllm needs vLLM and a GPU: pip install 'teachgym[vllm]' (or use_vllm=false)")
         if scale_rewards not in ("group", "batch", "none"):
             raise ValueError(f"scale_rewards must be group, batch or none, not {scale_rewards!r}")
         super().__init__(model=model, tiny=tiny, lora=lora, precision=precision, device=device, seed=seed)
@@ -282,6 +290,14 @@ class GRPOStudent(HFStudent):
         record: list[tuple[list[float], list[float]]] = []
         funcs, weights = self._reward_functions(record)
         batch = self.train_args["per_device_train_batch_size"]
+        per_batch = batch // self.num_generations
+        if len(data) % per_batch:
+            # TRL would drop the prompts of a last, partial batch. A round of the loop never has one (checked at
+            # construction); a policy's probe or a direct call may: take smaller steps that divide the rows.
+            per_batch = math.gcd(len(data), per_batch)
+            log.info("grpo: %d prompts are not a multiple of %d; this call takes steps of %d prompts",
+                     len(data), batch // self.num_generations, per_batch)
+            batch = per_batch * self.num_generations
         steps = len(data) * self.num_generations // batch
         with tempfile.TemporaryDirectory(prefix="teachgym-grpo-") as out:
             args = GRPOConfig(
@@ -298,7 +314,8 @@ class GRPOStudent(HFStudent):
                 num_train_epochs=1,
                 lr_scheduler_type="constant",
                 reward_weights=weights,
-                **{**self.train_args, "beta": 0.0},  # the reference model is set below, never reloaded by TRL
+                # beta 0 here: the reference model is set below, so TRL never reloads one by name
+                **{**self.train_args, "per_device_train_batch_size": batch, "beta": 0.0},
             )
             trainer = _trainer_class()(model=self.model, args=args, train_dataset=data, reward_funcs=funcs,
                                        processing_class=self.tokenizer)

@@ -33,3 +33,21 @@ class LateGarbagePolicy(NaNPolicy):
         if obs.round == 1:
             return Mixture({s: 1.0 for s in obs.skill_names})
         return Synthesize([Request(obs.skill_names[0], -5)])
+
+
+class RolloutRecorder:
+    """Uniform, and remembers every observation's ``rollouts`` (class-level, so a test can read them)."""
+
+    seen: list = []
+
+    def act(self, observation):
+        from teachgym.types import Mixture
+
+        RolloutRecorder.seen.append((observation.round, dict(observation.rollouts),
+                                     [h.rollouts for h in observation.history]))
+        return Mixture({s: 1.0 for s in observation.skill_names})
+
+
+def digit_share(prompts, completions, **kwargs):
+    """An extra GRPO reward: the share of a completion's characters that are digits."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]

@@ -37,11 +37,13 @@ def test_learnability_by_hand():
     # round 2: rollouts for a and c; b keeps its accuracy-based value; c's 0.2 overrides its accuracy
     w = policy.act(obs(2, {"a": stats(learnability=0.1), "c": stats(learnability=0.2)}, accs=(0.5, 0.9, 1.0))).weights
     total = 0.1 + 0.09 + 0.2
-    assert w == pytest.approx({"a": 0.1 + 0.7 * 0.1 / total, "b": 0.1 + 0.7 * 0.09 / total, "c": 0.1 + 0.7 * 0.2 / total})
+    assert w == pytest.approx({"a": 0.1 + 0.7 * 0.1 / total, "b": 0.1 + 0.7 * 0.09 / total,
+                               "c": 0.1 + 0.7 * 0.2 / total})
     # round 3: only b rolled out; a and c keep their last measured learnability
     w = policy.act(obs(3, {"b": stats(learnability=0.05)}, accs=(0.5, 0.9, 1.0))).weights
     total = 0.1 + 0.05 + 0.2
-    assert w == pytest.approx({"a": 0.1 + 0.7 * 0.1 / total, "b": 0.1 + 0.7 * 0.05 / total, "c": 0.1 + 0.7 * 0.2 / total})
+    assert w == pytest.approx({"a": 0.1 + 0.7 * 0.1 / total, "b": 0.1 + 0.7 * 0.05 / total,
+                               "c": 0.1 + 0.7 * 0.2 / total})
     # nothing learnable anywhere -> uniform
     assert LearnabilityPolicy(floor=0.0).act(obs(1, {}, accs=(0.0, 1.0, 1.0))).weights == pytest.approx(
         {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3})
@@ -93,8 +95,8 @@ def test_dump_by_hand():
 def test_rl_teachers_resume_from_their_state(make):
     import json
 
-    episode = [obs(1, {}), obs(2, {"a": stats(0.2, 0.7, 16)}), obs(3, {"b": stats(0.1, 0.4, 8), "c": stats(0.0, 0.0, 8)}),
-               obs(4, {"a": stats(0.24, 0.9, 16)})]
+    episode = [obs(1, {}), obs(2, {"a": stats(0.2, 0.7, 16)}),
+               obs(3, {"b": stats(0.1, 0.4, 8), "c": stats(0.0, 0.0, 8)}), obs(4, {"a": stats(0.24, 0.9, 16)})]
     full = make()
     actions = [full.act(o).weights for o in episode]
     half = make()

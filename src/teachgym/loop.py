@@ -133,7 +133,6 @@ def run_experiment(
     from teachgym.evaluation import evaluate
     from teachgym.interrupts import Interrupted, check, stop_on_signals
     from teachgym.protocols import check_plugin
-    from teachgym.warm_start import warm_start
     from teachgym.resume import (
         RoundState,
         RunDir,
@@ -155,6 +154,7 @@ def run_experiment(
         server_reachable,
         unreachable_message,
     )
+    from teachgym.warm_start import warm_start
 
     env = build_component("envs", "env", config.env, seed=config.loop.seed)
     check_plugin("env", env, config.env.name)
