@@ -79,3 +79,44 @@ def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
     assert result["ready_s"] > 0 and result["round_s"] > 0 and result["peak_rss_mb"] > 0
     table = scale.render({"pools": [result]}, "test")
     assert "| 3,000 rows / 20 skills | 500 |" in table and "peak RSS" in table
+
+
+def test_the_grpo_report_on_rows_computed_by_hand(mlflow_store):
+    """benchmarks/grpo_teachers.py: the rollout aggregation read back from MLflow, and the table's figures."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location("grpo_teachers", bench / "grpo_teachers.py")
+    grpo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grpo)
+
+    client = mlflow.MlflowClient()
+    run = client.create_run(client.create_experiment("grpo-bench-test")).info.run_id
+    # round 1: a 30 prompts (zero-variance 0.5, pass 0.2), b 10 (0.0, 0.6); round 2: only a, 40 (1.0, 0.0)
+    values = {("data/examples/a", 1): 30, ("data/examples/b", 1): 10, ("data/examples/a", 2): 40,
+              ("data/examples/b", 2): 0, ("rl/zero_variance_share/a", 1): 0.5, ("rl/zero_variance_share/b", 1): 0.0,
+              ("rl/pass_rate/a", 1): 0.2, ("rl/pass_rate/b", 1): 0.6, ("rl/zero_variance_share/a", 2): 1.0,
+              ("rl/pass_rate/a", 2): 0.0}
+    client.log_batch(run, metrics=[Metric(k, v, 0, step) for (k, step), v in values.items()])
+    got = grpo.rollout_curves(client, run, ["a", "b"])
+    assert got["zero_variance"] == pytest.approx([(0.5 * 30) / 40, 1.0])
+    assert got["pass_rate"] == pytest.approx([(0.2 * 30 + 0.6 * 10) / 40, 0.0])
+
+    def row(policy, seed, acc, zero=(0.5, 0.5)):
+        return {"student": "grpo", "policy": policy, "seed": seed, "extra": "", "budget": 200, "examples": [0, 100, 200],
+                "acc_mean": acc, "acc_min": [0.0, 0.1, 0.2], "final_acc": {"a": acc[-1], "b": 0.1}, "wall_s": 1.0,
+                "run_id": "", "zero_variance": list(zero), "pass_rate": [0.3, 0.4], "commit": "x"}
+
+    rows = [row("uniform", 0, [0.1, 0.3, 0.5]), row("uniform", 1, [0.1, 0.2, 0.4]),
+            row("sec", 0, [0.1, 0.6, 0.7], zero=(0.2, 0.4)), row("sec", 1, [0.1, 0.3, 0.35])]
+    text = grpo.markdown(rows)
+    # sec reaches uniform's 0.5 at 100 prompts on seed 0 and never reaches 0.4 on seed 1; zero-variance 0.3 and 0.5
+    line = next(x for x in text.splitlines() if x.startswith("| sec |"))
+    assert line.endswith("| 100, – |") and "| 0.400 ±" in line and "| b |" in line
+    assert "### Paired with uniform" in text and "| sec |" in text.split("### Paired with uniform")[1]

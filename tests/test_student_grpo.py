@@ -215,3 +215,31 @@ def test_use_vllm_without_vllm_is_a_config_error(tmp_path):
     env = ArithmeticEnv(eval_per_skill=10, pool_per_skill=20)
     with pytest.raises(ConfigError, match=r"pip install 'teachgym\[vllm\]'"):
         build_component("students", "student", ComponentConfig(name="grpo", use_vllm=True), env=env)
+
+
+@pytest.mark.parametrize("policy", ["sec", "dump"])
+def test_a_grpo_experiment_resumes_exactly(policy, tmp_path, monkeypatch):
+    """SIGTERM mid-round 2, then --resume: the same curves, rollouts and teacher decisions as a straight run."""
+    from test_resume import _StopInRound
+
+    from teachgym.config import load_config
+    from teachgym.interrupts import Interrupted
+    from teachgym.loop import run_experiment
+
+    def cfg(name):
+        return load_config({
+            "env": {"name": "arithmetic", "eval_per_skill": 4, "pool_per_skill": 20},
+            "student": {"name": "grpo", "tiny": TINY, "num_generations": 2, "batch_size": 8,
+                        "max_completion_length": 3, "beta": 0.1, "learning_rate": 1e-2},
+            "policy": {"name": policy},
+            "loop": {"rounds": 3, "examples_per_round": 16, "output_dir": str(tmp_path / name), "save_student": False},
+            "tracking": {"enabled": False}})
+
+    reference = run_experiment(cfg("reference"))
+    with monkeypatch.context() as m:
+        _StopInRound(m, 2)
+        with pytest.raises(Interrupted):
+            run_experiment(cfg("resumed"))
+    resumed = run_experiment(cfg("resumed"), resume=True)
+    assert [r.action for r in resumed.rounds] == [r.action for r in reference.rounds]
+    assert [r.metrics for r in resumed.rounds] == [r.metrics for r in reference.rounds]
