@@ -110,7 +110,8 @@ def test_the_grpo_report_on_rows_computed_by_hand(mlflow_store):
 
     def row(policy, seed, acc, zero=(0.5, 0.5)):
         return {"student": "grpo", "policy": policy, "seed": seed, "extra": "", "budget": 200,
-                "examples": [0, 100, 200], "acc_mean": acc, "acc_min": [0.0, 0.1, 0.2], "final_acc": {"a": acc[-1], "b": 0.1}, "wall_s": 1.0,
+                "examples": [0, 100, 200], "acc_mean": acc, "acc_min": [0.0, 0.1, 0.2],
+                "final_acc": {"a": acc[-1], "b": 0.1}, "wall_s": 1.0,
                 "run_id": "", "zero_variance": list(zero), "pass_rate": [0.3, 0.4], "commit": "x"}
 
     rows = [row("uniform", 0, [0.1, 0.3, 0.5]), row("uniform", 1, [0.1, 0.2, 0.4]),
