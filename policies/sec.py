@@ -8,7 +8,9 @@ proxy of the immediate learning gain. Each skill's value is updated by TD(0) wit
     Q_s <- alpha * r_s + (1 - alpha) * Q_s      for every skill s rolled out last round (Q starts at 0)
     w_s  = exp(Q_s / tau) / sum_k exp(Q_k / tau)
 
-Defaults are the paper's: ``alpha = 0.5``, ``tau = 1``. SEC samples each batch's problems from
+``alpha = 0.5`` is the paper's learning rate. ``tau = 1`` is teachgym's default: the paper's
+temperatures could not be checked from here (its appendix lists them per task), so set
+``policy.temperature`` to the value of the task you reproduce. SEC samples each batch's problems from
 ``w``; here ``w`` is the round's mixture. Without rollouts (round 1, or an SFT student) every ``Q`` is
 0 and the mixture is uniform.
 """
