@@ -10,7 +10,9 @@ mean of ``p_i (1 - p_i)`` over its prompts in the last round's rollouts), ``K`` 
 
 A skill that the last round did not sample keeps the last value measured for it; one never rolled
 out (round 1, or an SFT student) uses its greedy eval accuracy ``a_s`` as ``p``: ``L_s = a_s (1 - a_s)``.
-The floor keeps every skill in the mix, so a skill whose ``L`` has fallen to 0 can come back.
+The floor keeps every skill in the mix, so a skill whose ``L`` has fallen to 0 can come back; it is
+teachgym's (default 0.05, as ``missing-skill``'s): the papers sample by ``p (1 - p)`` alone
+(``floor=0``).
 """
 
 from __future__ import annotations
