@@ -1,4 +1,5 @@
-"""``teachgym`` command line: ``run``, ``sweep``, ``compare``, ``ui``, ``runs``, ``skill-graph`` and ``list``."""
+"""``teachgym`` command line: ``run``, ``sweep``, ``compare``, ``ui``, ``runs``, ``skill-graph``, ``calibrate``
+and ``list``."""
 
 from __future__ import annotations
 
@@ -207,6 +208,45 @@ def cmd_skill_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from teachgym.calibrate import CalibrationError, fit, load_runs, render
+    from teachgym.config import ComponentConfig, ConfigError, build_component
+
+    _quiet()
+    try:
+        runs = load_runs(args.tracking_uri, args.experiment, args.policies or (), args.student)
+        heldout = [r for r in runs if r.seed in set(args.holdout_seeds or ())]
+        fitted = [r for r in runs if r not in heldout]
+        if not fitted:
+            seeds = sorted({r.seed for r in runs})
+            raise CalibrationError(f"every run is held out (seeds {seeds}); keep some to fit on")
+        base = next((r.config for r in fitted if r.config), {})
+        prerequisites: dict = {}
+        if base.get("env"):
+            env = build_component("envs", "env", ComponentConfig(**base["env"]))
+            prerequisites = {s.name: list(s.prerequisites) for s in env.skills}
+        print(f"fitting the simulated student to {len(fitted)} runs of {args.experiment!r} ...", file=sys.stderr)
+        cal = fit(fitted, prerequisites, heldout, forgetting=not args.no_forgetting)
+    except (CalibrationError, ConfigError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(render(cal, fitted, heldout), end="")
+    config = {k: v for k, v in base.items() if k not in ("sweep", "warm_start", "synthesis")}
+    config["student"] = cal.student_config()
+    if config.get("tracking"):
+        config["tracking"] = {**config["tracking"], "run_name": None}
+    header = (f"# The simulated student fitted by `teachgym calibrate {args.experiment}` to {len(fitted)} runs "
+              f"(mean RMSE {sum(cal.train_rmse.values()) / len(cal.train_rmse):.3f}"
+              + (f", held-out {sum(cal.heldout_rmse.values()) / len(cal.heldout_rmse):.3f}" if cal.heldout_rmse else "")
+              + f").\n# Runs: {', '.join(cal.train_runs)}\n")
+    with open(args.out, "w") as f:
+        f.write(header + yaml.safe_dump(config, sort_keys=False))
+    print(f"wrote {args.out}: teachgym run {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from teachgym.config import ConfigError
     from teachgym.sweep import Display, plan_sweep, run_sweep
@@ -366,6 +406,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_graph.add_argument("--examples", type=int, help="rows per skill (default: loop.examples_per_round / 4)")
     p_graph.add_argument("--warmup", type=int, help="uniform rows first (default: loop.examples_per_round)")
     p_graph.set_defaults(func=cmd_skill_graph)
+    p_cal = sub.add_parser(
+        "calibrate", help="fit the simulated student to the per-skill curves of logged runs (least squares)"
+    )
+    p_cal.add_argument("experiment", help="MLflow experiment whose finished runs to fit (e.g. teachgym/arithmetic)")
+    p_cal.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    p_cal.add_argument("--policies", nargs="*", help="only the runs of these policies")
+    p_cal.add_argument("--student", default="hf", help="only the runs of this student (default hf; '' for any)")
+    p_cal.add_argument("--holdout-seeds", nargs="*", help="seeds whose runs are left out of the fit and scored")
+    p_cal.add_argument("--no-forgetting", action="store_true", help="fit without forgetting (half_life 0)")
+    p_cal.add_argument("--out", default="calibrated.yaml", help="the config written (the runs' own, student replaced)")
+    p_cal.set_defaults(func=cmd_calibrate)
     p_cmp = sub.add_parser("compare", help="compare policies over seeds from the MLflow store (table, plot)")
     p_cmp.add_argument("experiments", nargs="*", help="MLflow experiment names (default: every teachgym/... one)")
     p_cmp.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")

@@ -1,0 +1,256 @@
+"""``teachgym calibrate``: fit the simulated student to the per-skill learning curves of logged runs.
+
+The simulated student (``students/simulated.py``) is a deterministic function of what it trained on:
+given a run's rows per skill in each round (``data/examples/<skill>``), its competences after each
+round are the accuracies it predicts. This module fits its parameters — per-skill difficulty, the
+transfer share, the gate thresholds, the forgetting half-life, the ceiling and the starting
+competences — to the per-skill accuracy curves (``acc/<skill>``) of runs logged in an MLflow
+experiment, by least squares (``scipy.optimize.least_squares``, a few starts, the best kept). Runs of
+several policies and seeds see different mixtures, which is what separates transfer from practice.
+
+Some runs can be held out (by seed): the fit never sees them, and the error on them says whether
+the simulator predicts curves of mixtures it was not fitted on. The result is written as a config
+that ``student.name=simulated`` loads: the fitted runs' own config with the student replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class CalibrationError(ValueError):
+    """No runs to fit, or runs that do not carry what the fit needs."""
+
+
+@dataclass
+class RunCurves:
+    """One logged experiment: rows per skill in rounds 1..R and accuracy per skill after rounds 0..R."""
+
+    run_id: str
+    policy: str
+    seed: str
+    skills: list[str]
+    counts: np.ndarray  # [R, K]
+    accuracy: np.ndarray  # [R + 1, K]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+#: What is fitted, with the model's own names (``students/simulated.py``).
+PARAMETERS = ("difficulty", "transfer", "gate", "half_life", "ceiling", "initial")
+
+
+def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str] = (),
+              student: str | None = None) -> list[RunCurves]:
+    """The finished parent runs of ``experiment`` (warm-start stages left out) as :class:`RunCurves`.
+
+    Raises:
+        CalibrationError: No such experiment, or no finished run with per-skill curves.
+    """
+    import difflib
+
+    import mlflow
+    import yaml
+
+    from teachgym.tracking import resolve_tracking_uri
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        names = [e.name for e in client.search_experiments()]
+        near = difflib.get_close_matches(experiment, names, n=3, cutoff=0.5)
+        raise CalibrationError(f"no experiment {experiment!r} in {client.tracking_uri}"
+                               + (f"; did you mean {', '.join(map(repr, near))}?" if near else f"; there are {names}"))
+    out = []
+    for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50_000,
+                                  order_by=["attributes.start_time"]):
+        tags = run.data.tags
+        if "mlflow.parentRunId" in tags or "teachgym.policy" not in tags or tags.get("teachgym.stage"):
+            continue
+        if policies and tags["teachgym.policy"] not in policies:
+            continue
+        if student and tags.get("teachgym.student") != student:
+            continue
+        skills = sorted(k.split("/", 1)[1] for k in run.data.metrics if k.startswith("acc/")
+                        and k not in ("acc/mean", "acc/min"))
+        if not skills:
+            continue
+        acc = {s: {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"acc/{s}")} for s in skills}
+        n = {s: {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"data/examples/{s}")}
+             for s in skills}
+        rounds = max(acc[skills[0]])
+        if rounds < 1 or any(sorted(acc[s]) != list(range(rounds + 1)) for s in skills):
+            continue  # a run with gaps in its curves: nothing to align
+        config = {}
+        try:
+            config = yaml.safe_load(open(mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path="config.yaml", tracking_uri=client.tracking_uri)))
+        except Exception:  # noqa: BLE001 - the config is only a template for the output
+            config = {}
+        out.append(RunCurves(
+            run.info.run_id, tags["teachgym.policy"], tags.get("teachgym.seed", "?"), skills,
+            np.array([[n[s].get(r, 0.0) for s in skills] for r in range(1, rounds + 1)]),
+            np.array([[acc[s][r] for s in skills] for r in range(rounds + 1)]), config or {},
+        ))
+    if not out:
+        raise CalibrationError(f"no finished teachgym runs with per-skill curves in {experiment!r}")
+    if len({tuple(r.skills) for r in out}) > 1:
+        raise CalibrationError("the runs have different skills; calibrate one env at a time (one experiment)")
+    return out
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+class Model:
+    """The simulated student's parameters as an unconstrained vector, and its predicted curves."""
+
+    def __init__(self, skills: Sequence[str], prerequisites: Mapping[str, Sequence[str]], forgetting: bool = True,
+                 substeps: int = 4) -> None:
+        self.skills = list(skills)
+        self.prerequisites = {s: list(prerequisites.get(s, ())) for s in self.skills}
+        self.forgetting = forgetting
+        self.substeps = substeps
+
+    @property
+    def size(self) -> int:
+        k = len(self.skills)
+        return 2 * k + 4 + (1 if self.forgetting else 0)  # difficulty, initial, transfer, gate (2), ceiling, half-life
+
+    def decode(self, x: np.ndarray) -> dict[str, Any]:
+        """The simulated student's keyword arguments for vector ``x``."""
+        k = len(self.skills)
+        lo = _sigmoid(x[2 * k + 1]) * 0.9
+        hi = lo + (1 - lo) * _sigmoid(x[2 * k + 2])
+        params = {
+            "difficulty": {s: float(math.exp(v)) for s, v in zip(self.skills, x[:k])},
+            "initial": {s: float(_sigmoid(v)) for s, v in zip(self.skills, x[k : 2 * k])},
+            "transfer": float(_sigmoid(x[2 * k])),
+            "gate": [float(lo), float(hi)],
+            "ceiling": float(_sigmoid(x[2 * k + 3])),
+            "half_life": float(math.exp(x[2 * k + 4])) if self.forgetting else 0.0,
+        }
+        params["initial"] = {s: min(v, params["ceiling"]) for s, v in params["initial"].items()}
+        return params
+
+    def start(self, runs: Sequence[RunCurves], scale: float, transfer: float = 0.2, gate: tuple = (0.3, 0.7),
+              half_life_rounds: float = 20.0) -> np.ndarray:
+        """A starting vector: difficulty ``scale`` per skill, starting competences from round 0."""
+        k = len(self.skills)
+        a0 = np.mean([r.accuracy[0] for r in runs], axis=0)
+        per_round = float(np.mean([r.counts.sum(1).mean() for r in runs]))
+        lo, hi = gate
+        x = [math.log(scale)] * k + [_logit(max(a, 0.01)) for a in a0] + [
+            _logit(transfer), _logit(lo / 0.9), _logit((hi - lo) / (1 - lo)), _logit(0.97)]
+        if self.forgetting:
+            x.append(math.log(half_life_rounds * per_round))
+        return np.array(x)
+
+    def predict(self, params: Mapping[str, Any], run: RunCurves) -> np.ndarray:
+        """Competence per skill after rounds 0..R of ``run``'s rows per skill."""
+        from teachgym.students.simulated import SimulatedStudent
+
+        student = SimulatedStudent(skills=self.skills, prerequisites=self.prerequisites, substeps=self.substeps,
+                                   **params)
+        out = [student.competence.copy()]
+        for counts in run.counts:
+            student.practice(counts)
+            out.append(student.competence.copy())
+        return np.array(out)
+
+    def residuals(self, x: np.ndarray, runs: Sequence[RunCurves]) -> np.ndarray:
+        params = self.decode(x)
+        return np.concatenate([(self.predict(params, r) - r.accuracy).ravel() for r in runs])
+
+
+@dataclass
+class Calibration:
+    """A fitted simulated student and how well it fits."""
+
+    params: dict[str, Any]
+    skills: list[str]
+    train_rmse: dict[str, float]
+    heldout_rmse: dict[str, float] | None
+    train_runs: list[str]
+    heldout_runs: list[str]
+    cost: float
+
+    def student_config(self) -> dict[str, Any]:
+        """``student:`` for a config (``name: simulated`` and the fitted parameters, rounded)."""
+        p = self.params
+
+        def r(v: float) -> float:
+            return float(f"{v:.4g}")
+
+        return {"name": "simulated", "difficulty": {s: r(v) for s, v in p["difficulty"].items()},
+                "initial": {s: r(v) for s, v in p["initial"].items()}, "transfer": r(p["transfer"]),
+                "gate": [r(v) for v in p["gate"]], "ceiling": r(p["ceiling"]), "half_life": r(p["half_life"])}
+
+
+def rmse_per_skill(model: Model, params: Mapping[str, Any], runs: Sequence[RunCurves]) -> dict[str, float]:
+    """Root-mean-square error of predicted vs logged accuracy, per skill, over every round of ``runs``."""
+    err = np.concatenate([model.predict(params, r) - r.accuracy for r in runs])
+    return {s: float(np.sqrt(np.mean(err[:, i] ** 2))) for i, s in enumerate(model.skills)}
+
+
+def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], heldout: Sequence[RunCurves] = (),
+        forgetting: bool = True, starts: Sequence[float] | None = None) -> Calibration:
+    """Least-squares fit of the simulated student to ``runs``; ``heldout`` runs are only scored.
+
+    Args:
+        runs: The runs to fit on (several policies and seeds: different mixtures).
+        prerequisites: The env's prerequisite graph (the simulator's gates and transfer follow it).
+        heldout: Runs left out of the fit, to validate it.
+        forgetting: Fit a forgetting half-life (else none).
+        starts: Starting difficulties (examples per skill) to try; the best fit is kept.
+    """
+    from scipy.optimize import least_squares
+
+    if not runs:
+        raise CalibrationError("no runs to fit on")
+    model = Model(runs[0].skills, prerequisites, forgetting)
+    per_round = float(np.mean([r.counts.sum(1).mean() for r in runs])) / len(model.skills)
+    best = None
+    for scale in starts or (per_round * 0.5, per_round * 2, per_round * 8):
+        result = least_squares(model.residuals, model.start(runs, scale), args=(runs,), method="trf",
+                               x_scale="jac", max_nfev=400)
+        if best is None or result.cost < best.cost:
+            best = result
+    params = model.decode(best.x)
+    return Calibration(
+        params=params, skills=model.skills, train_rmse=rmse_per_skill(model, params, runs),
+        heldout_rmse=rmse_per_skill(model, params, heldout) if heldout else None,
+        train_runs=[r.run_id for r in runs], heldout_runs=[r.run_id for r in heldout], cost=float(best.cost),
+    )
+
+
+def render(cal: Calibration, runs: Sequence[RunCurves], heldout: Sequence[RunCurves]) -> str:
+    """The fit as a table: fitted difficulty and RMSE per skill, on the fitted and the held-out runs."""
+    p = cal.params
+    lines = [
+        f"fitted on {len(runs)} runs ({', '.join(sorted({f'{r.policy}-s{r.seed}' for r in runs}))})"
+        + (f"; held out {len(heldout)} ({', '.join(sorted({f'{r.policy}-s{r.seed}' for r in heldout}))})"
+           if heldout else ""),
+        f"transfer {p['transfer']:.3f}, gate [{p['gate'][0]:.3f}, {p['gate'][1]:.3f}], ceiling {p['ceiling']:.3f}, "
+        f"half_life {p['half_life']:,.0f} examples",
+        "",
+        "| skill | difficulty (examples) | initial | RMSE fitted runs | RMSE held-out runs |",
+        "|---|---|---|---|---|",
+    ]
+    for s in cal.skills:
+        held = f"{cal.heldout_rmse[s]:.3f}" if cal.heldout_rmse else "–"
+        lines.append(f"| {s} | {p['difficulty'][s]:,.0f} | {p['initial'][s]:.3f} | {cal.train_rmse[s]:.3f} | {held} |")
+    mean_train = float(np.mean(list(cal.train_rmse.values())))
+    mean_held = float(np.mean(list(cal.heldout_rmse.values()))) if cal.heldout_rmse else None
+    lines.append(f"| mean | | | {mean_train:.3f} | {'–' if mean_held is None else f'{mean_held:.3f}'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,73 @@
+"""teachgym calibrate: the simulated student fitted back to curves it made itself, and the config it writes."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from teachgym.cli import main
+from teachgym.config import load_config
+from teachgym.loop import run_experiment
+
+TRUE = {"examples_to_learn": 1500.0, "transfer": 0.3, "half_life": 0.0, "ceiling": 0.9}
+
+
+def simulated_runs(tmp_path, policies=("uniform", "missing-skill", "random"), seeds=(0, 1, 2)):
+    for policy in policies:
+        for seed in seeds:
+            run_experiment(load_config({
+                "env": {"name": "arithmetic", "eval_per_skill": 100, "pool_per_skill": 200},
+                "student": {"name": "simulated", **TRUE},
+                "policy": {"name": policy},
+                "loop": {"rounds": 6, "examples_per_round": 1500, "seed": seed, "output_dir": str(tmp_path / "out"),
+                         "save_student": False},
+                "tracking": {"plots": False, "log_predictions": False}}))
+
+
+def test_calibrate_recovers_a_simulated_student(tmp_path, capsys, monkeypatch):
+    from teachgym.calibrate import Model, fit, load_runs, rmse_per_skill
+    from teachgym.envs.arithmetic import ArithmeticEnv
+    from teachgym.students.simulated import SimulatedStudent
+
+    simulated_runs(tmp_path)
+    runs = load_runs(None, "teachgym/arithmetic", student="simulated")
+    assert len(runs) == 9 and runs[0].counts.shape == (6, 6) and runs[0].accuracy.shape == (7, 6)
+    env = ArithmeticEnv(eval_per_skill=100, pool_per_skill=200)
+    prereq = {s.name: list(s.prerequisites) for s in env.skills}
+    held = [r for r in runs if r.seed == "2"]
+    cal = fit([r for r in runs if r.seed != "2"], prereq, held, forgetting=False)
+    # The truth predicts the logged curves up to the eval's binomial noise (100 items: sd <= 0.05); the fit
+    # must do as well on the runs it saw and on the ones it did not.
+    truth = SimulatedStudent(skills=[s.name for s in env.skills], prerequisites=prereq, **TRUE)
+    model = Model(runs[0].skills, prereq, forgetting=False)
+    true_params = {"difficulty": dict(zip(truth.skills, truth.difficulty.tolist())), "transfer": 0.3,
+                   "gate": [0.3, 0.7], "ceiling": 0.9, "half_life": 0.0, "initial": 0.0}
+    floor = rmse_per_skill(model, true_params, held)
+    floor_train = rmse_per_skill(model, true_params, [r for r in runs if r.seed != "2"])
+    assert max(floor.values()) < 0.08  # the binomial noise of 100 eval items
+    for s in runs[0].skills:
+        assert cal.train_rmse[s] <= floor_train[s] + 0.01  # least squares: at least as close as the truth, nearly
+        assert cal.heldout_rmse[s] <= floor[s] + 0.02
+    assert cal.params["ceiling"] == pytest.approx(0.9, abs=0.05)
+    # the skills without prerequisites are identified well: 1500 examples to close 63% of the gap
+    assert cal.params["difficulty"]["add_nocarry"] == pytest.approx(1500, rel=0.3)
+
+    # the command: table on stdout, a config that `student.name=simulated` loads
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "cal.yaml"
+    assert main(["calibrate", "teachgym/arithmetic", "--student", "simulated", "--holdout-seeds", "2",
+                 "--no-forgetting", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| add_nocarry |" in table and "RMSE held-out runs" in table
+    written = yaml.safe_load(out.read_text())
+    assert written["student"]["name"] == "simulated" and written["env"]["name"] == "arithmetic"
+    cfg = load_config(written, [f"loop.output_dir={tmp_path / 'again'}", "tracking.enabled=false", "loop.rounds=1"])
+    assert run_experiment(cfg).rounds[-1].mean_accuracy > 0
+
+
+def test_calibrate_errors_are_clear(tmp_path, capsys):
+    assert main(["calibrate", "teachgym/arithmetc"]) == 2
+    assert "no experiment 'teachgym/arithmetc'" in capsys.readouterr().err
+    simulated_runs(tmp_path, policies=("uniform",), seeds=(0,))
+    assert main(["calibrate", "teachgym/arithmetic", "--student", "simulated", "--holdout-seeds", "0"]) == 2
+    assert "every run is held out" in capsys.readouterr().err
