@@ -235,8 +235,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(render(cal, fitted, heldout), end="")
     config = {k: v for k, v in base.items() if k not in ("sweep", "warm_start", "synthesis")}
     config["student"] = cal.student_config()
+    if config.get("loop"):  # not the fitted run's (or sweep trial's) own folder
+        config["loop"] = {**config["loop"], "output_dir": "outputs"}
     if config.get("tracking"):
-        config["tracking"] = {**config["tracking"], "run_name": None}
+        config["tracking"] = {**config["tracking"], "run_name": None, "tags": {}}
     header = (f"# The simulated student fitted by `teachgym calibrate {args.experiment}` to {len(fitted)} runs "
               f"(mean RMSE {sum(cal.train_rmse.values()) / len(cal.train_rmse):.3f}"
               + (f", held-out {sum(cal.heldout_rmse.values()) / len(cal.heldout_rmse):.3f}" if cal.heldout_rmse else "")
