@@ -10,6 +10,9 @@ skill ``k`` correctly. Training on ``n[k]`` examples of each skill (a round is s
    where ``N`` is all the examples trained on.
 3. *Prerequisites* — a skill cannot be learned before its prerequisites:
    ``g[k] = prod_j clip((c[j] - gate_lo) / (gate_hi - gate_lo), 0, 1)`` over prerequisites ``j``.
+   With ``onset > 0`` a shared *format* competence ``f`` (0 at first) is learned from every example,
+   ``f += (1 - f) * (1 - exp(-N / onset))``, and gates every skill the same way: the slow start of a
+   language model, which first learns the answer format that all skills share.
 4. *Saturating learning* — ``c[k] += (ceiling - c[k]) * (1 - exp(-g[k] * p[k] / difficulty[k]))``:
    ``difficulty[k]`` examples with the prerequisites mastered close 63% of the remaining gap.
    By default ``difficulty[k] = examples_to_learn * (1 + depth_scale * depth[k])``, ``depth`` being
@@ -54,6 +57,9 @@ class SimulatedStudent:
         transfer: Share of an example that counts as practice for a directly related skill, or a full
             ``{skill: {other: share}}`` matrix (missing entries 0, diagonal 1).
         half_life: Examples of other training that halve an unpractised skill's competence (0: no forgetting).
+        onset: Examples of any skill that close 63% of the gap of a shared *format* competence, which gates
+            every skill like a prerequisite (what a language model learns first: the answer format); it
+            gives learning curves a slow start. 0: no such stage.
         gate: Prerequisite competence at which a skill starts to be learnable, and at which fully.
         ceiling: Competence a skill saturates at.
         initial: Starting competence, for every skill or ``{skill: value}``.
@@ -73,6 +79,7 @@ class SimulatedStudent:
         difficulty: Mapping[str, float] | None = None,
         transfer: float | Mapping[str, Mapping[str, float]] = 0.2,
         half_life: float = 60_000.0,
+        onset: float = 0.0,
         gate: tuple[float, float] = (0.3, 0.7),
         ceiling: float = 0.97,
         initial: float | Mapping[str, float] = 0.0,
@@ -105,6 +112,10 @@ class SimulatedStudent:
         self.gate = (float(gate[0]), float(gate[1]))
         self.ceiling = float(ceiling)
         self.half_life = float(half_life)
+        if onset < 0:
+            raise ValueError(f"onset must be >= 0, got {onset}")
+        self.onset = float(onset)
+        self.format = 0.0 if self.onset > 0 else 1.0
         self.substeps = int(substeps)
         k = len(names)
         idx = {s: i for i, s in enumerate(names)}
@@ -182,6 +193,7 @@ class SimulatedStudent:
         """Back to the initial competences, with fresh measurement draws from ``seed`` (default: the constructor's)."""
         self.seed = self.seed if seed is None else int(seed)
         self.competence = self._initial.copy()
+        self.format = 0.0 if self.onset > 0 else 1.0
         self._rng = np.random.default_rng(self.seed)
         self._draws = None
         self.examples_seen = 0
@@ -206,17 +218,22 @@ class SimulatedStudent:
         keep = [2.0 ** (-max(0.0, total - pk) / self.half_life) if self.half_life > 0 else 1.0 for pk in p]
         rate = [pk / d for pk, d in zip(p, self._difficulty_list)]
         c = self.competence.tolist()
+        fmt = self.format
         for _ in range(steps):
             c = [ci * ki for ci, ki in zip(c, keep)]
             ready = [min(1.0, max(0.0, (ci - lo) / span)) for ci in c]
+            if self.onset > 0:  # the shared format stage: learned from every example, gates every skill
+                fmt += (1.0 - fmt) * -math.expm1(-total / self.onset)
+            fmt_ready = min(1.0, max(0.0, (fmt - lo) / span)) if self.onset > 0 else 1.0
             new = []
             for k, ck in enumerate(c):
-                g = 1.0
+                g = fmt_ready
                 for j in self._prereq_lists[k]:
                     g *= ready[j]
                 new.append(ck + (ceiling - ck) * -math.expm1(-g * rate[k]))
             c = new
         self.competence = np.array(c)
+        self.format = fmt
         self.examples_seen += int(sum(n))
         self.version += 1
         self._draws = None
@@ -347,6 +364,7 @@ class SimulatedStudent:
             "version": self.version,
             "rng": self._rng.bit_generator.state,
             "draws": None if self._draws is None else self._draws.tolist(),
+            "format": self.format,
         }
         (Path(path) / CHECKPOINT).write_text(json.dumps(state))
 
@@ -365,6 +383,7 @@ class SimulatedStudent:
         if state["skills"] != self.skills:
             raise ValueError(f"checkpoint {file} is for skills {state['skills']}, this student has {self.skills}")
         self.competence = np.asarray(state["competence"], dtype=float)
+        self.format = float(state.get("format", self.format))
         self.examples_seen = int(state["examples_seen"])
         self.version = int(state["version"])
         self._rng.bit_generator.state = state["rng"]

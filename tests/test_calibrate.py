@@ -71,3 +71,27 @@ def test_calibrate_errors_are_clear(tmp_path, capsys):
     simulated_runs(tmp_path, policies=("uniform",), seeds=(0,))
     assert main(["calibrate", "teachgym/arithmetic", "--student", "simulated", "--holdout-seeds", "0"]) == 2
     assert "every run is held out" in capsys.readouterr().err
+
+
+def test_the_format_onset_gives_a_slow_start_and_resumes_exactly(tmp_path):
+    from teachgym.students.simulated import SimulatedStudent
+
+    plain = SimulatedStudent(skills=["a", "b"], examples_to_learn=1000.0)
+    slow = SimulatedStudent(skills=["a", "b"], examples_to_learn=1000.0, onset=4000.0)
+    curve_plain, curve_slow = [], []
+    for _ in range(6):
+        plain.practice([500, 500])
+        slow.practice([500, 500])
+        curve_plain.append(plain.competence[0])
+        curve_slow.append(slow.competence[0])
+    # without the stage: fastest gain first (concave); with it: nothing until the format passes the gate, then a rise
+    assert curve_plain[0] > 0.3 and curve_slow[0] < 0.01
+    gains = [b - a for a, b in zip([0.0, *curve_slow], curve_slow)]
+    assert max(gains) > gains[0] + 0.05 and curve_slow[-1] > 0.5
+    assert 0 < slow.format < 1
+    slow.save_state(str(tmp_path / "s"))
+    again = SimulatedStudent(skills=["a", "b"], examples_to_learn=1000.0, onset=4000.0)
+    again.load_state(str(tmp_path / "s"))
+    slow.practice([300, 100])
+    again.practice([300, 100])
+    assert again.format == slow.format and (again.competence == slow.competence).all()

@@ -4,7 +4,7 @@ The simulated student (``students/simulated.py``) is a deterministic function of
 given a run's rows per skill in each round (``data/examples/<skill>``), its competences after each
 round are the accuracies it predicts. This module fits its parameters — per-skill difficulty, the
 transfer share, the gate thresholds, the forgetting half-life, the ceiling and the starting
-competences — to the per-skill accuracy curves (``acc/<skill>``) of runs logged in an MLflow
+competences, and the onset of the shared format stage — to the per-skill accuracy curves (``acc/<skill>``) of runs logged in an MLflow
 experiment, by least squares (``scipy.optimize.least_squares``, a few starts, the best kept). Runs of
 several policies and seeds see different mixtures, which is what separates transfer from practice.
 
@@ -41,7 +41,7 @@ class RunCurves:
 
 
 #: What is fitted, with the model's own names (``students/simulated.py``).
-PARAMETERS = ("difficulty", "transfer", "gate", "half_life", "ceiling", "initial")
+PARAMETERS = ("difficulty", "transfer", "gate", "half_life", "ceiling", "initial", "onset")
 
 
 def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str] = (),
@@ -104,7 +104,11 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
 
 
 def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
+    return 1 / (1 + math.exp(-max(min(float(x), 40.0), -40.0)))
+
+
+def _exp(x: float) -> float:
+    return math.exp(min(float(x), 40.0))  # a parameter the data cannot bound (a skill never learned) runs off
 
 
 def _logit(p: float) -> float:
@@ -116,16 +120,12 @@ class Model:
     """The simulated student's parameters as an unconstrained vector, and its predicted curves."""
 
     def __init__(self, skills: Sequence[str], prerequisites: Mapping[str, Sequence[str]], forgetting: bool = True,
-                 substeps: int = 4) -> None:
+                 onset: bool = True, substeps: int = 4) -> None:
         self.skills = list(skills)
         self.prerequisites = {s: list(prerequisites.get(s, ())) for s in self.skills}
         self.forgetting = forgetting
+        self.onset = onset
         self.substeps = substeps
-
-    @property
-    def size(self) -> int:
-        k = len(self.skills)
-        return 2 * k + 4 + (1 if self.forgetting else 0)  # difficulty, initial, transfer, gate (2), ceiling, half-life
 
     def decode(self, x: np.ndarray) -> dict[str, Any]:
         """The simulated student's keyword arguments for vector ``x``."""
@@ -133,12 +133,13 @@ class Model:
         lo = _sigmoid(x[2 * k + 1]) * 0.9
         hi = lo + (1 - lo) * _sigmoid(x[2 * k + 2])
         params = {
-            "difficulty": {s: float(math.exp(v)) for s, v in zip(self.skills, x[:k])},
+            "difficulty": {s: _exp(v) for s, v in zip(self.skills, x[:k])},
             "initial": {s: float(_sigmoid(v)) for s, v in zip(self.skills, x[k : 2 * k])},
             "transfer": float(_sigmoid(x[2 * k])),
             "gate": [float(lo), float(hi)],
             "ceiling": float(_sigmoid(x[2 * k + 3])),
-            "half_life": float(math.exp(x[2 * k + 4])) if self.forgetting else 0.0,
+            "half_life": _exp(x[2 * k + 4]) if self.forgetting else 0.0,
+            "onset": _exp(x[-1]) if self.onset else 0.0,
         }
         params["initial"] = {s: min(v, params["ceiling"]) for s, v in params["initial"].items()}
         return params
@@ -154,6 +155,8 @@ class Model:
             _logit(transfer), _logit(lo / 0.9), _logit((hi - lo) / (1 - lo)), _logit(0.97)]
         if self.forgetting:
             x.append(math.log(half_life_rounds * per_round))
+        if self.onset:
+            x.append(math.log(per_round))
         return np.array(x)
 
     def predict(self, params: Mapping[str, Any], run: RunCurves) -> np.ndarray:
@@ -194,7 +197,8 @@ class Calibration:
 
         return {"name": "simulated", "difficulty": {s: r(v) for s, v in p["difficulty"].items()},
                 "initial": {s: r(v) for s, v in p["initial"].items()}, "transfer": r(p["transfer"]),
-                "gate": [r(v) for v in p["gate"]], "ceiling": r(p["ceiling"]), "half_life": r(p["half_life"])}
+                "gate": [r(v) for v in p["gate"]], "ceiling": r(p["ceiling"]), "half_life": r(p["half_life"]),
+                "onset": r(p["onset"])}
 
 
 def rmse_per_skill(model: Model, params: Mapping[str, Any], runs: Sequence[RunCurves]) -> dict[str, float]:
@@ -204,7 +208,7 @@ def rmse_per_skill(model: Model, params: Mapping[str, Any], runs: Sequence[RunCu
 
 
 def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], heldout: Sequence[RunCurves] = (),
-        forgetting: bool = True, starts: Sequence[float] | None = None) -> Calibration:
+        forgetting: bool = True, onset: bool = True, starts: Sequence[float] | None = None) -> Calibration:
     """Least-squares fit of the simulated student to ``runs``; ``heldout`` runs are only scored.
 
     Args:
@@ -212,13 +216,14 @@ def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], h
         prerequisites: The env's prerequisite graph (the simulator's gates and transfer follow it).
         heldout: Runs left out of the fit, to validate it.
         forgetting: Fit a forgetting half-life (else none).
+        onset: Fit the shared format stage's ``onset`` (else none): the slow start of an LM's curves.
         starts: Starting difficulties (examples per skill) to try; the best fit is kept.
     """
     from scipy.optimize import least_squares
 
     if not runs:
         raise CalibrationError("no runs to fit on")
-    model = Model(runs[0].skills, prerequisites, forgetting)
+    model = Model(runs[0].skills, prerequisites, forgetting, onset)
     per_round = float(np.mean([r.counts.sum(1).mean() for r in runs])) / len(model.skills)
     best = None
     for scale in starts or (per_round * 0.5, per_round * 2, per_round * 8):
@@ -242,7 +247,7 @@ def render(cal: Calibration, runs: Sequence[RunCurves], heldout: Sequence[RunCur
         + (f"; held out {len(heldout)} ({', '.join(sorted({f'{r.policy}-s{r.seed}' for r in heldout}))})"
            if heldout else ""),
         f"transfer {p['transfer']:.3f}, gate [{p['gate'][0]:.3f}, {p['gate'][1]:.3f}], ceiling {p['ceiling']:.3f}, "
-        f"half_life {p['half_life']:,.0f} examples",
+        f"half_life {p['half_life']:,.0f} examples, onset {p['onset']:,.0f} examples",
         "",
         "| skill | difficulty (examples) | initial | RMSE fitted runs | RMSE held-out runs |",
         "|---|---|---|---|---|",

@@ -228,7 +228,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             env = build_component("envs", "env", ComponentConfig(**base["env"]))
             prerequisites = {s.name: list(s.prerequisites) for s in env.skills}
         print(f"fitting the simulated student to {len(fitted)} runs of {args.experiment!r} ...", file=sys.stderr)
-        cal = fit(fitted, prerequisites, heldout, forgetting=not args.no_forgetting)
+        cal = fit(fitted, prerequisites, heldout, forgetting=not args.no_forgetting, onset=not args.no_onset)
     except (CalibrationError, ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -417,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_cal.add_argument("--student", default="hf", help="only the runs of this student (default hf; '' for any)")
     p_cal.add_argument("--holdout-seeds", nargs="*", help="seeds whose runs are left out of the fit and scored")
     p_cal.add_argument("--no-forgetting", action="store_true", help="fit without forgetting (half_life 0)")
+    p_cal.add_argument("--no-onset", action="store_true", help="fit without the shared format stage (onset 0)")
     p_cal.add_argument("--out", default="calibrated.yaml", help="the config written (the runs' own, student replaced)")
     p_cal.set_defaults(func=cmd_calibrate)
     p_cmp = sub.add_parser("compare", help="compare policies over seeds from the MLflow store (table, plot)")
