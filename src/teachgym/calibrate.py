@@ -5,8 +5,9 @@ given a run's rows per skill in each round (``data/examples/<skill>``), its comp
 round are the accuracies it predicts. This module fits its parameters — per-skill difficulty, the
 transfer share, the gate thresholds, the forgetting half-life, the ceiling and the starting
 competences, and the onset of the shared format stage — to the per-skill accuracy curves
-(``acc/<skill>``) of runs logged in an MLflow experiment, by least squares (``scipy.optimize.least_squares``, a few starts, the best kept). Runs of
-several policies and seeds see different mixtures, which is what separates transfer from practice.
+(``acc/<skill>``) of runs logged in an MLflow experiment, by least squares
+(``scipy.optimize.least_squares``, a few starts, the best kept). Runs of several policies and seeds
+see different mixtures, which is what separates transfer from practice.
 
 Some runs can be held out (by seed): the fit never sees them, and the error on them says whether
 the simulator predicts curves of mixtures it was not fitted on. The result is written as a config
