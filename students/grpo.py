@@ -41,14 +41,13 @@ import importlib.util
 import logging
 import math
 import os
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from teachgym.students.hf import HFStudent, _stop_check
+from teachgym.students.hf import HFStudent, _drop_forward_patch, _stop_check
 from teachgym.types import RolloutStats, TrainReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -281,11 +280,6 @@ class GRPOStudent(HFStudent):
         from transformers.trainer_callback import PrinterCallback
         from trl import GRPOConfig
 
-        report_to = "none"
-        if "mlflow" in sys.modules:
-            import mlflow
-
-            report_to = "mlflow" if mlflow.active_run() is not None else "none"
         data = dataset.select_columns(["prompt"] + (["skills"] if "skills" in dataset.column_names else []))
         record: list[tuple[list[float], list[float]]] = []
         funcs, weights = self._reward_functions(record)
@@ -301,16 +295,7 @@ class GRPOStudent(HFStudent):
         steps = len(data) * self.num_generations // batch
         with tempfile.TemporaryDirectory(prefix="teachgym-grpo-") as out:
             args = GRPOConfig(
-                output_dir=out,
-                bf16=self.precision == "bf16",
-                fp16=self.precision == "fp16",
-                use_cpu=self.device == "cpu",
-                report_to=report_to,
-                save_strategy="no",
-                logging_steps=max(1, min(50, steps // 4)),
-                disable_tqdm=True,
-                seed=self.seed + self.rounds_trained,
-                dataloader_num_workers=0,
+                **self._trainer_args(out, steps),
                 num_train_epochs=1,
                 lr_scheduler_type="constant",
                 reward_weights=weights,
@@ -335,10 +320,9 @@ class GRPOStudent(HFStudent):
             result = trainer.train()
             runtime = time.perf_counter() - start
         self.model = trainer.model
-        target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        target.__dict__.pop("forward", None)  # the trainer's fused-LM-head patch, which would stack (see hf)
+        _drop_forward_patch(self.model)  # the trainer's fused-LM-head patch, which would stack round after round
         if self.reference is not None:
-            self.reference.__dict__.pop("forward", None)
+            _drop_forward_patch(self.reference)
         self.rounds_trained += 1
         rollouts = trainer.rollouts
         metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}

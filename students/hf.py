@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -83,6 +84,18 @@ def _device(device: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def _drop_forward_patch(model: Any) -> None:
+    """Remove the instance ``forward`` a TRL trainer left on ``model`` (or on its peft base model).
+
+    SFTTrainer and GRPOTrainer patch ``model.forward`` with a fused LM head whose closure holds the
+    *previous* forward bound to this very model object. Left in place, the patches stack up round after
+    round, and a deep copy of the student would keep calling the original model's weights. The class's
+    own forward is what generation and loss need, so the instance patch goes.
+    """
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target.__dict__.pop("forward", None)
 
 
 def _stop_check() -> Any:
@@ -196,32 +209,13 @@ class HFStudent:
         Logs to MLflow through transformers' ``MLflowCallback`` when an MLflow run is active (the
         loop opens the round's child run first), so the trainer's curves land in that round's run.
         """
-        import sys
-
         from transformers.trainer_callback import PrinterCallback
         from trl import SFTConfig, SFTTrainer
 
-        report_to = "none"
-        if "mlflow" in sys.modules:
-            import mlflow
-
-            report_to = "mlflow" if mlflow.active_run() is not None else "none"
         data = dataset.select_columns(["prompt", "completion"])
         with tempfile.TemporaryDirectory(prefix="teachgym-sft-") as out:
-            args = SFTConfig(
-                output_dir=out,
-                bf16=self.precision == "bf16",
-                fp16=self.precision == "fp16",
-                use_cpu=self.device == "cpu",
-                report_to=report_to,
-                save_strategy="no",
-                logging_steps=max(1, min(50, len(data) // (4 * self.train_args["per_device_train_batch_size"]))),
-                disable_tqdm=True,
-                seed=self.seed + self.rounds_trained,
-                dataloader_num_workers=0,
-                dataset_num_proc=None,
-                **self.train_args,
-            )
+            steps = len(data) // self.train_args["per_device_train_batch_size"]
+            args = SFTConfig(**self._trainer_args(out, steps), dataset_num_proc=None, **self.train_args)
             trainer = SFTTrainer(model=self.model, args=args, train_dataset=data, processing_class=self.tokenizer)
             trainer.remove_callback(PrinterCallback)  # the loop prints its own line per round
             trainer.add_callback(_stop_check())
@@ -229,12 +223,7 @@ class HFStudent:
             result = trainer.train()
             runtime = time.perf_counter() - start
         self.model = trainer.model
-        # SFTTrainer patches `model.forward` with a fused LM head whose closure holds the *previous*
-        # forward bound to this very model object. Left in place, the patches stack up round after
-        # round, and a deep copy of the student would keep calling the original model's weights.
-        # The class's own forward is what generation and loss need, so drop the instance patch.
-        target = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        target.__dict__.pop("forward", None)
+        _drop_forward_patch(self.model)
         self.rounds_trained += 1
         return TrainReport(
             steps=int(result.global_step),
@@ -242,6 +231,29 @@ class HFStudent:
             runtime_s=runtime,
             metrics={k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))},
         )
+
+    def _trainer_args(self, output_dir: str, steps: int) -> dict[str, Any]:
+        """The TRL config fields every round's trainer shares (SFT here, GRPO in ``students/grpo.py``).
+
+        Logs to MLflow only when a run is active: the loop opens the round's child run first.
+        """
+        report_to = "none"
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            report_to = "mlflow" if mlflow.active_run() is not None else "none"
+        return {
+            "output_dir": output_dir,
+            "bf16": self.precision == "bf16",
+            "fp16": self.precision == "fp16",
+            "use_cpu": self.device == "cpu",
+            "report_to": report_to,
+            "save_strategy": "no",
+            "logging_steps": max(1, min(50, steps // 4)),
+            "disable_tqdm": True,
+            "seed": self.seed + self.rounds_trained,
+            "dataloader_num_workers": 0,
+        }
 
     # -- inference ------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 256) -> list[str]:
