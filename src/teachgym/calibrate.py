@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,11 +38,6 @@ class RunCurves:
     skills: list[str]
     counts: np.ndarray  # [R, K]
     accuracy: np.ndarray  # [R + 1, K]
-    config: dict[str, Any] = field(default_factory=dict)
-
-
-#: What is fitted, with the model's own names (``students/simulated.py``).
-PARAMETERS = ("difficulty", "transfer", "gate", "half_life", "ceiling", "initial", "onset")
 
 
 def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str] = (),
@@ -55,7 +50,6 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
     import difflib
 
     import mlflow
-    import yaml
 
     from teachgym.tracking import resolve_tracking_uri
 
@@ -86,16 +80,10 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
         rounds = max(acc[skills[0]])
         if rounds < 1 or any(sorted(acc[s]) != list(range(rounds + 1)) for s in skills):
             continue  # a run with gaps in its curves: nothing to align
-        config = {}
-        try:
-            config = yaml.safe_load(open(mlflow.artifacts.download_artifacts(
-                run_id=run.info.run_id, artifact_path="config.yaml", tracking_uri=client.tracking_uri)))
-        except Exception:  # noqa: BLE001 - the config is only a template for the output
-            config = {}
         out.append(RunCurves(
             run.info.run_id, tags["teachgym.policy"], tags.get("teachgym.seed", "?"), skills,
             np.array([[n[s].get(r, 0.0) for s in skills] for r in range(1, rounds + 1)]),
-            np.array([[acc[s][r] for s in skills] for r in range(rounds + 1)]), config or {},
+            np.array([[acc[s][r] for s in skills] for r in range(rounds + 1)]),
         ))
     if not out:
         raise CalibrationError(f"no finished teachgym runs with per-skill curves in {experiment!r}")
@@ -106,6 +94,25 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
 
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-max(min(float(x), 40.0), -40.0)))
+
+
+def run_config(tracking_uri: str | None, runs: Sequence[RunCurves]) -> dict[str, Any]:
+    """The experiment config the first of ``runs`` that has one logged (``config.yaml``); {} if none does."""
+    import mlflow
+    import yaml
+
+    from teachgym.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    for run in runs:
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path="config.yaml",
+                                                       tracking_uri=uri)
+        except Exception:  # noqa: BLE001 - a run without the artifact: try the next
+            continue
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    return {}
 
 
 def _exp(x: float) -> float:

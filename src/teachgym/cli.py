@@ -211,7 +211,7 @@ def cmd_skill_graph(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import yaml
 
-    from teachgym.calibrate import CalibrationError, fit, load_runs, render
+    from teachgym.calibrate import CalibrationError, fit, load_runs, render, run_config
     from teachgym.config import ComponentConfig, ConfigError, build_component
 
     _quiet()
@@ -222,7 +222,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if not fitted:
             seeds = sorted({r.seed for r in runs})
             raise CalibrationError(f"every run is held out (seeds {seeds}); keep some to fit on")
-        base = next((r.config for r in fitted if r.config), {})
+        base = run_config(args.tracking_uri, fitted)
         prerequisites: dict = {}
         if base.get("env"):
             env = build_component("envs", "env", ComponentConfig(**base["env"]))
