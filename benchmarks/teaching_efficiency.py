@@ -107,7 +107,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda s: -s["final"][0])
 
 
-def markdown(student: str, stats: list[dict], rows: list[dict]) -> str:
+def markdown(student: str, stats: list[dict], rows: list[dict], baselines: tuple[str, ...] = ("uniform",)) -> str:
     from teachgym.analysis import format_ci
     from teachgym.compare import paired_rows, render_paired
 
@@ -124,20 +124,24 @@ def markdown(student: str, stats: list[dict], rows: list[dict]) -> str:
     for s in stats:
         lines.append(f"| {s['policy']} | {len(s['seeds'])} | {format_ci(*s['final'])} | {format_ci(*s['weakest'])} "
                      f"| {format_ci(*s['auc'])} | {s['wall_s']:.1f} |")
-    paired = paired_rows(curves(rows), "uniform") if any(r["policy"] == "uniform" for r in rows) else []
-    if paired:
+    for baseline in baselines:
+        paired = paired_rows(curves(rows), baseline) if any(r["policy"] == baseline for r in rows) else []
+        if not paired:
+            continue
         lines += [
             "",
-            "### Paired with uniform, seed by seed",
+            f"### Paired with {baseline}, seed by seed",
             "",
-            "Each seed fixes the eval set, the initial weights and the data seed, so each policy is compared with "
-            "uniform on the same seed. Δ: mean difference [95% t-interval on the differences]; wins: seeds with a "
-            "higher final acc/mean; P(> uniform): probability of improvement (rliable) [bootstrap 95%]; "
-            "data-efficiency ratio: examples to first reach uniform's final acc/mean of the same seed ÷ uniform's "
-            "budget, over the seeds that reached it.",
+            f"Each seed fixes the eval set, the initial weights and the data seed, so each policy is compared with "
+            f"{baseline} on the same seed. Δ: mean difference [95% t-interval on the differences]; wins: seeds with a "
+            f"higher final acc/mean; P(> {baseline}): probability of improvement (rliable) [bootstrap 95%]; "
+            f"data-efficiency ratio: examples to first reach {baseline}'s final acc/mean of the same seed ÷ "
+            f"{baseline}'s budget, over the seeds that reached it.",
             "",
             render_paired(paired).rstrip(),
         ]
+        if baseline != "uniform":
+            continue
         best = [r for r in paired if r["reached"] == len(r["seeds"]) > 1 and r["ratio"][0] <= 0.5
                 and r["ratio"][0] + r["ratio"][1] < 1.0]
         lines += ["", "Target (a policy reaches uniform's final accuracy with at most half of its examples on average, "
@@ -197,6 +201,8 @@ def main() -> None:
     parser.add_argument("--work-dir", default="outputs", help="where the sweep keeps its trials (resume state)")
     parser.add_argument("--sequential", action="store_true", help="run the cases one by one here instead of on Ray")
     parser.add_argument("--max-concurrent", type=int, help="cases at once on Ray (default: one per CPU core)")
+    parser.add_argument("--baselines", nargs="+", default=["uniform"],
+                        help="pair every policy with each of these, seed by seed (a table per baseline)")
     args = parser.parse_args()
     from teachgym.cli import _quiet
     from teachgym.registry import BUILTINS
@@ -236,7 +242,7 @@ def main() -> None:
             continue
         stats = summarize(rows)
         md, png = results / f"teaching_efficiency_{student}.md", results / f"teaching_efficiency_{student}.png"
-        text = markdown(student, stats, rows)
+        text = markdown(student, stats, rows, tuple(args.baselines))
         md.write_text(text + f"\n![learning curves](teaching_efficiency_{student}.png)\n")
         plot(student, stats, rows, png)
         print(text)

@@ -12,6 +12,12 @@
     python benchmarks/train_learned_teacher.py --timesteps 20000 --out /tmp/t.zip --eval-seeds 1000
     python benchmarks/train_learned_teacher.py --skip-training       # compare the saved model only
 
+Domain randomisation on a fitted simulator (`teachgym calibrate ... --out calibrated.yaml`): train on
+the calibrated student with its parameters redrawn every episode around the fit, and compare there:
+
+    python benchmarks/train_learned_teacher.py --student-config calibrated.yaml \
+        --randomize difficulty=0.5 transfer=0.5 half_life=0.5 onset=0.5 gate=0.2 --out dr.zip
+
 Needs `pip install 'teachgym[rl]'`.
 """
 
@@ -35,7 +41,8 @@ def train(args: argparse.Namespace, rounds: int, per_round: int) -> None:
     from teachgym.policies.learned import save_teacher
 
     torch.set_num_threads(1)  # a small MLP: threads cost more than they give
-    kwargs = {"student": "simulated", "rounds": rounds, "examples_per_round": per_round, "reward": args.reward}
+    kwargs = {"student": "simulated", "rounds": rounds, "examples_per_round": per_round, "reward": args.reward,
+              "student_kwargs": args.student_kwargs, "randomize": args.spread}
     venv = make_vec_env(TeachEnv, n_envs=args.n_envs, seed=args.seed, env_kwargs=kwargs)
     model = PPO(
         "MlpPolicy", venv, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=10, gamma=1.0,
@@ -53,7 +60,8 @@ def train(args: argparse.Namespace, rounds: int, per_round: int) -> None:
               f"{done / (time.perf_counter() - start):.0f} steps/s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
     path = save_teacher(model, args.out, TeachEnv(**kwargs), timesteps=int(done), seed=args.seed,
-                        train_seconds=round(wall, 1), algorithm="PPO", student="simulated")
+                        train_seconds=round(wall, 1), algorithm="PPO", student="simulated",
+                        student_kwargs=args.student_kwargs, randomize=args.spread)
     print(f"saved {path} ({done} steps in {wall:.0f} s)", file=sys.stderr)
 
 
@@ -70,9 +78,9 @@ def compare(args: argparse.Namespace) -> str:
             "loop.seed": [str(s) for s in args.eval_seeds]}
     # The model's bytes name the sweep: a retrained model is a new comparison, not a rerun of the old one.
     digest = hashlib.sha1(Path(args.out).read_bytes()).hexdigest()[:8]
-    plan = plan_sweep(ROOT / "configs" / "arithmetic.yaml",
-                      ["student.name=simulated", "tracking.enabled=false", "loop.save_student=false",
-                       f"loop.output_dir={args.work_dir}"], grid=grid, name=f"learned-teacher-{digest}")
+    base = args.student_config or ROOT / "configs" / "arithmetic.yaml"
+    plan = plan_sweep(base, ["student.name=simulated", "tracking.enabled=false", "loop.save_student=false",
+                             f"loop.output_dir={args.work_dir}"], grid=grid, name=f"learned-teacher-{digest}")
     result = run_sweep(plan, sequential=args.sequential, on_event=Display())
     if result.interrupted is not None:
         raise result.interrupted
@@ -88,7 +96,8 @@ def compare(args: argparse.Namespace) -> str:
                      mean_ci([r["acc_min"][-1] for r in done]), wall))
     rows.sort(key=lambda r: -r[1][0])
     lines = [
-        f"## Learned teacher vs hand-written policies — simulated student, held-out seeds {args.eval_seeds}",
+        f"## Learned teacher vs hand-written policies — simulated student"
+        f"{' (' + str(args.student_config) + ')' if args.student_config else ''}, held-out seeds {args.eval_seeds}",
         "",
         "Return = final minus initial mean accuracy (the sum of the gym env's `gain` rewards), each policy run "
         "through the real loop (`configs/arithmetic.yaml`, `student.name=simulated`); mean ± 95% t-interval.",
@@ -116,12 +125,28 @@ def main() -> None:
     parser.add_argument("--report", default=str(RESULTS / "learned_teacher.md"))
     parser.add_argument("--work-dir", default="outputs", help="where the comparison sweep keeps its trials")
     parser.add_argument("--sequential", action="store_true", help="compare one case at a time here, not on Ray")
+    parser.add_argument("--student-config", help="a config whose student is `simulated` (`teachgym calibrate --out`): "
+                        "train and compare on that student instead of the default simulated one")
+    parser.add_argument("--randomize", nargs="*", default=[], metavar="PARAM=SPREAD",
+                        help="domain randomisation: redraw these student parameters every episode, each times "
+                        "exp(SPREAD * N(0, 1)) (teachgym.gym.randomize_params)")
     args = parser.parse_args()
     from teachgym.cli import _quiet
     from teachgym.config import load_config
 
     _quiet()
-    loop = load_config(ROOT / "configs" / "arithmetic.yaml").loop
+    config = load_config(args.student_config or ROOT / "configs" / "arithmetic.yaml")
+    args.student_kwargs = {}  # the default simulated student
+    if args.student_config:
+        if config.student.name != "simulated":
+            raise SystemExit(f"--student-config {args.student_config}: its student is {config.student.name!r}, "
+                             "not 'simulated' (write one with `teachgym calibrate ... --out calibrated.yaml`)")
+        args.student_kwargs = config.student.kwargs
+    try:
+        args.spread = {k: float(v) for k, v in (item.split("=", 1) for item in args.randomize)}
+    except ValueError:
+        raise SystemExit(f"--randomize takes PARAM=SPREAD pairs, e.g. transfer=0.5, not {args.randomize}") from None
+    loop = config.loop
     if not args.skip_training:
         print(f"training PPO for {args.timesteps} steps ({loop.rounds} rounds x {loop.examples_per_round} examples "
               "per episode, simulated student)", file=sys.stderr)

@@ -31,11 +31,11 @@ _CLAUSE = re.compile(r"^([a-z])=([+-])([a-z]|1)$")
 MAX_LENGTH = 12
 
 
-def _skills(length: int) -> tuple[Skill, ...]:
+def _skills(length: int, levels: tuple[int, ...]) -> tuple[Skill, ...]:
     out = []
     for k in range(1, length + 1):
         what = "the root variable's value" if k == 1 else f"a variable {k - 1} assignment(s) down the chain"
-        out.append(Skill(f"hop{k}", f"LEGO: resolve {what}", (f"hop{k - 1}",) if k > 1 else (), (1, 2)))
+        out.append(Skill(f"hop{k}", f"LEGO: resolve {what}", (f"hop{k - 1}",) if k > 1 else (), levels))
     return tuple(out)
 
 
@@ -75,6 +75,7 @@ class LegoEnv(GeneratedEnv):
         eval_seed: int = 1234,
         pool_seed: int = 0,
         skills: Sequence[str] | None = None,
+        levels: Sequence[int] = (1, 2),
     ) -> None:
         """Build the env.
 
@@ -85,11 +86,17 @@ class LegoEnv(GeneratedEnv):
             eval_seed: Seed of the eval set; keep it fixed to compare runs.
             pool_seed: Seed of the pool.
             skills: A subset of skill names to use (default: every hop).
+            levels: The levels that the eval set and the pool draw from, alternately: ``1`` lists the
+                clauses in chain order, ``2`` shuffles them (Skill-it always shuffles). ``[1]`` makes a
+                task that a tiny CPU student can learn in minutes; the hop structure is the same.
         """
         if not 2 <= length <= MAX_LENGTH:
             raise ValueError(f"length must be between 2 and {MAX_LENGTH}, not {length}")
+        levels = tuple(levels)
+        if not levels or set(levels) - {1, 2} or len(set(levels)) != len(levels):
+            raise ValueError(f"levels must be a non-empty list of distinct levels from 1 and 2, not {list(levels)}")
         self.length = length
-        self.ALL_SKILLS = _skills(length)
+        self.ALL_SKILLS = _skills(length, levels)
         super().__init__(eval_per_skill, pool_per_skill, eval_seed, pool_seed, skills)
 
     def _row(self, skill: str, level: int, rng: random.Random) -> dict[str, Any]:

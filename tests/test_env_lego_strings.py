@@ -47,6 +47,18 @@ def test_lego_chain_semantics_and_prerequisites():
     assert any(r["prompt"].split(",")[0][2:] != "+1" and r["prompt"].split(",")[0][2:] != "-1" for r in shuffled)
 
 
+def test_lego_levels_option_draws_only_the_chosen_ordering():
+    ordered = LegoEnv(length=3, eval_per_skill=20, pool_per_skill=10, levels=[1])
+    assert all(s.levels == (1,) for s in ordered.skills)
+    for prompt in list(ordered.eval_set()["prompt"]) + list(ordered.pool()["prompt"]):
+        assert prompt.split(",")[0][2:] in ("+1", "-1"), prompt  # chain order: the root comes first
+    with pytest.raises(ValueError, match="skill 'hop2' has levels \\[1\\]"):
+        ordered.generate("hop2", 5, level=2)
+    for bad in ([], [3], [1, 1]):
+        with pytest.raises(ValueError, match="levels must be"):
+            LegoEnv(length=3, levels=bad)
+
+
 def test_strings_skills_levels_and_verifier():
     env = StringsEnv(lengths=(2, 4), eval_per_skill=20, pool_per_skill=10)
     assert {s.name: s.prerequisites for s in env.skills} == {

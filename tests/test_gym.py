@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 import teachgym.gym  # noqa: F401  (registers the ids)
 from teachgym.envs.arithmetic import ArithmeticEnv
-from teachgym.gym import LOSS_CAP, TeachEnv, action_to_weights, vector_from_observation
+from teachgym.gym import LOSS_CAP, TeachEnv, action_to_weights, randomize_params, vector_from_observation
 from teachgym.protocols import make_observation
 
 from conftest import TINY
@@ -65,6 +65,49 @@ def test_reset_seed_reproduces_an_episode_and_other_seeds_differ():
 
     assert np.array_equal(episode(3), episode(3))
     assert not np.array_equal(episode(3), episode(4))
+
+
+def test_randomize_params_draws_around_the_fit_and_keeps_the_bounds():
+    params = {"difficulty": {"a": 1000.0, "b": 4000.0}, "transfer": 0.9, "gate": [0.2, 0.3], "ceiling": 0.95,
+              "onset": 0.0, "half_life": 50_000.0, "substeps": 4}
+    rng = np.random.default_rng(0)
+    draws = [randomize_params(params, {"difficulty": 0.5, "transfer": 1.0, "gate": 1.0, "ceiling": 1.0,
+                                       "onset": 1.0}, rng) for _ in range(400)]
+    ratio = np.log([d["difficulty"]["a"] / 1000.0 for d in draws])
+    assert abs(ratio.mean()) < 0.1 and 0.4 < ratio.std() < 0.6  # log-normal with the given spread
+    a = np.array([d["difficulty"]["a"] for d in draws])
+    b = np.array([d["difficulty"]["b"] for d in draws])
+    assert abs(np.corrcoef(np.log(a), np.log(b))[0, 1]) < 0.2  # one factor per skill, not one shared
+    assert all(0 <= d["transfer"] <= 1 and 0 < d["ceiling"] <= 1 for d in draws)
+    assert any(d["transfer"] == 1.0 for d in draws)  # clipped, not rejected
+    assert all(0 <= d["gate"][0] < d["gate"][1] <= 1 for d in draws)
+    assert all(d["onset"] == 0.0 and d["half_life"] == 50_000.0 and d["substeps"] == 4 for d in draws)
+    assert params["transfer"] == 0.9  # the fit itself is not touched
+    with pytest.raises(ValueError, match="does not set 'forgetting'"):
+        randomize_params(params, {"forgetting": 0.5}, rng)
+    with pytest.raises(ValueError, match="spread must be >= 0"):
+        randomize_params(params, {"transfer": -1.0}, rng)
+
+
+def test_domain_randomisation_gives_every_episode_another_student():
+    fit = {"difficulty": {s.name: 4000.0 for s in ArithmeticEnv.ALL_SKILLS}, "transfer": 0.1}
+    plain = TeachEnv(student="simulated", student_kwargs=fit, rounds=3, examples_per_round=3000)
+    dr = TeachEnv(student="simulated", student_kwargs=fit, rounds=3, examples_per_round=3000,
+                  randomize={"difficulty": 0.7})
+    action = np.zeros(6, dtype=np.float32)
+
+    def episode(env, seed):
+        env.reset(seed=seed)
+        difficulty = env.student.difficulty.copy()
+        return difficulty, [env.step(action)[4]["mean_accuracy"] for _ in range(3)]
+
+    assert all(np.array_equal(episode(plain, s)[0], np.full(6, 4000.0)) for s in range(3))
+    drawn = [episode(dr, s)[0] for s in range(3)]
+    assert len({tuple(d) for d in drawn}) == 3 and all(len(set(d)) == 6 for d in drawn)
+    assert all(0.1 < np.exp(np.log(d / 4000.0).mean()) < 10 for d in drawn)
+    assert episode(dr, 7)[1] == episode(dr, 7)[1]  # reset(seed) still reproduces the episode
+    with pytest.raises(ValueError, match="randomize.difficulty"):
+        TeachEnv(student="simulated", randomize={"difficulty": 0.5})  # nothing to randomise around
 
 
 def test_reward_options():

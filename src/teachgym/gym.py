@@ -18,6 +18,9 @@
   initial accuracy); ``"final"`` — 0 until the last round, then the final mean accuracy;
   ``"weakest"`` — the change in the weakest skill's accuracy each round.
 - One episode = ``rounds`` rounds of ``examples_per_round`` examples; ``terminated`` after the last.
+- **Domain randomisation** (``randomize={parameter: spread}``): every episode draws a new student
+  around ``student_kwargs`` (:func:`randomize_params`), so a teacher trained on a fitted simulator
+  (``teachgym calibrate``) learns for a range of students rather than one point estimate.
 
 Any student works, through the same engine and evaluation as ``teachgym run``. A student with the
 analytic fast path (``practice``/``measure``/``expected_loss``/``reset``, as ``simulated`` has) skips
@@ -36,6 +39,59 @@ from gymnasium import spaces
 from teachgym.types import Mixture, Observation, SkillStats
 
 LOSS_CAP = 10.0  # losses above this are clipped, so the observation space is bounded
+
+#: Student parameters that live in [0, 1]: a randomised draw is clipped back into it.
+UNIT_PARAMS = ("transfer", "gate", "ceiling", "initial")
+
+
+def randomize_params(params: Mapping[str, Any], spread: Mapping[str, float], rng: np.random.Generator) -> dict:
+    """One draw of student parameters around ``params``: each named one times ``exp(spread * N(0, 1))``.
+
+    A number gets one factor; a per-skill mapping or a list (``gate``) gets one factor per entry, so
+    skills vary independently. Parameters in :data:`UNIT_PARAMS` are clipped into [0, 1] (``ceiling``
+    above 0); a ``gate`` pair is kept in order. Zero stays zero, so an off switch (``onset: 0``) stays off.
+
+    Raises:
+        ValueError: A spread is negative, or names a parameter that ``params`` does not set to a
+            number, a list of numbers or a mapping of numbers.
+    """
+
+    def jitter(value: Any, s: float, name: str) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float | Mapping | list | tuple):
+            raise ValueError(f"randomize.{name}: {value!r} is not a number, a list or a mapping of numbers")
+        if isinstance(value, Mapping):
+            return {k: jitter(v, s, f"{name}.{k}") for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [jitter(v, s, f"{name}[{i}]") for i, v in enumerate(value)]
+        return float(value) * float(np.exp(s * rng.standard_normal()))
+
+    def clip(value: Any, high: float) -> Any:
+        if isinstance(value, Mapping):
+            return {k: clip(v, high) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clip(v, high) for v in value]
+        return min(max(value, 0.0), high)
+
+    out = dict(params)
+    for name, s in spread.items():
+        if s < 0:
+            raise ValueError(f"randomize.{name}: the spread must be >= 0, not {s}")
+        if name not in params:
+            raise ValueError(f"randomize.{name}: student_kwargs does not set {name!r} (it has {sorted(params)})")
+        value = jitter(params[name], s, name)
+        if name in UNIT_PARAMS:
+            value = clip(value, 1.0)
+        if name == "ceiling":
+            value = max(value, 1e-3)
+        if name == "gate":
+            low, high = sorted(value)
+            if high - low < 1e-3:  # both clipped to the same bound: keep the pair a (narrow) ramp
+                low = min(low, 1.0 - 1e-3)
+                high = low + 1e-3
+            value = [low, high]
+        out[name] = value
+    return out
+
 
 
 def observation_vector(skills: Sequence[str], profile: Mapping[str, SkillStats], budget_fraction: float) -> np.ndarray:
@@ -93,6 +149,8 @@ class TeachEnv(gymnasium.Env):
         max_new_tokens: Generation length for evaluation (students without the fast path).
         eval_batch_size: Batch size for evaluation (students without the fast path).
         render_mode: ``None`` or ``"ansi"``.
+        randomize: Domain randomisation: ``{student parameter: spread}``; every episode's student is
+            built from :func:`randomize_params` of ``student_kwargs`` (a new student per episode).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -111,6 +169,7 @@ class TeachEnv(gymnasium.Env):
         max_new_tokens: int = 16,
         eval_batch_size: int = 256,
         render_mode: str | None = None,
+        randomize: Mapping[str, float] | None = None,
     ) -> None:
         from teachgym.config import ComponentConfig, build_component
 
@@ -123,6 +182,9 @@ class TeachEnv(gymnasium.Env):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self._student_config = ComponentConfig(name=student, **dict(student_kwargs or {}))
+        self._student_kwargs = dict(student_kwargs or {})
+        self.randomize = dict(randomize or {})
+        randomize_params(self._student_kwargs, self.randomize, np.random.default_rng(0))  # fail here, not in reset
         self._build = build_component
         self.teach_env = build_component("envs", "env", ComponentConfig(name=env, **dict(env_kwargs or {})))
         self.skills = [s.name for s in self.teach_env.skills]
@@ -173,7 +235,14 @@ class TeachEnv(gymnasium.Env):
         super().reset(seed=seed)
         # A fresh student per episode; its seed comes from the env's RNG so reset(seed) is reproducible.
         student_seed = int(self.np_random.integers(2**31 - 1))
-        if self.student is not None and self.fast:
+        if self.randomize:
+            from teachgym.config import ComponentConfig
+
+            drawn = randomize_params(self._student_kwargs, self.randomize, self.np_random)
+            self.student = self._build("students", "student", ComponentConfig(name=self._student_config.name, **drawn),
+                                       seed=student_seed, env=self.teach_env)
+            self.fast = self._has_fast_path(self.student)
+        elif self.student is not None and self.fast:
             self.student.reset(student_seed)
         else:
             self.student = self._build("students", "student", self._student_config, seed=student_seed,
