@@ -58,10 +58,15 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     parents = client.search_runs([exp.experiment_id], "tags.`teachgym.policy` = 'uniform'")
     assert len([r for r in parents if "mlflow.parentRunId" not in r.data.tags]) == 2
 
-    # A second invocation runs nothing new: the cache answers.
-    again = subprocess.run(cmd + ["--no-mlflow-summary"], capture_output=True, text=True,
-                           env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    # A second invocation runs nothing new: the cache answers. With a second baseline, a second paired table.
+    again = subprocess.run(cmd + ["--no-mlflow-summary", "--baselines", "uniform", "missing-skill"],
+                           capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
     assert "0 cases to run, 4 cached" in again.stderr
+    md = (tmp_path / "teaching_efficiency_simulated.md").read_text()
+    second = md.split("### Paired with missing-skill")[1]
+    (vs_missing,) = [x for x in second.splitlines() if x.startswith("| uniform |")]
+    assert float(vs_missing.split("|")[3].split()[0]) == pytest.approx(-diff, abs=5e-4)
+    assert md.count("Target (") == 1  # the efficiency target is uniform's alone
 
 
 def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
