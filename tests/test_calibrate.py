@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -21,7 +23,8 @@ def simulated_runs(tmp_path, policies=("uniform", "missing-skill", "random"), se
                 "policy": {"name": policy},
                 "loop": {"rounds": 6, "examples_per_round": 1500, "seed": seed, "output_dir": str(tmp_path / "out"),
                          "save_student": False},
-                "tracking": {"plots": False, "log_predictions": False}}))
+                "tracking": {"plots": False, "log_predictions": False, "experiment": "teachgym/arithmetic",
+                             "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}}))
 
 
 def test_calibrate_recovers_a_simulated_student(tmp_path, capsys, monkeypatch):
@@ -61,6 +64,8 @@ def test_calibrate_recovers_a_simulated_student(tmp_path, capsys, monkeypatch):
     assert "| add_nocarry |" in table and "RMSE held-out runs" in table
     written = yaml.safe_load(out.read_text())
     assert written["student"]["name"] == "simulated" and written["env"]["name"] == "arithmetic"
+    # not the fitted runs' store or experiment: the simulator's runs are not the LM's
+    assert written["tracking"]["tracking_uri"] is None and written["tracking"]["experiment"] is None
     cfg = load_config(written, [f"loop.output_dir={tmp_path / 'again'}", "tracking.enabled=false", "loop.rounds=1"])
     assert run_experiment(cfg).rounds[-1].mean_accuracy > 0
 

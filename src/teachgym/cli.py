@@ -238,7 +238,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if config.get("loop"):  # not the fitted run's (or sweep trial's) own folder
         config["loop"] = {**config["loop"], "output_dir": "outputs"}
     if config.get("tracking"):
-        config["tracking"] = {**config["tracking"], "run_name": None, "tags": {}}
+        # Not the fitted runs' store (a sweep's was a server that has stopped) nor their experiment: runs of
+        # the simulator go where the user's own runs go, apart from the LM's runs they were fitted to.
+        config["tracking"] = {**config["tracking"], "run_name": None, "tags": {}, "tracking_uri": None,
+                              "experiment": None}
     header = (f"# The simulated student fitted by `teachgym calibrate {args.experiment}` to {len(fitted)} runs "
               f"(mean RMSE {sum(cal.train_rmse.values()) / len(cal.train_rmse):.3f}"
               + (f", held-out {sum(cal.heldout_rmse.values()) / len(cal.heldout_rmse):.3f}" if cal.heldout_rmse else "")
