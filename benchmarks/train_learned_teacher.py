@@ -100,7 +100,8 @@ def compare(args: argparse.Namespace) -> str:
         f"{' (' + str(args.student_config) + ')' if args.student_config else ''}, held-out seeds {args.eval_seeds}",
         "",
         "Return = final minus initial mean accuracy (the sum of the gym env's `gain` rewards), each policy run "
-        "through the real loop (`configs/arithmetic.yaml`, `student.name=simulated`); mean ± 95% t-interval.",
+        f"through the real loop (`{args.student_config or 'configs/arithmetic.yaml'}`, `student.name=simulated`); "
+        "mean ± 95% t-interval.",
         "",
         "| policy | return | final acc/mean | weakest-skill acc | s/run |",
         "|---|---|---|---|---|",
