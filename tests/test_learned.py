@@ -51,3 +51,25 @@ def test_clear_errors(tmp_path, learned_teacher):
         LearnedPolicy(str(tmp_path / "plain.zip"))
     with pytest.raises(ValueError, match="no algorithm"):
         LearnedPolicy(learned_teacher, algorithm="PPOO")
+
+
+def test_the_training_script_with_domain_randomisation(tmp_path):
+    """benchmarks/train_learned_teacher.py's train(): a fitted student, randomised every episode, kept in the file."""
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "train_learned_teacher.py"
+    spec = importlib.util.spec_from_file_location("train_learned_teacher", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    fit = {"difficulty": {s.name: 3000.0 for s in SKILLS}, "transfer": 0.1, "half_life": 20_000.0}
+    args = argparse.Namespace(
+        n_envs=2, seed=0, reward="gain", n_steps=32, batch_size=32, learning_rate=3e-4, timesteps=64,
+        out=str(tmp_path / "dr.zip"), student_kwargs=fit, spread={"difficulty": 0.5, "half_life": 0.5})
+    script.train(args, rounds=4, per_round=2000)
+    policy = LearnedPolicy(str(tmp_path / "dr.zip"))
+    assert policy.meta["student_kwargs"] == fit and policy.meta["randomize"] == {"difficulty": 0.5, "half_life": 0.5}
+    assert policy.meta["rounds"] == 4 and policy.meta["timesteps"] >= 64
+    weights = policy.act(make_observation(SKILLS, [0.2] * 6, round=1, rounds_total=4)).weights
+    assert sum(weights.values()) == pytest.approx(1.0)
