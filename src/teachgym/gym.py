@@ -93,7 +93,6 @@ def randomize_params(params: Mapping[str, Any], spread: Mapping[str, float], rng
     return out
 
 
-
 def observation_vector(skills: Sequence[str], profile: Mapping[str, SkillStats], budget_fraction: float) -> np.ndarray:
     """``[acc_1..acc_K, loss_1..loss_K, change_1..change_K, budget_fraction]`` as float32.
 
