@@ -87,8 +87,8 @@ class LegoEnv(GeneratedEnv):
             pool_seed: Seed of the pool.
             skills: A subset of skill names to use (default: every hop).
             levels: The levels that the eval set and the pool draw from, alternately: ``1`` lists the
-                clauses in chain order, ``2`` shuffles them (Skill-it always shuffles). ``[1]`` makes a
-                task that a tiny CPU student can learn in minutes; the hop structure is the same.
+                clauses in chain order, ``2`` shuffles them (Skill-it always shuffles). ``[1]`` keeps the
+                hop structure but spares the student the search for each variable's parent.
         """
         if not 2 <= length <= MAX_LENGTH:
             raise ValueError(f"length must be between 2 and {MAX_LENGTH}, not {length}")
