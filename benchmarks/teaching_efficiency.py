@@ -140,13 +140,12 @@ def markdown(student: str, stats: list[dict], rows: list[dict], baselines: tuple
             "",
             render_paired(paired).rstrip(),
         ]
-        if baseline != "uniform":
-            continue
-        best = [r for r in paired if r["reached"] == len(r["seeds"]) > 1 and r["ratio"][0] <= 0.5
-                and r["ratio"][0] + r["ratio"][1] < 1.0]
-        lines += ["", "Target (a policy reaches uniform's final accuracy with at most half of its examples on average, "
-                  "every seed reaching it, and the 95% interval excluding 1.0): "
-                  + (", ".join(r["policy"] for r in best) + " — met." if best else "not met by any policy.")]
+        if baseline == "uniform":  # the efficiency target is stated against uniform alone
+            best = [r for r in paired if r["reached"] == len(r["seeds"]) > 1 and r["ratio"][0] <= 0.5
+                    and r["ratio"][0] + r["ratio"][1] < 1.0]
+            lines += ["", "Target (a policy reaches uniform's final accuracy with at most half of its examples on "
+                      "average, every seed reaching it, and the 95% interval excluding 1.0): "
+                      + (", ".join(r["policy"] for r in best) + " — met." if best else "not met by any policy.")]
     commits = sorted({r.get("commit", "?") for r in rows})
     lines += ["", f"Measured on {os.cpu_count()} CPU cores, no GPU; commits {', '.join(commits)}; "
               f"`python benchmarks/teaching_efficiency.py --student {student}`.", ""]

@@ -181,9 +181,9 @@ class TeachEnv(gymnasium.Env):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self._student_config = ComponentConfig(name=student, **dict(student_kwargs or {}))
-        self._student_kwargs = dict(student_kwargs or {})
         self.randomize = dict(randomize or {})
-        randomize_params(self._student_kwargs, self.randomize, np.random.default_rng(0))  # fail here, not in reset
+        # A bad spread or an unknown parameter fails here, not at the first reset.
+        randomize_params(self._student_config.kwargs, self.randomize, np.random.default_rng(0))
         self._build = build_component
         self.teach_env = build_component("envs", "env", ComponentConfig(name=env, **dict(env_kwargs or {})))
         self.skills = [s.name for s in self.teach_env.skills]
@@ -234,18 +234,16 @@ class TeachEnv(gymnasium.Env):
         super().reset(seed=seed)
         # A fresh student per episode; its seed comes from the env's RNG so reset(seed) is reproducible.
         student_seed = int(self.np_random.integers(2**31 - 1))
-        if self.randomize:
-            from teachgym.config import ComponentConfig
-
-            drawn = randomize_params(self._student_kwargs, self.randomize, self.np_random)
-            self.student = self._build("students", "student", ComponentConfig(name=self._student_config.name, **drawn),
-                                       seed=student_seed, env=self.teach_env)
-            self.fast = self._has_fast_path(self.student)
-        elif self.student is not None and self.fast:
+        if self.student is not None and self.fast and not self.randomize:
             self.student.reset(student_seed)
         else:
-            self.student = self._build("students", "student", self._student_config, seed=student_seed,
-                                       env=self.teach_env)
+            config = self._student_config
+            if self.randomize:  # domain randomisation: another student around the given parameters
+                from teachgym.config import ComponentConfig
+
+                drawn = randomize_params(config.kwargs, self.randomize, self.np_random)
+                config = ComponentConfig(name=config.name, **drawn)
+            self.student = self._build("students", "student", config, seed=student_seed, env=self.teach_env)
             self.fast = self._has_fast_path(self.student)
         self._round = 0
         self._acc, self._loss = self._measure()
