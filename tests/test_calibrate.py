@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -28,7 +29,7 @@ def simulated_runs(tmp_path, policies=("uniform", "missing-skill", "random"), se
 
 
 def test_calibrate_recovers_a_simulated_student(tmp_path, capsys, monkeypatch):
-    from teachgym.calibrate import Model, fit, load_runs, rmse_per_skill
+    from teachgym.calibrate import Model, fit, load_runs, render, rmse_per_skill
     from teachgym.envs.arithmetic import ArithmeticEnv
     from teachgym.students.simulated import SimulatedStudent
 
@@ -52,6 +53,14 @@ def test_calibrate_recovers_a_simulated_student(tmp_path, capsys, monkeypatch):
         assert cal.train_rmse[s] <= floor_train[s] + 0.01  # least squares: at least as close as the truth, nearly
         assert cal.heldout_rmse[s] <= floor[s] + 0.02
     assert cal.params["ceiling"] == pytest.approx(0.9, abs=0.05)
+    # The truth has no format stage: the fitted one is learned within a fraction of the first round. The
+    # bounds keep onset within one run's budget (9000 examples), where it and difficulty are both identified.
+    assert cal.params["onset"] < 1500 / 4
+    assert model.size == len(model.names()) == len(model.bounds(runs)[0])
+    assert all(v >= 1 for v in cal.params["difficulty"].values())
+    assert all(b.split(" (")[0] in model.names() for b in cal.at_bound)
+    pinned = dataclasses.replace(cal, at_bound=["onset (upper)"])
+    assert "at a bound of the fit (not pinned down by these runs): onset (upper)" in render(pinned, runs, held)
     # the skills without prerequisites are identified well: 1500 examples to close 63% of the gap
     assert cal.params["difficulty"]["add_nocarry"] == pytest.approx(1500, rel=0.3)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -167,6 +167,38 @@ class Model:
             x.append(math.log(per_round))
         return np.array(x)
 
+    def bounds(self, runs: Sequence[RunCurves]) -> tuple[np.ndarray, np.ndarray]:
+        """Box bounds on the vector: the example counts stay on the scale the runs can identify.
+
+        A format onset far beyond a run's whole budget leaves the format stage barely started by the end,
+        and then only ``onset x difficulty`` is identified: the fit can drift to difficulties of a
+        fraction of an example gated by an onset of billions (a ramp, not a stage). So ``onset`` is
+        kept within [a hundredth of a round, one run's budget], every difficulty within [1 example,
+        100 budgets] and the half-life within [a tenth of a round, 1000 budgets]. The logits are free.
+        """
+        k = len(self.skills)
+        per_round = float(np.mean([r.counts.sum(1).mean() for r in runs]))
+        budget = float(np.mean([r.counts.sum() for r in runs]))
+        lo = np.full(self.size, -np.inf)
+        hi = np.full(self.size, np.inf)
+        lo[:k], hi[:k] = 0.0, math.log(100 * budget)
+        if self.forgetting:
+            lo[2 * k + 4], hi[2 * k + 4] = math.log(per_round / 10), math.log(1000 * budget)
+        if self.onset:
+            lo[-1], hi[-1] = math.log(per_round / 100), math.log(budget)
+        return lo, hi
+
+    def names(self) -> list[str]:
+        """What each entry of the vector is, for messages."""
+        out = [f"difficulty[{s}]" for s in self.skills] + [f"initial[{s}]" for s in self.skills]
+        out += ["transfer", "gate[0]", "gate[1]", "ceiling"]
+        return out + ["half_life"] * self.forgetting + ["onset"] * self.onset
+
+    @property
+    def size(self) -> int:
+        """Length of the parameter vector."""
+        return 2 * len(self.skills) + 4 + int(self.forgetting) + int(self.onset)
+
     def predict(self, params: Mapping[str, Any], run: RunCurves) -> np.ndarray:
         """Competence per skill after rounds 0..R of ``run``'s rows per skill."""
         from teachgym.students.simulated import SimulatedStudent
@@ -195,6 +227,7 @@ class Calibration:
     train_runs: list[str]
     heldout_runs: list[str]
     cost: float
+    at_bound: list[str] = field(default_factory=list)
 
     def student_config(self) -> dict[str, Any]:
         """``student:`` for a config (``name: simulated`` and the fitted parameters, rounded)."""
@@ -234,8 +267,10 @@ def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], h
     model = Model(runs[0].skills, prerequisites, forgetting, onset)
     per_round = float(np.mean([r.counts.sum(1).mean() for r in runs])) / len(model.skills)
     best = None
+    lo, hi = model.bounds(runs)
     for scale in starts or (per_round * 0.5, per_round * 2, per_round * 8):
-        result = least_squares(model.residuals, model.start(runs, scale), args=(runs,), method="trf",
+        x0 = np.clip(model.start(runs, scale), np.nextafter(lo, hi), np.nextafter(hi, lo))
+        result = least_squares(model.residuals, x0, args=(runs,), bounds=(lo, hi), method="trf",
                                x_scale="jac", max_nfev=400)
         if best is None or result.cost < best.cost:
             best = result
@@ -244,6 +279,7 @@ def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], h
         params=params, skills=model.skills, train_rmse=rmse_per_skill(model, params, runs),
         heldout_rmse=rmse_per_skill(model, params, heldout) if heldout else None,
         train_runs=[r.run_id for r in runs], heldout_runs=[r.run_id for r in heldout], cost=float(best.cost),
+        at_bound=[f"{n} ({'lower' if a < 0 else 'upper'})" for n, a in zip(model.names(), best.active_mask) if a],
     )
 
 
@@ -256,6 +292,8 @@ def render(cal: Calibration, runs: Sequence[RunCurves], heldout: Sequence[RunCur
            if heldout else ""),
         f"transfer {p['transfer']:.3f}, gate [{p['gate'][0]:.3f}, {p['gate'][1]:.3f}], ceiling {p['ceiling']:.3f}, "
         f"half_life {p['half_life']:,.0f} examples, onset {p['onset']:,.0f} examples",
+        *([f"at a bound of the fit (not pinned down by these runs): {', '.join(cal.at_bound)}"]
+          if cal.at_bound else []),
         "",
         "| skill | difficulty (examples) | initial | RMSE fitted runs | RMSE held-out runs |",
         "|---|---|---|---|---|",
