@@ -1,6 +1,6 @@
 """Teaching efficiency: every built-in policy x seeds, at equal budgets, on the simulated student and the tiny LM.
 
-Each case is one real experiment (`configs/arithmetic.yaml`, the policy and seed swapped in), run as
+Each case is one real experiment (`configs/arithmetic.yaml`, or `--config`; the policy and seed swapped in), run as
 a trial of one sweep (`teachgym.sweep`: Ray tasks on this machine's cores, or `--sequential`) and
 logged to MLflow like any `teachgym run`. For each policy the report gives:
 
@@ -22,6 +22,10 @@ experiment `teachgym-benchmark/teaching-efficiency-<student>`.
     python benchmarks/teaching_efficiency.py --student simulated                  # all policies, seeds 0-4
     python benchmarks/teaching_efficiency.py --student lm --policies uniform skill-it --seeds 0 1
     python benchmarks/teaching_efficiency.py --student lm --report-only
+    python benchmarks/teaching_efficiency.py --student lm --config configs/lego.yaml --policies uniform skill-it
+
+With a config other than the default, its stem names the files, the sweep and the experiment
+(`teaching_efficiency_lm_lego.*`, `teaching-efficiency-lm-lego`).
 """
 
 from __future__ import annotations
@@ -53,19 +57,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+def label(student: str, config: str | Path) -> str:
+    """What names a benchmark's files, sweep and experiment: the student, plus the config's stem unless default."""
+    return student if Path(config).resolve() == CONFIG else f"{student}-{Path(config).stem}"
+
+
 def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
     """Run policies x seeds as one sweep (the package's case runner) and return one row per finished case."""
     from teachgym.sweep import Display, plan_sweep, run_sweep
 
     extra = " ".join(args.extra)
+    name = label(student, args.config)
     overrides = [*STUDENTS[student], "loop.save_student=false", f"loop.output_dir={args.work_dir}",
-                 f"tracking.experiment=teachgym-benchmark/teaching-efficiency-{student}", *args.extra]
+                 f"tracking.experiment=teachgym-benchmark/teaching-efficiency-{name}", *args.extra]
     if args.tracking_uri:
         overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
     grid = {"policy": [{"name": p, "path": args.learned} if p == "learned" else {"name": p} for p in policies],
             "loop.seed": [str(s) for s in seeds]}
-    name = f"teaching-efficiency-{student}" + (f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else "")
-    plan = plan_sweep(CONFIG, overrides, grid=grid, name=name, max_concurrent=args.max_concurrent)
+    sweep = f"teaching-efficiency-{name}" + (f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else "")
+    plan = plan_sweep(args.config, overrides, grid=grid, name=sweep, max_concurrent=args.max_concurrent)
     result = run_sweep(plan, sequential=args.sequential, on_event=Display())
     for r in result.failed:
         print(f"case {r.trial.name} failed: {r.error}", file=sys.stderr)
@@ -107,13 +117,14 @@ def summarize(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda s: -s["final"][0])
 
 
-def markdown(student: str, stats: list[dict], rows: list[dict], baselines: tuple[str, ...] = ("uniform",)) -> str:
+def markdown(student: str, stats: list[dict], rows: list[dict], baselines: tuple[str, ...] = ("uniform",),
+             config: str | Path = CONFIG) -> str:
     from teachgym.analysis import format_ci
     from teachgym.compare import paired_rows, render_paired
 
     budget = rows[0]["budget"]
     lines = [
-        f"## Teaching efficiency — {student} student, configs/arithmetic.yaml ({budget:,} examples per experiment)",
+        f"## Teaching efficiency — {student} student, {_shown(config)} ({budget:,} examples per experiment)",
         "",
         "Mean ± 95% Student-t interval over seeds. s/run: wall time of one case as measured, which depends on what "
         "else shared the machine (not a speed comparison between policies).",
@@ -148,7 +159,8 @@ def markdown(student: str, stats: list[dict], rows: list[dict], baselines: tuple
                       + (", ".join(r["policy"] for r in best) + " — met." if best else "not met by any policy.")]
     commits = sorted({r.get("commit", "?") for r in rows})
     lines += ["", f"Measured on {os.cpu_count()} CPU cores, no GPU; commits {', '.join(commits)}; "
-              f"`python benchmarks/teaching_efficiency.py --student {student}`.", ""]
+              f"`python benchmarks/teaching_efficiency.py --student {student}"
+              + ("" if label(student, config) == student else f" --config {_shown(config)}") + "`.", ""]
     return "\n".join(lines)
 
 
@@ -161,7 +173,12 @@ def plot(student: str, stats: list[dict], rows: list[dict], path: Path) -> None:
     plot_learning_curves(groups, str(path), f"Teaching efficiency — {student} student (mean and 95% band over seeds)")
 
 
-def log_summary(student: str, stats: list[dict], rows: list[dict], md: Path, png: Path,
+def _shown(config: str | Path) -> str:
+    path = Path(config).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(config)
+
+
+def log_summary(name: str, stats: list[dict], rows: list[dict], md: Path, png: Path,
                 tracking_uri: str | None) -> str:
     import mlflow
 
@@ -169,8 +186,8 @@ def log_summary(student: str, stats: list[dict], rows: list[dict], md: Path, png
     from teachgym.tracking import ensure_experiment, resolve_tracking_uri
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    name = f"teachgym-benchmark/teaching-efficiency-{student}"
-    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(), name))
+    experiment = f"teachgym-benchmark/teaching-efficiency-{name}"
+    mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(), experiment))
     with mlflow.start_run(run_name="summary", tags={"teachgym.kind": "benchmark-summary"}) as run:
         for s in stats:
             p = s["policy"]
@@ -188,6 +205,7 @@ def log_summary(student: str, stats: list[dict], rows: list[dict], md: Path, png
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student", choices=[*STUDENTS, "both"], default="simulated")
+    parser.add_argument("--config", default=str(CONFIG), help="the experiment every case runs (default: the default)")
     parser.add_argument("--policies", nargs="+", default=["all"], help="policy names, or 'all' built-ins")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--extra", nargs="*", default=[], help="extra key=value overrides for every case")
@@ -212,7 +230,8 @@ def main() -> None:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     for student in STUDENTS if args.student == "both" else [args.student]:
-        cache = results / f"teaching_efficiency_{student}.jsonl"
+        name = label(student, args.config).replace("-", "_")
+        cache = results / f"teaching_efficiency_{name}.jsonl"
         extra = " ".join(args.extra)
         rows = [] if args.fresh or not cache.exists() else [
             json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
@@ -240,13 +259,13 @@ def main() -> None:
         if not rows:
             continue
         stats = summarize(rows)
-        md, png = results / f"teaching_efficiency_{student}.md", results / f"teaching_efficiency_{student}.png"
-        text = markdown(student, stats, rows, tuple(args.baselines))
-        md.write_text(text + f"\n![learning curves](teaching_efficiency_{student}.png)\n")
+        md, png = results / f"teaching_efficiency_{name}.md", results / f"teaching_efficiency_{name}.png"
+        text = markdown(student, stats, rows, tuple(args.baselines), args.config)
+        md.write_text(text + f"\n![learning curves](teaching_efficiency_{name}.png)\n")
         plot(student, stats, rows, png)
         print(text)
         if not args.no_mlflow_summary:
-            run_id = log_summary(student, stats, rows, md, png, args.tracking_uri)
+            run_id = log_summary(label(student, args.config), stats, rows, md, png, args.tracking_uri)
             print(f"MLflow summary run {run_id}", file=sys.stderr)
         print(f"wrote {md} and {png}", file=sys.stderr)
 

@@ -69,6 +69,28 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     assert md.count("Target (") == 1  # the efficiency target is uniform's alone
 
 
+def test_teaching_efficiency_on_another_config(tmp_path, mlflow_store):
+    """--config: the cases run that config, and its stem names the files and the experiment."""
+    import mlflow
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "teaching_efficiency.py"), "--student", "simulated",
+           "--config", str(ROOT / "configs" / "lego.yaml"), "--policies", "uniform", "skill-it", "--seeds", "0",
+           "--results", str(tmp_path), "--extra", "loop.rounds=2", "loop.examples_per_round=1000",
+           "env.eval_per_skill=20", "env.pool_per_skill=50", "--sequential", "--work-dir", str(tmp_path / "work")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    assert out.returncode == 0, out.stderr[-3000:]
+    cache = tmp_path / "teaching_efficiency_simulated_lego.jsonl"
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert sorted(r["policy"] for r in rows) == ["skill-it", "uniform"]
+    assert all(sorted(r["final_acc"]) == ["hop1", "hop2", "hop3", "hop4", "hop5"] for r in rows)
+    md = (tmp_path / "teaching_efficiency_simulated_lego.md").read_text()
+    assert "simulated student, configs/lego.yaml (2,000 examples" in md and "--config configs/lego.yaml`" in md
+    assert not (tmp_path / "teaching_efficiency_simulated.jsonl").exists()
+    client = mlflow.MlflowClient(mlflow_store)
+    assert client.get_experiment_by_name("teachgym-benchmark/teaching-efficiency-simulated-lego") is not None
+    assert client.get_experiment_by_name("teachgym-benchmark/teaching-efficiency-simulated") is None
+
+
 def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
     """benchmarks/scale.py's pool case on a small file: the file, the env, the rounds, and the table it prints."""
     import importlib.util
