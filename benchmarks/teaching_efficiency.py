@@ -249,7 +249,13 @@ def main() -> None:
                 # the sweep if its folder remembers it, else run again to the same result).
                 todo_policies = list(dict.fromkeys(p for p, _ in todo))
                 todo_seeds = sorted({s for _, s in todo})
-                for row in run_cases(student, todo_policies, todo_seeds, args):
+                try:
+                    new = run_cases(student, todo_policies, todo_seeds, args)
+                except KeyboardInterrupt:  # Ctrl-C or a signal: the sweep stopped its trials cleanly
+                    print(f"interrupted: the sweep in {args.work_dir} keeps the finished cases and each stopped "
+                          "one's last round; run the same command again to resume", file=sys.stderr)
+                    raise SystemExit(130) from None
+                for row in new:
                     if (row["policy"], row["seed"]) in done:
                         continue
                     rows.append(row)

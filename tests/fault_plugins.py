@@ -1,7 +1,7 @@
 """Plugins for the fault tests, loaded by import path (``student.name=fault_plugins:PausingSimulated``).
 
 A pausing student behaves exactly like its parent, except that when ``$TEACHGYM_TEST_PAUSE_AT`` is
-``N`` its ``N``-th ``train()`` call first writes ``$TEACHGYM_TEST_PAUSE_FILE`` and then waits until
+``N`` its ``N``-th ``train()`` call first appends its pid to ``$TEACHGYM_TEST_PAUSE_FILE`` and then waits until
 ``$TEACHGYM_TEST_PAUSE_FILE.go`` exists (or 120 s): the test knows the process is in the middle of
 that round and can kill it there. The variables are not part of the config, so a resumed or a
 reference run (without them) is the same experiment.
@@ -26,7 +26,8 @@ class _Pause:
         self._trains += 1
         if os.environ.get("TEACHGYM_TEST_PAUSE_AT") == str(self._trains):
             marker = Path(os.environ["TEACHGYM_TEST_PAUSE_FILE"])
-            marker.write_text(str(os.getpid()))
+            with marker.open("a") as f:  # one line per paused process (a sweep's trials share the file)
+                f.write(f"{os.getpid()}\n")
             deadline = time.monotonic() + 120
             while not marker.with_suffix(".go").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)

@@ -284,17 +284,28 @@ def test_a_sweep_on_local_ray_uses_one_mlflow_server_and_survives_ctrl_c(tmp_pat
            "TEACHGYM_TEST_PAUSE_FILE": str(marker)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 240
-    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+
+    def paused() -> int:  # trials paused in round 2 (each appends its pid)
+        return len(set(marker.read_text().split())) if marker.exists() else 0
+
+    while paused() < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert marker.exists(), proc.communicate()[0] if proc.poll() is not None else "no trial paused in 240 s"
-    time.sleep(1.0)
+    assert paused() == 2, proc.communicate()[0] if proc.poll() is not None else "2 trials not paused in 240 s"
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep
-    out, _ = proc.communicate(timeout=240)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "stopping 2 running trial(s)" in line:
+            proc.send_signal(signal.SIGINT)  # pressed twice, while the trials stop: they still save
+            break
+    rest, _ = proc.communicate(timeout=240)
+    out = "".join(lines) + rest
     assert proc.returncode == 130, out
     assert "stopping 2 running trial(s)" in out and "run the same command again" in out
+    assert "already stopping" in out and "Traceback" not in out
     assert "MLflow server for" in out  # two trials at once on sqlite: one server writes it
     runs = parent_runs(mlflow_store, "ray")
-    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]
+    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"], out
     sweep_dir = tmp_path / "out" / "sweep-ray"
     assert all(list(d.glob("*/state/LATEST")) for d in (sweep_dir / "trials").iterdir())  # rounds saved
 

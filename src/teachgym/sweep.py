@@ -577,18 +577,39 @@ def _run_on_ray(plan: SweepPlan, todo: list[Trial], configs: dict[str, Experimen
                 for ref in ready:
                     ended(running.pop(ref), _get(ray, ref))
         except KeyboardInterrupt:
-            emit("status", message=f"stopping {len(running)} running trial(s): each saves its last finished round "
-                 "and marks its runs KILLED ...")
-            for ref in running:
-                ray.cancel(ref)  # a running task gets SIGINT: teachgym's handler stops it at a safe point
-            ready, _ = ray.wait(list(running), num_returns=len(running), timeout=120)
-            for ref in ready:
-                ended(running.pop(ref), _get(ray, ref, cancelled=True))
-            for trial in running.values():
-                ended(trial, {"status": "interrupted", "error": "did not stop within 120 s after the stop"})
+            with _no_second_interrupt(emit):
+                emit("status", message=f"stopping {len(running)} running trial(s): each saves its last finished "
+                     "round and marks its runs KILLED ...")
+                for ref in running:
+                    ray.cancel(ref)  # a running task gets SIGINT: teachgym's handler stops it at a safe point
+                ready, _ = ray.wait(list(running), num_returns=len(running), timeout=120)
+                for ref in ready:
+                    ended(running.pop(ref), _get(ray, ref, cancelled=True))
+                for trial in running.values():
+                    ended(trial, {"status": "interrupted", "error": "did not stop within 120 s after the stop"})
             raise
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _no_second_interrupt(emit: Callable[..., None]) -> Iterator[None]:
+    """While the trials stop, a second Ctrl-C (people press it twice) is acknowledged, not obeyed: obeyed, it
+    would abandon trials half-way through saving, and their results with them. The stop is bounded (120 s)."""
+    import signal
+
+    def again(signum: int, frame: Any) -> None:
+        emit("status", message="already stopping: waiting for the running trials to save (at most 120 s)")
+
+    try:
+        previous = signal.signal(signal.SIGINT, again)
+    except ValueError:  # not the main thread: nothing to shield
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _get(ray: Any, ref: Any, cancelled: bool = False) -> dict[str, Any]:
