@@ -17,7 +17,7 @@ test: $(VENV)/.installed
 
 # Everything, the slow end-to-end runs included (what CI runs).
 test-all: $(VENV)/.installed
-	$(BIN)/pytest -m "slow or not slow"
+	$(BIN)/pytest -m "slow or not slow" --durations=15
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src policies students envs tests benchmarks examples
