@@ -91,6 +91,27 @@ def test_teaching_efficiency_on_another_config(tmp_path, mlflow_store):
     assert client.get_experiment_by_name("teachgym-benchmark/teaching-efficiency-simulated") is None
 
 
+def test_an_interrupted_teaching_efficiency_benchmark_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during the cases (the sweep stops them and re-raises): exit 130 and a line, no traceback."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("te_benchmark", ROOT / "benchmarks" / "teaching_efficiency.py")
+    te = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(te)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(te, "run_cases", interrupted)
+    monkeypatch.setattr(sys, "argv", ["teaching_efficiency.py", "--student", "simulated", "--policies", "uniform",
+                                      "--results", str(tmp_path), "--work-dir", str(tmp_path / "work")])
+    with pytest.raises(SystemExit) as e:
+        te.main()
+    assert e.value.code == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+    assert not (tmp_path / "teaching_efficiency_simulated.jsonl").exists()
+
+
 def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
     """benchmarks/scale.py's pool case on a small file: the file, the env, the rounds, and the table it prints."""
     import importlib.util
