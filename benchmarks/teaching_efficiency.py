@@ -57,6 +57,28 @@ def git_commit() -> str:
         return "unknown"
 
 
+def environment() -> dict[str, str]:
+    """This machine's package versions and CPU. The same case (config, policy, seed) need not give the same
+    curve on two of them: floating-point kernels and library defaults differ, and training amplifies it."""
+    import importlib.metadata
+    import platform
+
+    out = {}
+    for package in ("torch", "transformers", "trl", "datasets", "accelerate", "numpy"):
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "-"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    out["cpu"] = cpu
+    return out
+
+
 def label(student: str, config: str | Path) -> str:
     """What names a benchmark's files, sweep and experiment: the student, plus the config's stem unless default."""
     return student if Path(config).resolve() == CONFIG else f"{student}-{Path(config).stem}"
@@ -82,11 +104,12 @@ def run_cases(student: str, policies: list[str], seeds: list[int], args: argpars
     if result.interrupted is not None:
         raise result.interrupted
     budget = plan.base.loop.rounds * plan.base.loop.examples_per_round
+    env = environment()
     return [{
         "student": student, "policy": r.trial.policy, "seed": r.trial.seed, "extra": extra, "budget": budget,
         "examples": r.row["examples"], "acc_mean": r.row["acc_mean"], "acc_min": r.row["acc_min"],
         "final_acc": r.row["final_acc"], "wall_s": r.row["wall_s"], "run_id": r.row.get("run_id"),
-        "commit": git_commit(),
+        "commit": git_commit(), "environment": env,
     } for r in result.finished]
 
 
@@ -157,6 +180,15 @@ def markdown(student: str, stats: list[dict], rows: list[dict], baselines: tuple
             lines += ["", "Target (a policy reaches uniform's final accuracy with at most half of its examples on "
                       "average, every seed reaching it, and the 95% interval excluding 1.0): "
                       + (", ".join(r["policy"] for r in best) + " — met." if best else "not met by any policy.")]
+    envs: dict[str, set[str]] = {}
+    for r in rows:
+        key = ", ".join(f"{k} {v}" for k, v in r["environment"].items()) if r.get("environment") else "not recorded"
+        envs.setdefault(key, set()).add(r["policy"])
+    if len(envs) > 1:
+        lines += ["", f"**Caution: these rows come from {len(envs)} environments** (package versions and CPU). The "
+                  "same case need not give the same curve in two of them, so a paired difference between policies "
+                  "run in different ones includes that drift. " + "; ".join(
+                      f"{key}: {', '.join(sorted(policies))}" for key, policies in envs.items()) + "."]
     commits = sorted({r.get("commit", "?") for r in rows})
     lines += ["", f"Measured on {os.cpu_count()} CPU cores, no GPU; commits {', '.join(commits)}; "
               f"`python benchmarks/teaching_efficiency.py --student {student}"

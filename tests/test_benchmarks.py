@@ -25,6 +25,7 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     assert sorted((r["policy"], r["seed"]) for r in rows) == [("missing-skill", 0), ("missing-skill", 1),
                                                               ("uniform", 0), ("uniform", 1)]
     assert all(r["examples"] == [0, 3000, 6000, 9000] and r["budget"] == 9000 for r in rows)
+    assert rows[0]["environment"]["torch"] == rows[1]["environment"]["torch"] != "-" and rows[0]["environment"]["cpu"]
 
     # The ratio by hand: first measured round where missing-skill reaches uniform's final, per seed.
     by = {(r["policy"], r["seed"]): r for r in rows}
@@ -67,6 +68,19 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     (vs_missing,) = [x for x in second.splitlines() if x.startswith("| uniform |")]
     assert float(vs_missing.split("|")[3].split()[0]) == pytest.approx(-diff, abs=5e-4)
     assert md.count("Target (") == 1  # the efficiency target is uniform's alone
+    assert "Caution" not in md  # one environment
+
+    # A row from another environment (here: one written before rows recorded theirs) is flagged, by policy.
+    lines = (tmp_path / "teaching_efficiency_simulated.jsonl").read_text().splitlines()
+    old = [json.loads(line) for line in lines]
+    for r in old:
+        if r["policy"] == "uniform":
+            del r["environment"]
+    (tmp_path / "teaching_efficiency_simulated.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    subprocess.run(cmd + ["--report-only", "--no-mlflow-summary"], check=True, capture_output=True,
+                   env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    md = (tmp_path / "teaching_efficiency_simulated.md").read_text()
+    assert "**Caution: these rows come from 2 environments**" in md and "not recorded: uniform" in md
 
 
 def test_teaching_efficiency_on_another_config(tmp_path, mlflow_store):
