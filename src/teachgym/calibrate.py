@@ -279,8 +279,20 @@ def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], h
         params=params, skills=model.skills, train_rmse=rmse_per_skill(model, params, runs),
         heldout_rmse=rmse_per_skill(model, params, heldout) if heldout else None,
         train_runs=[r.run_id for r in runs], heldout_runs=[r.run_id for r in heldout], cost=float(best.cost),
-        at_bound=[f"{n} ({'lower' if a < 0 else 'upper'})" for n, a in zip(model.names(), best.active_mask) if a],
+        at_bound=_at_bound(model, best.x, lo, hi),
     )
+
+
+def _at_bound(model: Model, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, tol: float = 0.01) -> list[str]:
+    """Parameters within ``tol`` (in log space: 1%) of a bound: ones the runs did not pin down, e.g. a
+    half-life at its maximum because no run starved a skill long enough to show forgetting."""
+    out = []
+    for name, v, a, b in zip(model.names(), x, lo, hi):
+        if np.isfinite(a) and v - a < tol:
+            out.append(f"{name} (lower)")
+        elif np.isfinite(b) and b - v < tol:
+            out.append(f"{name} (upper)")
+    return out
 
 
 def render(cal: Calibration, runs: Sequence[RunCurves], heldout: Sequence[RunCurves]) -> str:
