@@ -115,6 +115,11 @@ def run_config(tracking_uri: str | None, runs: Sequence[RunCurves]) -> dict[str,
     return {}
 
 
+def _per_round(runs: Sequence[RunCurves]) -> float:
+    """Rows trained on per round, averaged over rounds and runs: the scale of the example counts."""
+    return float(np.mean([r.counts.sum(1).mean() for r in runs]))
+
+
 def _exp(x: float) -> float:
     return math.exp(min(float(x), 40.0))  # a parameter the data cannot bound (a skill never learned) runs off
 
@@ -157,7 +162,7 @@ class Model:
         """A starting vector: difficulty ``scale`` per skill, starting competences from round 0."""
         k = len(self.skills)
         a0 = np.mean([r.accuracy[0] for r in runs], axis=0)
-        per_round = float(np.mean([r.counts.sum(1).mean() for r in runs]))
+        per_round = _per_round(runs)
         lo, hi = gate
         x = [math.log(scale)] * k + [_logit(max(a, 0.01)) for a in a0] + [
             _logit(transfer), _logit(lo / 0.9), _logit((hi - lo) / (1 - lo)), _logit(0.97)]
@@ -176,20 +181,21 @@ class Model:
         kept within [a hundredth of a round, one run's budget], every difficulty within [1 example,
         100 budgets] and the half-life within [a tenth of a round, 1000 budgets]. The logits are free.
         """
-        k = len(self.skills)
-        per_round = float(np.mean([r.counts.sum(1).mean() for r in runs]))
+        per_round = _per_round(runs)
         budget = float(np.mean([r.counts.sum() for r in runs]))
-        lo = np.full(self.size, -np.inf)
-        hi = np.full(self.size, np.inf)
-        lo[:k], hi[:k] = 0.0, math.log(100 * budget)
-        if self.forgetting:
-            lo[2 * k + 4], hi[2 * k + 4] = math.log(per_round / 10), math.log(1000 * budget)
-        if self.onset:
-            lo[-1], hi[-1] = math.log(per_round / 100), math.log(budget)
+        names = self.names()
+        lo, hi = np.full(len(names), -np.inf), np.full(len(names), np.inf)
+        for i, name in enumerate(names):
+            if name.startswith("difficulty["):
+                lo[i], hi[i] = 0.0, math.log(100 * budget)
+            elif name == "half_life":
+                lo[i], hi[i] = math.log(per_round / 10), math.log(1000 * budget)
+            elif name == "onset":
+                lo[i], hi[i] = math.log(per_round / 100), math.log(budget)
         return lo, hi
 
     def names(self) -> list[str]:
-        """What each entry of the vector is, for messages."""
+        """What each entry of the vector is (the layout :meth:`decode` reads), for bounds and messages."""
         out = [f"difficulty[{s}]" for s in self.skills] + [f"initial[{s}]" for s in self.skills]
         out += ["transfer", "gate[0]", "gate[1]", "ceiling"]
         return out + ["half_life"] * self.forgetting + ["onset"] * self.onset
@@ -197,7 +203,7 @@ class Model:
     @property
     def size(self) -> int:
         """Length of the parameter vector."""
-        return 2 * len(self.skills) + 4 + int(self.forgetting) + int(self.onset)
+        return len(self.names())
 
     def predict(self, params: Mapping[str, Any], run: RunCurves) -> np.ndarray:
         """Competence per skill after rounds 0..R of ``run``'s rows per skill."""
@@ -265,10 +271,10 @@ def fit(runs: Sequence[RunCurves], prerequisites: Mapping[str, Sequence[str]], h
     if not runs:
         raise CalibrationError("no runs to fit on")
     model = Model(runs[0].skills, prerequisites, forgetting, onset)
-    per_round = float(np.mean([r.counts.sum(1).mean() for r in runs])) / len(model.skills)
+    per_skill = _per_round(runs) / len(model.skills)
     best = None
     lo, hi = model.bounds(runs)
-    for scale in starts or (per_round * 0.5, per_round * 2, per_round * 8):
+    for scale in starts or (per_skill * 0.5, per_skill * 2, per_skill * 8):
         x0 = np.clip(model.start(runs, scale), np.nextafter(lo, hi), np.nextafter(hi, lo))
         result = least_squares(model.residuals, x0, args=(runs,), bounds=(lo, hi), method="trf",
                                x_scale="jac", max_nfev=400)
