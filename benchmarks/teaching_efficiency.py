@@ -262,8 +262,9 @@ def main() -> None:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     for student in STUDENTS if args.student == "both" else [args.student]:
-        name = label(student, args.config).replace("-", "_")
-        cache = results / f"teaching_efficiency_{name}.jsonl"
+        name = label(student, args.config)
+        stem = f"teaching_efficiency_{name.replace('-', '_')}"
+        cache = results / f"{stem}.jsonl"
         extra = " ".join(args.extra)
         rows = [] if args.fresh or not cache.exists() else [
             json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
@@ -297,13 +298,13 @@ def main() -> None:
         if not rows:
             continue
         stats = summarize(rows)
-        md, png = results / f"teaching_efficiency_{name}.md", results / f"teaching_efficiency_{name}.png"
+        md, png = results / f"{stem}.md", results / f"{stem}.png"
         text = markdown(student, stats, rows, tuple(args.baselines), args.config)
-        md.write_text(text + f"\n![learning curves](teaching_efficiency_{name}.png)\n")
+        md.write_text(text + f"\n![learning curves]({png.name})\n")
         plot(student, stats, rows, png)
         print(text)
         if not args.no_mlflow_summary:
-            run_id = log_summary(label(student, args.config), stats, rows, md, png, args.tracking_uri)
+            run_id = log_summary(name, stats, rows, md, png, args.tracking_uri)
             print(f"MLflow summary run {run_id}", file=sys.stderr)
         print(f"wrote {md} and {png}", file=sys.stderr)
 

@@ -11,6 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     import mlflow
 
@@ -107,11 +117,7 @@ def test_teaching_efficiency_on_another_config(tmp_path, mlflow_store):
 
 def test_an_interrupted_teaching_efficiency_benchmark_says_how_to_resume(tmp_path, monkeypatch, capsys):
     """Ctrl-C during the cases (the sweep stops them and re-raises): exit 130 and a line, no traceback."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("te_benchmark", ROOT / "benchmarks" / "teaching_efficiency.py")
-    te = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(te)
+    te = load_benchmark("teaching_efficiency")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -128,13 +134,7 @@ def test_an_interrupted_teaching_efficiency_benchmark_says_how_to_resume(tmp_pat
 
 def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
     """benchmarks/scale.py's pool case on a small file: the file, the env, the rounds, and the table it prints."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "scale.py"
-    spec = importlib.util.spec_from_file_location("scale_benchmark", path)
-    scale = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(scale)
+    scale = load_benchmark("scale")
     result = scale.pool_case(3000, 20, 500, tmp_path)
     assert (result["rows"], result["skills"], result["per_round"]) == (3000, 20, 500)
     assert result["eval_rows"] == 20 * 50 and result["pool_rows"] + result["eval_rows"] <= 3000
@@ -145,18 +145,11 @@ def test_the_scale_benchmark_measures_a_small_pool(tmp_path):
 
 def test_the_grpo_report_on_rows_computed_by_hand(mlflow_store):
     """benchmarks/grpo_teachers.py: the rollout aggregation read back from MLflow, and the table's figures."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
     import mlflow
     from mlflow.entities import Metric
 
-    bench = Path(__file__).resolve().parent.parent / "benchmarks"
-    sys.path.insert(0, str(bench))
-    spec = importlib.util.spec_from_file_location("grpo_teachers", bench / "grpo_teachers.py")
-    grpo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(grpo)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    grpo = load_benchmark("grpo_teachers")
 
     client = mlflow.MlflowClient()
     run = client.create_run(client.create_experiment("grpo-bench-test")).info.run_id
