@@ -58,8 +58,9 @@ def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace) -
     """Run policies x seeds as one sweep (the package's case runner); one row per finished case."""
     import mlflow
 
-    from teachgym.sweep import Display, plan_sweep, run_sweep
-    from teachgym.tracking import resolve_tracking_uri
+    from teachgym.console import Display
+    from teachgym.sweep import plan_sweep, run_sweep
+    from teachgym.tracking.store import resolve_tracking_uri
 
     overrides = [f"loop.output_dir={args.work_dir}", "loop.save_student=false"]
     if args.tracking_uri:
@@ -153,9 +154,9 @@ def main() -> None:
     parser.add_argument("--sequential", action="store_true", help="run the cases one by one here instead of on Ray")
     parser.add_argument("--max-concurrent", type=int, help="cases at once on Ray (default: one per CPU core)")
     args = parser.parse_args()
-    from teachgym.cli import _quiet
+    from teachgym.console import quiet_libraries
 
-    _quiet()
+    quiet_libraries()
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     cache = results / "grpo_teachers.jsonl"

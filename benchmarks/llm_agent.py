@@ -39,9 +39,9 @@ def _table(counts: Counter, total: int) -> list[str]:
 
 
 def random_model_rates(tmp: str, answers: int) -> list[str]:
+    from teachgym.checks import make_observation
     from teachgym.envs.arithmetic import ArithmeticEnv
     from teachgym.policies.llm_agent import LLMAgentPolicy
-    from teachgym.protocols import make_observation
     from teachgym.state import restrict
     from teachgym.students.hf import HFStudent
 

@@ -144,7 +144,8 @@ def timed_student_methods() -> dict[str, float]:
 
 def run_loop(work: Path, rounds: int = 3) -> list[dict]:
     from teachgym.config import load_config
-    from teachgym.loop import quiet_libraries, run_experiment
+    from teachgym.console import quiet_libraries
+    from teachgym.loop import run_experiment
 
     quiet_libraries()
     spent = timed_student_methods()
@@ -178,7 +179,8 @@ def run_simulated(work: Path, short: int = 100, long: int = 500) -> list[dict]:
     which cancels what a run costs once (imports, building the env, the final plots).
     """
     from teachgym.config import load_config
-    from teachgym.loop import quiet_libraries, run_experiment
+    from teachgym.console import quiet_libraries
+    from teachgym.loop import run_experiment
 
     quiet_libraries()
     out = []

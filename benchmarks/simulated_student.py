@@ -34,14 +34,14 @@ def main() -> None:
     import gymnasium
 
     import teachgym.gym  # noqa: F401
-    from teachgym.cli import _quiet
     from teachgym.config import load_config
+    from teachgym.console import quiet_libraries
     from teachgym.envs.arithmetic import ArithmeticEnv
     from teachgym.gym import TeachEnv
     from teachgym.loop import run_experiment
     from teachgym.students.simulated import SimulatedStudent
 
-    _quiet()
+    quiet_libraries()
     rows = []
     student = SimulatedStudent(env=ArithmeticEnv(), seed=0)
     counts = np.full(6, 8000 / 6)

@@ -38,7 +38,8 @@ def busy_seconds() -> float:
 
 
 def run_mode(mode: str, policies: list[str], seeds: list[int], work: Path, max_concurrent: int | None) -> dict:
-    from teachgym.sweep import Display, plan_sweep, run_sweep
+    from teachgym.console import Display
+    from teachgym.sweep import plan_sweep, run_sweep
 
     store = f"sqlite:///{work / 'mlflow.db'}"
     plan = plan_sweep(CONFIG, ["student.name=simulated", "loop.save_student=false", f"loop.output_dir={work}",
@@ -63,10 +64,10 @@ def main() -> None:
     parser.add_argument("--max-concurrent", type=int, help="trials at once on Ray (default: one per core)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sweep_simulated.md"))
     args = parser.parse_args()
-    from teachgym.cli import _quiet
+    from teachgym.console import quiet_libraries
     from teachgym.registry import BUILTINS
 
-    _quiet()
+    quiet_libraries()
     policies = [p for p in BUILTINS["policies"] if p not in ("llm-agent", "learned")] if args.policies == ["all"] \
         else args.policies
     rows = []

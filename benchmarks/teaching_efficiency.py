@@ -86,7 +86,8 @@ def label(student: str, config: str | Path) -> str:
 
 def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
     """Run policies x seeds as one sweep (the package's case runner) and return one row per finished case."""
-    from teachgym.sweep import Display, plan_sweep, run_sweep
+    from teachgym.console import Display
+    from teachgym.sweep import plan_sweep, run_sweep
 
     extra = " ".join(args.extra)
     name = label(student, args.config)
@@ -215,7 +216,7 @@ def log_summary(name: str, stats: list[dict], rows: list[dict], md: Path, png: P
     import mlflow
 
     from teachgym.compare import paired_rows
-    from teachgym.tracking import ensure_experiment, resolve_tracking_uri
+    from teachgym.tracking.store import ensure_experiment, resolve_tracking_uri
 
     mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     experiment = f"teachgym-benchmark/teaching-efficiency-{name}"
@@ -253,10 +254,10 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="+", default=["uniform"],
                         help="pair every policy with each of these, seed by seed (a table per baseline)")
     args = parser.parse_args()
-    from teachgym.cli import _quiet
+    from teachgym.console import quiet_libraries
     from teachgym.registry import BUILTINS
 
-    _quiet()
+    quiet_libraries()
     policies = [p for p in BUILTINS["policies"] if p not in NEEDS_A_MODEL] if args.policies == ["all"] \
         else args.policies
     results = Path(args.results)

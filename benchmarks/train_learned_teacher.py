@@ -70,8 +70,9 @@ def compare(args: argparse.Namespace) -> str:
     import hashlib
 
     from teachgym.analysis import format_ci, mean_ci
+    from teachgym.console import Display
     from teachgym.registry import BUILTINS
-    from teachgym.sweep import Display, plan_sweep, run_sweep
+    from teachgym.sweep import plan_sweep, run_sweep
 
     policies = [p for p in BUILTINS["policies"] if p != "llm-agent"]  # llm-agent needs an LLM of its own
     grid = {"policy": [{"name": p, "path": args.out} if p == "learned" else {"name": p} for p in policies],
@@ -132,10 +133,10 @@ def main() -> None:
                         help="domain randomisation: redraw these student parameters every episode, each times "
                         "exp(SPREAD * N(0, 1)) (teachgym.gym.randomize_params)")
     args = parser.parse_args()
-    from teachgym.cli import _quiet
     from teachgym.config import load_config
+    from teachgym.console import quiet_libraries
 
-    _quiet()
+    quiet_libraries()
     config = load_config(args.student_config or ROOT / "configs" / "arithmetic.yaml")
     args.student_kwargs = {}  # the default simulated student
     if args.student_config:

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from teachgym.engine import arrow_table, as_label_lists, rows_by_code
+from teachgym.rows import arrow_table, as_label_lists, rows_by_code
 from teachgym.types import Skill
 
 if TYPE_CHECKING:  # pragma: no cover

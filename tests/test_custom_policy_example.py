@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from teachgym.checks import check_policy
 from teachgym.config import load_config
 from teachgym.loop import run_experiment
-from teachgym.protocols import check_policy
 
 from conftest import tiny_config
 

@@ -1,7 +1,7 @@
 import pytest
 
+from teachgym.checks import CheckError, check_env
 from teachgym.envs.arithmetic import SKILLS, ArithmeticEnv, solve
-from teachgym.protocols import CheckError, check_env
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import random
 
 import pytest
 
+from teachgym.checks import check_env
 from teachgym.config import load_config
 from teachgym.envs.dataset import DatasetEnv, DatasetEnvError
 from teachgym.loop import run_experiment
-from teachgym.protocols import check_env
 
 
 def _rows(n=120, seed=0):

@@ -4,11 +4,11 @@ import re
 
 import pytest
 
+from teachgym.checks import check_env
 from teachgym.envs.lego import LegoEnv
 from teachgym.envs.lego import solve as lego_solve
 from teachgym.envs.strings import StringsEnv
 from teachgym.envs.strings import solve as strings_solve
-from teachgym.protocols import check_env
 from teachgym.registry import resolve
 
 

@@ -8,9 +8,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import teachgym.gym  # noqa: F401  (registers the ids)
+from teachgym.checks import make_observation
 from teachgym.envs.arithmetic import ArithmeticEnv
 from teachgym.gym import LOSS_CAP, TeachEnv, action_to_weights, randomize_params, vector_from_observation
-from teachgym.protocols import make_observation
 
 from conftest import TINY
 

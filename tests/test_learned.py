@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from teachgym.checks import make_observation
 from teachgym.config import load_config
 from teachgym.envs.arithmetic import ArithmeticEnv
 from teachgym.gym import action_to_weights, vector_from_observation
 from teachgym.loop import run_experiment
 from teachgym.policies.learned import LearnedPolicy
-from teachgym.protocols import make_observation
 
 from conftest import tiny_config
 

@@ -9,10 +9,10 @@ import math
 
 import pytest
 
+from teachgym.checks import check_policy, make_observation
 from teachgym.config import load_config
 from teachgym.loop import run_experiment
 from teachgym.policies.llm_agent import AnswerError, LLMAgentPolicy, parse_answer
-from teachgym.protocols import check_policy, make_observation
 from teachgym.state import restrict
 from teachgym.types import Mixture, Request, Skill, SkillStats, Synthesize
 

@@ -136,7 +136,7 @@ def test_garbage_from_the_teacher_is_caught_before_training(tmp_path, client, mo
 
 
 def test_default_tracking_uri_is_sqlite_in_the_working_dir(tmp_path, monkeypatch):
-    from teachgym.tracking import resolve_tracking_uri
+    from teachgym.tracking.store import resolve_tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     assert resolve_tracking_uri(None) == "sqlite:///mlflow.db"

@@ -1,11 +1,11 @@
 import pytest
 
 from teachgym import Request, Skill, Synthesize
+from teachgym.checks import check_policy, make_observation
 from teachgym.envs.arithmetic import ArithmeticEnv
 from teachgym.policies.missing_skill import MissingSkillPolicy
 from teachgym.policies.targeted_synthesis import TargetedSynthesisPolicy
 from teachgym.policies.uniform import UniformPolicy
-from teachgym.protocols import check_policy, make_observation
 from teachgym.registry import BUILTINS, resolve
 
 from conftest import policy_kwargs

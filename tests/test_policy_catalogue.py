@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from teachgym import HistoryEntry, Skill
+from teachgym.checks import make_observation
 from teachgym.policies.exp3 import Exp3Policy
 from teachgym.policies.learning_progress import LearningProgressPolicy
 from teachgym.policies.random import RandomPolicy
 from teachgym.policies.skill_it import SkillItPolicy
 from teachgym.policies.tscl import TSCLPolicy, slope
-from teachgym.protocols import make_observation
 
 
 def episode(skills, accs, losses=None):

@@ -2,8 +2,9 @@
 
 import pytest
 
+from teachgym.checks import CheckError, check_env, check_policy, check_student
 from teachgym.config import ComponentConfig, build_component
-from teachgym.protocols import CheckError, Env, Student, TeacherPolicy, check_env, check_policy, check_student
+from teachgym.protocols import Env, Student, TeacherPolicy
 from teachgym.registry import BUILTINS, resolve
 
 from conftest import TINY, policy_kwargs

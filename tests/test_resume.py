@@ -66,10 +66,10 @@ class _StopInRound:
     """Patch evaluate() so that the evaluation ending round ``r`` first gets a real SIGTERM (mid-round)."""
 
     def __init__(self, monkeypatch, r: int, sig: int = signal.SIGTERM) -> None:
-        import teachgym.evaluation as ev
+        import teachgym.loop as loop
 
         self.calls, self.r, self.sig = 0, r, sig
-        real = ev.evaluate
+        real = loop.evaluate
 
         def evaluate(*args, **kwargs):
             self.calls += 1
@@ -78,7 +78,7 @@ class _StopInRound:
                 time.sleep(5)  # the handler raises here
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(ev, "evaluate", evaluate)
+        monkeypatch.setattr(loop, "evaluate", evaluate)
 
 
 # -- exactness, in process: every built-in policy --------------------------------------------------
@@ -370,7 +370,7 @@ def test_runs_stale_lists_and_closes_runs_whose_process_is_gone(tmp_path, mlflow
 
     from teachgym.cli import main
     from teachgym.resume import this_process
-    from teachgym.tracking import stale_runs
+    from teachgym.tracking.runs import stale_runs
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid that no longer runs

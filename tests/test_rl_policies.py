@@ -6,10 +6,10 @@ import math
 import pytest
 
 from teachgym import Skill
+from teachgym.checks import make_observation
 from teachgym.policies.dump import DUMPPolicy
 from teachgym.policies.learnability import LearnabilityPolicy
 from teachgym.policies.sec import SECPolicy
-from teachgym.protocols import make_observation
 from teachgym.types import RolloutStats
 
 ABC = [Skill("a"), Skill("b"), Skill("c")]

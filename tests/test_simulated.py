@@ -149,7 +149,7 @@ def test_in_the_loop_with_mlflow(tmp_path, mlflow_store):
 @pytest.mark.parametrize("policy", ["missing-skill", "targeted-synthesis"])  # a Mixture and a Synthesize teacher
 def test_the_fast_path_gives_the_full_paths_results(tmp_path, monkeypatch, policy):
     """Rows per skill instead of text rows, and answers without generate/verify/loss: the same rounds."""
-    from teachgym import engine
+    from teachgym import engine, loop
 
     cfg = tiny_config(tmp_path, rounds=4, examples_per_round=1500)
     cfg["student"] = {"name": "simulated", "examples_to_learn": 300}
@@ -164,7 +164,7 @@ def test_the_fast_path_gives_the_full_paths_results(tmp_path, monkeypatch, polic
         calls.append(type(data).__name__)
         return data, report
 
-    monkeypatch.setattr(engine, "materialize", spy)
+    monkeypatch.setattr(loop, "materialize", spy)  # what the loop calls
     fast = run_experiment(load_config(cfg))
     assert set(calls) == {"SkillCounts"}
     calls.clear()

@@ -2,10 +2,10 @@
 
 import pytest
 
+from teachgym.checks import CheckError, check_policy, make_observation
 from teachgym.config import ConfigError, load_config
 from teachgym.evaluation import evaluate
 from teachgym.loop import run_experiment
-from teachgym.protocols import CheckError, check_policy, make_observation
 from teachgym.registry import resolve
 from teachgym.state import restrict
 from teachgym.types import Failure, Mixture, Skill

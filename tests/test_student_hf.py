@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from teachgym.protocols import check_student
+from teachgym.checks import check_student
 from teachgym.students.hf import HFStudent, byte_tokenizer
 
 from conftest import TINY

@@ -47,41 +47,38 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
     Raises:
         CalibrationError: No such experiment, or no finished run with per-skill curves.
     """
-    import difflib
+    from teachgym.tracking import runs
+    from teachgym.tracking.schema import (
+        ACC,
+        ACC_MEAN,
+        ACC_MIN,
+        DATA_EXAMPLES,
+        TAG_POLICY,
+        TAG_SEED,
+        TAG_STAGE,
+        TAG_STUDENT,
+    )
 
-    import mlflow
-
-    from teachgym.tracking import resolve_tracking_uri
-
-    client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        names = [e.name for e in client.search_experiments()]
-        near = difflib.get_close_matches(experiment, names, n=3, cutoff=0.5)
-        raise CalibrationError(f"no experiment {experiment!r} in {client.tracking_uri}"
-                               + (f"; did you mean {', '.join(map(repr, near))}?" if near else f"; there are {names}"))
+    client = runs.client(tracking_uri)
+    exp = runs.find_experiments(client, [experiment], CalibrationError)[0]
     out = []
-    for run in client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'", max_results=50_000,
-                                  order_by=["attributes.start_time"]):
+    for run in runs.parent_runs(client, [exp.experiment_id]):
         tags = run.data.tags
-        if "mlflow.parentRunId" in tags or "teachgym.policy" not in tags or tags.get("teachgym.stage"):
+        if tags.get(TAG_STAGE) or (policies and tags[TAG_POLICY] not in policies):
             continue
-        if policies and tags["teachgym.policy"] not in policies:
+        if student and tags.get(TAG_STUDENT) != student:
             continue
-        if student and tags.get("teachgym.student") != student:
-            continue
-        skills = sorted(k.split("/", 1)[1] for k in run.data.metrics if k.startswith("acc/")
-                        and k not in ("acc/mean", "acc/min"))
+        skills = sorted(k.removeprefix(ACC) for k in run.data.metrics if k.startswith(ACC)
+                        and k not in (ACC_MEAN, ACC_MIN))
         if not skills:
             continue
-        acc = {s: {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"acc/{s}")} for s in skills}
-        n = {s: {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"data/examples/{s}")}
-             for s in skills}
+        acc = {s: runs.series(client, run.info.run_id, ACC + s) for s in skills}
+        n = {s: runs.series(client, run.info.run_id, DATA_EXAMPLES + s) for s in skills}
         rounds = max(acc[skills[0]])
         if rounds < 1 or any(sorted(acc[s]) != list(range(rounds + 1)) for s in skills):
             continue  # a run with gaps in its curves: nothing to align
         out.append(RunCurves(
-            run.info.run_id, tags["teachgym.policy"], tags.get("teachgym.seed", "?"), skills,
+            run.info.run_id, tags[TAG_POLICY], tags.get(TAG_SEED, "?"), skills,
             np.array([[n[s].get(r, 0.0) for s in skills] for r in range(1, rounds + 1)]),
             np.array([[acc[s][r] for s in skills] for r in range(rounds + 1)]),
         ))
@@ -101,7 +98,7 @@ def run_config(tracking_uri: str | None, runs: Sequence[RunCurves]) -> dict[str,
     import mlflow
     import yaml
 
-    from teachgym.tracking import resolve_tracking_uri
+    from teachgym.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     for run in runs:
@@ -323,3 +320,64 @@ def render(cal: Calibration, runs: Sequence[RunCurves], heldout: Sequence[RunCur
     mean_held = float(np.mean(list(cal.heldout_rmse.values()))) if cal.heldout_rmse else None
     lines.append(f"| mean | | | {mean_train:.3f} | {'–' if mean_held is None else f'{mean_held:.3f}'} |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Calibrated:
+    """What :func:`calibrate` found: the fit, its report, and the config file that runs the fitted student."""
+
+    calibration: Calibration
+    report: str  # the table `teachgym calibrate` prints
+    config_text: str  # a YAML config with the fitted simulated student (and a header saying where it came from)
+
+
+def calibrate(tracking_uri: str | None, experiment: str, policies: Sequence[str] = (), student: str | None = None,
+              holdout_seeds: Sequence[str] = (), forgetting: bool = True, onset: bool = True,
+              progress: Any = None) -> Calibrated:
+    """Fit the simulated student to the runs of ``experiment`` (what ``teachgym calibrate`` does).
+
+    Args:
+        tracking_uri: The store (None: ``$MLFLOW_TRACKING_URI`` or the default).
+        experiment: The MLflow experiment whose finished parent runs are fitted.
+        policies: Only runs of these policies (default: all).
+        student: Only runs of this student (tag ``teachgym.student``).
+        holdout_seeds: Runs of these seeds are not fitted; the error on them is reported.
+        forgetting: Fit a forgetting half-life.
+        onset: Fit the shared format stage's onset.
+        progress: Called with a line of progress text.
+
+    Raises:
+        CalibrationError: No runs, or every run held out.
+        ConfigError, RegistryError: The runs' logged env cannot be built.
+    """
+    import yaml
+
+    from teachgym.config import ComponentConfig, build_component
+
+    runs = load_runs(tracking_uri, experiment, policies, student)
+    heldout = [r for r in runs if r.seed in set(holdout_seeds)]
+    fitted = [r for r in runs if r not in heldout]
+    if not fitted:
+        raise CalibrationError(f"every run is held out (seeds {sorted({r.seed for r in runs})}); keep some to fit on")
+    base = run_config(tracking_uri, fitted)
+    prerequisites: dict = {}
+    if base.get("env"):
+        env = build_component("envs", "env", ComponentConfig(**base["env"]))
+        prerequisites = {s.name: list(s.prerequisites) for s in env.skills}
+    if progress:
+        progress(f"fitting the simulated student to {len(fitted)} runs of {experiment!r} ...")
+    cal = fit(fitted, prerequisites, heldout, forgetting=forgetting, onset=onset)
+    config = {k: v for k, v in base.items() if k not in ("sweep", "warm_start", "synthesis")}
+    config["student"] = cal.student_config()
+    if config.get("loop"):  # not the fitted run's (or sweep trial's) own folder
+        config["loop"] = {**config["loop"], "output_dir": "outputs"}
+    if config.get("tracking"):
+        # Not the fitted runs' store (a sweep's was a server that has stopped) nor their experiment: runs of
+        # the simulator go where the user's own runs go, apart from the LM's runs they were fitted to.
+        config["tracking"] = {**config["tracking"], "run_name": None, "tags": {}, "tracking_uri": None,
+                              "experiment": None}
+    header = (f"# The simulated student fitted by `teachgym calibrate {experiment}` to {len(fitted)} runs "
+              f"(mean RMSE {sum(cal.train_rmse.values()) / len(cal.train_rmse):.3f}"
+              + (f", held-out {sum(cal.heldout_rmse.values()) / len(cal.heldout_rmse):.3f}" if cal.heldout_rmse else "")
+              + f").\n# Runs: {', '.join(cal.train_runs)}\n")
+    return Calibrated(cal, render(cal, fitted, heldout), header + yaml.safe_dump(config, sort_keys=False))

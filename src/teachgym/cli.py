@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from teachgym.console import Display, quiet_libraries
 from teachgym.registry import KINDS, RegistryError, describe
 
 
@@ -44,13 +45,6 @@ def _progress(record, rounds_total: int) -> None:
 _progress.first = 0.0  # type: ignore[attr-defined]
 
 
-def _quiet() -> None:
-    """Quiet the libraries: the CLI's own lines are the progress display."""
-    from teachgym.loop import quiet_libraries
-
-    quiet_libraries()
-
-
 def _load_config(args: argparse.Namespace) -> Any:
     """The config from ``args.config`` + ``args.overrides``, then quiet libraries; None (error printed) if invalid."""
     from teachgym.config import ConfigError, load_config
@@ -60,7 +54,7 @@ def _load_config(args: argparse.Namespace) -> Any:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return None
-    _quiet()
+    quiet_libraries()
     return config
 
 
@@ -87,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from teachgym.engine import EngineError
     from teachgym.interrupts import Interrupted
     from teachgym.synthesis import SynthesisError
-    from teachgym.tracking import TrackingUnavailable
+    from teachgym.tracking.store import TrackingUnavailable
     from teachgym.types import InvalidActionError
 
     # Like `python -m`: `policy.name=my_teacher:MyTeacher` finds my_teacher.py in the working directory.
@@ -156,9 +150,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from teachgym.tracking import TrackingUnavailable, prepare_store, resolve_tracking_uri, stale_runs
+    from teachgym.tracking.runs import stale_runs
+    from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
-    _quiet()
+    quiet_libraries()
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
         prepare_store(uri, None)
@@ -209,57 +204,32 @@ def cmd_skill_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    import yaml
+    from teachgym.calibrate import CalibrationError, calibrate
+    from teachgym.config import ConfigError
 
-    from teachgym.calibrate import CalibrationError, fit, load_runs, render, run_config
-    from teachgym.config import ComponentConfig, ConfigError, build_component
-
-    _quiet()
+    quiet_libraries()
     try:
-        runs = load_runs(args.tracking_uri, args.experiment, args.policies or (), args.student)
-        heldout = [r for r in runs if r.seed in set(args.holdout_seeds or ())]
-        fitted = [r for r in runs if r not in heldout]
-        if not fitted:
-            seeds = sorted({r.seed for r in runs})
-            raise CalibrationError(f"every run is held out (seeds {seeds}); keep some to fit on")
-        base = run_config(args.tracking_uri, fitted)
-        prerequisites: dict = {}
-        if base.get("env"):
-            env = build_component("envs", "env", ComponentConfig(**base["env"]))
-            prerequisites = {s.name: list(s.prerequisites) for s in env.skills}
-        print(f"fitting the simulated student to {len(fitted)} runs of {args.experiment!r} ...", file=sys.stderr)
-        cal = fit(fitted, prerequisites, heldout, forgetting=not args.no_forgetting, onset=not args.no_onset)
+        fitted = calibrate(args.tracking_uri, args.experiment, args.policies or (), args.student,
+                           args.holdout_seeds or (), forgetting=not args.no_forgetting, onset=not args.no_onset,
+                           progress=lambda line: print(line, file=sys.stderr))
     except (CalibrationError, ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(render(cal, fitted, heldout), end="")
-    config = {k: v for k, v in base.items() if k not in ("sweep", "warm_start", "synthesis")}
-    config["student"] = cal.student_config()
-    if config.get("loop"):  # not the fitted run's (or sweep trial's) own folder
-        config["loop"] = {**config["loop"], "output_dir": "outputs"}
-    if config.get("tracking"):
-        # Not the fitted runs' store (a sweep's was a server that has stopped) nor their experiment: runs of
-        # the simulator go where the user's own runs go, apart from the LM's runs they were fitted to.
-        config["tracking"] = {**config["tracking"], "run_name": None, "tags": {}, "tracking_uri": None,
-                              "experiment": None}
-    header = (f"# The simulated student fitted by `teachgym calibrate {args.experiment}` to {len(fitted)} runs "
-              f"(mean RMSE {sum(cal.train_rmse.values()) / len(cal.train_rmse):.3f}"
-              + (f", held-out {sum(cal.heldout_rmse.values()) / len(cal.heldout_rmse):.3f}" if cal.heldout_rmse else "")
-              + f").\n# Runs: {', '.join(cal.train_runs)}\n")
+    print(fitted.report, end="")
     with open(args.out, "w") as f:
-        f.write(header + yaml.safe_dump(config, sort_keys=False))
+        f.write(fitted.config_text)
     print(f"wrote {args.out}: teachgym run {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from teachgym.config import ConfigError
-    from teachgym.sweep import Display, plan_sweep, run_sweep
-    from teachgym.tracking import TrackingUnavailable
+    from teachgym.sweep import plan_sweep, run_sweep
+    from teachgym.tracking.store import TrackingUnavailable
 
     if os.getcwd() not in sys.path:  # policies given by import path, as in `teachgym run`
         sys.path.insert(0, os.getcwd())
-    _quiet()
+    quiet_libraries()
     try:
         plan = plan_sweep(args.config, args.overrides, name=args.name, max_concurrent=args.max_concurrent,
                           cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
@@ -309,7 +279,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from teachgym.compare import CompareError, group_rows, load_runs, paired_rows, plot, render, render_paired, run_rows
 
-    _quiet()
+    quiet_libraries()
     try:
         curves = load_runs(args.tracking_uri, args.experiments, args.include_unfinished, sweep=args.sweep)
         paired = paired_rows(curves, args.baseline) if args.baseline else None
@@ -345,7 +315,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import socket
     import subprocess
 
-    from teachgym.tracking import resolve_tracking_uri
+    from teachgym.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):
@@ -359,7 +329,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
                   f"http://{args.host}:{args.port}; otherwise pick a free port: teachgym ui --port {args.port + 1}",
                   file=sys.stderr)
             return 2
-    _quiet()
+    quiet_libraries()
     import mlflow
 
     client = mlflow.MlflowClient(uri)
@@ -386,7 +356,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``teachgym`` command line: every subcommand and option (the docs' tests parse their examples with it)."""
     parser = argparse.ArgumentParser(prog="teachgym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="run a curriculum experiment from a YAML config")
@@ -459,6 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_ui.set_defaults(func=cmd_ui)
     p_list = sub.add_parser("list", help="list every registered env, student and policy")
     p_list.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     # key=value overrides may come after options too (`skill-graph CONFIG --out g.json loop.seed=1`).
     args, extra = parser.parse_known_args(argv)
     if extra:

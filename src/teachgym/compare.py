@@ -64,44 +64,37 @@ def load_runs(tracking_uri: str | None, experiments: Sequence[str] = (), include
     Raises:
         CompareError: A named experiment does not exist (with near names), or none has a run.
     """
-    import mlflow
+    from teachgym.tracking import runs
+    from teachgym.tracking.schema import (
+        ACC_MEAN,
+        ACC_MIN,
+        CUMULATIVE_EXAMPLES,
+        TAG_POLICY,
+        TAG_SEED,
+        TAG_SETTING,
+        TAG_SWEEP,
+        TAG_SWEEP_NAME,
+    )
 
-    from teachgym.tracking import resolve_tracking_uri
-
-    client = mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
-    every = {e.name: e for e in client.search_experiments()}
-    if experiments:
-        chosen = []
-        for name in experiments:
-            if name not in every:
-                near = difflib.get_close_matches(name, list(every), n=3, cutoff=0.5)
-                hint = f"; did you mean {', '.join(map(repr, near))}?" if near else f"; there are {sorted(every)}"
-                raise CompareError(f"no experiment {name!r} in {client.tracking_uri}{hint}")
-            chosen.append(every[name])
-    else:
-        chosen = [e for n, e in every.items() if n.startswith("teachgym/")]
+    client = runs.client(tracking_uri)
+    chosen = runs.find_experiments(client, experiments, CompareError)
     curves = []
     for exp in chosen:
-        for run in client.search_runs([exp.experiment_id], max_results=50_000, order_by=["attributes.start_time"]):
+        for run in runs.parent_runs(client, [exp.experiment_id], finished_only=not include_unfinished):
             tags = run.data.tags
-            if "mlflow.parentRunId" in tags or "teachgym.policy" not in tags:
-                continue  # round / probe runs, and runs teachgym did not make
-            if run.info.status != "FINISHED" and not include_unfinished:
+            if sweep is not None and sweep not in (tags.get(TAG_SWEEP), tags.get(TAG_SWEEP_NAME)):
                 continue
-            if sweep is not None and sweep not in (tags.get("teachgym.sweep"), tags.get("teachgym.sweep_name")):
-                continue
-            hist = {k: {m.step: m.value for m in client.get_metric_history(run.info.run_id, k)}
-                    for k in ("acc/mean", "acc/min", "data/cumulative_examples")}
-            steps = sorted(set(hist["acc/mean"]) & set(hist["data/cumulative_examples"]))
+            hist = {k: runs.series(client, run.info.run_id, k) for k in (ACC_MEAN, ACC_MIN, CUMULATIVE_EXAMPLES)}
+            steps = sorted(set(hist[ACC_MEAN]) & set(hist[CUMULATIVE_EXAMPLES]))
             if not steps:
                 continue
             curves.append(RunCurve(
                 experiment=exp.name, run_id=run.info.run_id, run_name=run.info.run_name or "",
-                policy=tags["teachgym.policy"], seed=tags.get("teachgym.seed", "?"), status=run.info.status,
-                examples=[hist["data/cumulative_examples"][s] for s in steps],
-                acc_mean=[hist["acc/mean"][s] for s in steps],
-                acc_min=[hist["acc/min"].get(s, math.nan) for s in steps],
-                setting=tags.get("teachgym.setting", ""), start_time=run.info.start_time or 0,
+                policy=tags[TAG_POLICY], seed=tags.get(TAG_SEED, "?"), status=run.info.status,
+                examples=[hist[CUMULATIVE_EXAMPLES][s] for s in steps],
+                acc_mean=[hist[ACC_MEAN][s] for s in steps],
+                acc_min=[hist[ACC_MIN].get(s, math.nan) for s in steps],
+                setting=tags.get(TAG_SETTING, ""), start_time=run.info.start_time or 0,
             ))
     if not curves:
         where = ", ".join(e.name for e in chosen) or "no teachgym/ experiments"

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 import random
-import weakref
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from teachgym.protocols import fills_requests, learns_from_counts
+from teachgym.rows import RowFilter, arrow_table, as_label_lists, column, example_schema, normalise, pool_index
 from teachgym.types import Examples, InvalidActionError, Mixture, Synthesize, validate_action
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,8 +78,7 @@ def counts_suffice(student: Any, env: Any, synthesizer: Any = None) -> bool:
 
     An LLM data engine makes rows that may be rejected or fall short, so it always gets the full path.
     """
-    return bool(getattr(student, "learns_from_counts", False) and getattr(env, "fills_requests", False)
-                and synthesizer is None)
+    return learns_from_counts(student) and fills_requests(env) and synthesizer is None
 
 
 class EngineError(RuntimeError):
@@ -104,59 +104,8 @@ class DataReport:
         return sum(self.sources.values())
 
 
-class _Filter:
-    """Drops rows that fail the verifier, equal an eval prompt, or repeat a prompt; counts why."""
-
-    def __init__(self, env: Env, eval_prompts: set[str], report: DataReport) -> None:
-        self.env, self.eval_prompts, self.report = env, eval_prompts, report
-        self.seen: set[str] = set()
-        self.dropped: Counter[str] = Counter()
-
-    def reject(self, row: Mapping[str, Any], reason: str) -> None:
-        """Count a dropped row and keep the first few as a sample."""
-        self.dropped[reason] += 1
-        if len(self.report.rejected_sample) < 20:
-            self.report.rejected_sample.append({"reason": reason, **_normalise(row, "?")})
-
-    def admissible(self, row: Mapping[str, Any], dedupe: bool = True) -> bool:
-        """The cheap checks: not an eval prompt, not already in the round (rejections are counted)."""
-        if row["prompt"] in self.eval_prompts:
-            self.reject(row, "eval_overlap")
-            return False
-        if dedupe and row["prompt"] in self.seen:
-            self.reject(row, "duplicate")
-            return False
-        return True
-
-    def keep(self, row: Mapping[str, Any], dedupe: bool = True, verify: bool = True) -> bool:
-        """Every check (``verify=False`` when the row was checked another way, e.g. self-consistency)."""
-        reason = None
-        if row["prompt"] in self.eval_prompts:
-            reason = "eval_overlap"
-        elif verify and not self.env.verify(row["prompt"], row["completion"]):
-            reason = "failed_verifier"
-        elif dedupe and row["prompt"] in self.seen:
-            reason = "duplicate"
-        if reason:
-            self.reject(row, reason)
-            return False
-        self.seen.add(row["prompt"])
-        return True
-
-
-def _normalise(row: Mapping[str, Any], source: str) -> dict[str, Any]:
-    skills = row["skills"]
-    return {
-        "prompt": str(row["prompt"]),
-        "completion": str(row["completion"]),
-        "skills": [skills] if isinstance(skills, str) else [str(s) for s in skills],
-        "level": int(row["level"]) if row.get("level") is not None else 1,  # 0 is a level (your data's)
-        "source": str(row.get("source") or source),
-    }
-
-
 def _generate(
-    env: Env, skill: str, n: int, level: int | None, seed: int, filt: _Filter, report: DataReport
+    env: Env, skill: str, n: int, level: int | None, seed: int, filt: RowFilter, report: DataReport
 ) -> list[dict]:
     if not getattr(env, "supports_generation", False):
         raise EngineError(f"env {env.name!r} has no generator to synthesise {skill!r} from")
@@ -166,7 +115,7 @@ def _generate(
         before = len(rows)
         for row in env.generate(skill, n - len(rows), level=level, seed=seed * 1000 + attempt):
             if len(rows) < n and filt.keep(row):
-                rows.append(_normalise(row, "generator"))
+                rows.append(normalise(row, "generator"))
         if len(rows) == n:
             return rows
         stale = stale + 1 if len(rows) == before else 0
@@ -183,80 +132,6 @@ def _generate(
     return [rows[i % len(rows)] for i in range(n)]
 
 
-@dataclass
-class PoolIndex:
-    """An env's pool by skill: the row numbers of each skill (ascending) and every row's level."""
-
-    rows: dict[str, np.ndarray]
-    levels: np.ndarray
-    fingerprint: str | None = None
-
-
-_INDEXES: weakref.WeakKeyDictionary[Any, PoolIndex] = weakref.WeakKeyDictionary()
-
-
-def pool_index(env: Env, pool: Dataset) -> PoolIndex:
-    """The pool's rows by skill, computed from its ``skills`` column once and kept while the pool is the same."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    fingerprint = getattr(pool, "_fingerprint", None)
-    try:
-        cached = _INDEXES.get(env)
-    except TypeError:  # an env that cannot be weakly referenced: index every round
-        cached = None
-    if cached is not None and fingerprint is not None and cached.fingerprint == fingerprint:
-        return cached
-    table = arrow_table(pool)
-    names = [s.name for s in env.skills]
-    labels = as_label_lists(table.column("skills").combine_chunks())
-    parents = np.asarray(pc.list_parent_indices(labels), dtype=np.int64)
-    codes = pc.index_in(pc.list_flatten(labels), value_set=pa.array(names, pa.string()))
-    known = np.asarray(codes.is_valid(), dtype=bool)
-    codes = np.asarray(codes.fill_null(0), dtype=np.int64)[known]
-    rows = {s: r for s, r in zip(names, rows_by_code(codes, parents[known], len(names))) if len(r)}
-    if "level" in table.column_names:
-        levels = np.asarray(table.column("level").combine_chunks().fill_null(1), dtype=np.int64)
-    else:
-        levels = np.ones(table.num_rows, dtype=np.int64)
-    index = PoolIndex(rows, levels, fingerprint)
-    try:
-        _INDEXES[env] = index
-    except TypeError:
-        pass
-    return index
-
-
-def rows_by_code(codes: np.ndarray, rows: np.ndarray, k: int) -> list[np.ndarray]:
-    """For each code ``0..k-1``, the ``rows`` paired with it, in their order (one stable sort, no Python loop)."""
-    ends = np.cumsum(np.bincount(codes, minlength=k)).tolist()
-    grouped = rows[np.argsort(codes, kind="stable")]
-    return [grouped[a:b] for a, b in zip([0, *ends[:-1]], ends)]
-
-
-def arrow_table(data: Dataset) -> Any:
-    """A dataset's rows as one ``pyarrow.Table`` (a selection is taken once)."""
-    if data._indices is not None:
-        data = data.flatten_indices(keep_in_memory=True)
-    return data.data.table
-
-
-def column(data: Dataset, name: str) -> list:
-    """One column as a Python list, converted by Arrow in one go (iterating ``data[name]`` decodes row by row)."""
-    return arrow_table(data).column(name).to_pylist()
-
-
-def as_label_lists(column: Any) -> Any:
-    """A ``skills`` column as lists of labels (a plain string column is one label per row)."""
-    import pyarrow as pa
-
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        valid = np.asarray(column.is_valid(), dtype=bool)
-        offsets = np.concatenate([[0], np.cumsum(valid)]).astype(np.int32)
-        return pa.ListArray.from_arrays(pa.array(offsets), column.filter(pa.array(valid)).cast(pa.string()))
-    return column
-
-
 def _sample(idx: np.ndarray, n: int, gen: np.random.Generator) -> np.ndarray:
     """``n`` of ``idx``: without replacement while they last, then again from a fresh permutation."""
     full, rest = divmod(n, len(idx))
@@ -264,14 +139,6 @@ def _sample(idx: np.ndarray, n: int, gen: np.random.Generator) -> np.ndarray:
     if rest:
         parts.append(idx[gen.choice(len(idx), rest, replace=False)])
     return np.concatenate(parts)
-
-
-def example_schema() -> Any:
-    """The Arrow schema of a round's training rows (:data:`EXAMPLE_COLUMNS`)."""
-    import pyarrow as pa
-
-    return pa.schema([("prompt", pa.string()), ("completion", pa.string()), ("skills", pa.list_(pa.string())),
-                      ("level", pa.int64()), ("source", pa.string())])
 
 
 def _take(pool: Dataset, picks: np.ndarray) -> Any:
@@ -303,7 +170,7 @@ def _synthesize_llm(
     n: int,
     level: int | None,
     seed: int,
-    filt: _Filter,
+    filt: RowFilter,
     report: DataReport,
     failures: Sequence[Failure],
 ) -> list[dict]:
@@ -313,7 +180,7 @@ def _synthesize_llm(
     got, log = synthesizer.synthesize(env, skill, n, level, seed, filt, failures)
     report.llm = report.llm or SynthesisLog()
     report.llm.add(log)
-    rows = [_normalise(r, "llm") for r in got]
+    rows = [normalise(r, "llm") for r in got]
     short = n - len(rows)
     if not short:
         return rows
@@ -377,7 +244,7 @@ def materialize(
     rng = random.Random(seed)  # the generator's seeds
     gen = np.random.default_rng(seed)  # pool rows and the round's order
     report = DataReport()
-    filt = _Filter(env, eval_prompts, report)
+    filt = RowFilter(env, eval_prompts, report.rejected_sample)
     rows: list[dict] = []
     picks: list[np.ndarray] = []  # pool row numbers, taken in one go at the end
     pool = None
@@ -414,7 +281,7 @@ def materialize(
             elif n:
                 rows += _generate(env, skill, n, level, rng.randrange(2**31), filt, report)
     elif isinstance(action, Examples):
-        valid = [_normalise(r, "teacher") for r in action.rows if filt.keep(r)]
+        valid = [normalise(r, "teacher") for r in action.rows if filt.keep(r)]
         if not valid:
             raise InvalidActionError(
                 f"none of the teacher's {len(action.rows)} rows passed the verifier and the eval-overlap "

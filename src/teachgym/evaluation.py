@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from teachgym.protocols import AnswersEval
 from teachgym.types import Failure, SkillStats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +64,7 @@ def evaluate(
     prompts, golds, skills, levels = eval_columns(env)
     # A student with the fast path (e.g. the simulated one) gives the same answers, verdicts and losses
     # without the text round trip; None means it cannot for this env.
-    answered = student.answer_eval(env, max_new_tokens) if callable(getattr(student, "answer_eval", None)) else None
+    answered = student.answer_eval(env, max_new_tokens) if isinstance(student, AnswersEval) else None
     if answered is not None:
         outputs, correct, losses = answered[0], [bool(c) for c in answered[1]], [float(x) for x in answered[2]]
     else:
@@ -128,7 +129,7 @@ _EVAL: weakref.WeakKeyDictionary[Any, tuple[Any, tuple, tuple[_Groups, _Groups]]
 
 def _cached(env: Env) -> tuple[tuple, tuple[_Groups, _Groups]]:
     """The eval set's columns and groups, computed once per eval set (the loop evaluates every round)."""
-    from teachgym.engine import column
+    from teachgym.rows import column
 
     ev = env.eval_set()
     try:

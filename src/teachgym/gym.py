@@ -260,7 +260,8 @@ class TeachEnv(gymnasium.Env):
         if self.fast:
             self.student.practice(weights * self.examples_per_round)
         else:
-            from teachgym.engine import column, materialize
+            from teachgym.engine import materialize
+            from teachgym.rows import column
 
             if self._eval_prompts is None:
                 self._eval_prompts = set(column(self.teach_env.eval_set(), "prompt"))

@@ -1,6 +1,6 @@
 """The closed loop: evaluate, let the teacher act, build the data, train, evaluate again, log.
 
-It reads top to bottom on purpose; see DESIGN.md for the picture::
+:func:`run_experiment` reads like the design (``docs/architecture.md``)::
 
     obs = evaluate(student, env)                       # round 0: the untrained student
     for round in 1..R:
@@ -9,10 +9,17 @@ It reads top to bottom on purpose; see DESIGN.md for the picture::
         report  = student.train(data)
         obs     = evaluate(student, env)
         tracker.log_round(round, obs, action, data, report)
+
+One round is :func:`play_round`; what it produced is one :class:`~teachgym.rounds.Round`, which the
+tracker logs and whose light :class:`~teachgym.rounds.RoundRecord` the caller sees. The loop carries a
+:class:`~teachgym.resume.RoundState` from round to round and saves it at each round's end, so that
+``--resume`` continues exactly. The tracker is a :class:`~teachgym.protocols.Tracker`: MLflow, or a
+:class:`~teachgym.tracking.null.NullTracker` that does nothing, so the loop never asks which.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -20,42 +27,42 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from teachgym.checks import check_plugin
 from teachgym.config import ConfigError, ExperimentConfig, build_component, flatten
-from teachgym.state import policy_levels, restrict
-from teachgym.types import (
-    Action,
-    HistoryEntry,
-    Observation,
-    ProbeResult,
-    action_to_dict,
-    rollout_metrics,
-    validate_action,
-    validate_probes,
+from teachgym.engine import counts_suffice, materialize
+from teachgym.evaluation import evaluate, loss_profile
+from teachgym.interrupts import Interrupted, check, stop_on_signals
+from teachgym.protocols import Explains, Probes, Stateful, Tracker
+from teachgym.registry import BUILTINS, resolve
+from teachgym.resume import (
+    RoundState,
+    RunDir,
+    can_save_state,
+    capture_rngs,
+    experiment_name,
+    find_run,
+    resumed_config,
+    this_process,
 )
+from teachgym.rounds import Round, RoundRecord
+from teachgym.rows import column
+from teachgym.state import policy_levels, restrict
+from teachgym.tracking.null import NullTracker
+from teachgym.tracking.schema import PROBE_EXAMPLES, round_metrics, teacher_weights
+from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri, unreachable_message
+from teachgym.types import Action, Observation, ProbeResult, rollout_metrics, validate_action, validate_probes
+from teachgym.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RoundRecord:
-    """One finished round, as the loop's caller sees it (round 0 is the untrained student)."""
-
-    round: int
-    mean_accuracy: float
-    weakest: tuple[str, float]
-    accuracies: dict[str, float]
-    action: dict[str, Any] | None
-    examples: int
-    train_loss: float | None
-    seconds: float
-    metrics: dict[str, float] = field(default_factory=dict)
+__all__ = ["ExperimentResult", "PolicyError", "RoundRecord", "RunInfo", "default_run_name", "play_round",
+           "run_experiment"]
 
 
 @dataclass
@@ -73,24 +80,6 @@ class ExperimentResult:
         return self.rounds[-1]
 
 
-def quiet_libraries() -> None:
-    """Quiet transformers, datasets and MLflow: the caller's own lines are the progress display."""
-    import warnings
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # "View run at ..." per run ended
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
-
-
-def default_run_name(config: ExperimentConfig) -> str:
-    """``<policy>-s<seed>``, with an import path shortened to its attribute."""
-    policy = config.policy.name.rsplit(":", 1)[-1]
-    return config.tracking.run_name or f"{policy}-s{config.loop.seed}"
-
-
 @dataclass
 class RunInfo:
     """Where an experiment lives, handed to ``on_start`` as soon as it is known (to print a resume hint)."""
@@ -99,6 +88,36 @@ class RunInfo:
     output_dir: str
     resumed_from: int | None  # the round the experiment continues after; None for a fresh start
     stateless_policy: bool
+
+
+@dataclass
+class Experiment:
+    """The parts one experiment is played with, built once by :func:`assemble`."""
+
+    config: ExperimentConfig
+    env: Any
+    student: Any
+    policy: Any
+    synthesizer: Any  # the LLM data engine, or None
+    tracker: Tracker
+    run_dir: RunDir
+    eval_prompts: set[str]
+    counts_only: bool  # the fast path: the student learns from rows per skill, no text is built
+    process: dict[str, Any]
+
+    @property
+    def skills(self) -> list[str]:
+        return [s.name for s in self.env.skills]
+
+
+class PolicyError(RuntimeError):
+    """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
+
+
+def default_run_name(config: ExperimentConfig) -> str:
+    """``<policy>-s<seed>``, with an import path shortened to its attribute."""
+    policy = config.policy.name.rsplit(":", 1)[-1]
+    return config.tracking.run_name or f"{policy}-s{config.loop.seed}"
 
 
 def run_experiment(
@@ -117,61 +136,124 @@ def run_experiment(
             a config that differs in a key that changes results is refused (see :mod:`teachgym.resume`).
         on_start: Called once the run exists, before round 0 (or the first resumed round).
 
-    Returns:
-        Per-round records, the MLflow parent run id and where outputs went.
-
     Raises:
-        ConfigError, RegistryError: Bad components or kwargs (before anything runs).
-        ResumeError: Nothing to resume, or a changed config (before anything runs).
-        TrackingUnavailable: The tracking server does not answer (before anything runs, or mid-run,
-            after the round's state was saved).
-        InvalidActionError: The teacher returned an action that cannot be trained on (before training).
-        PolicyError: The teacher raised; the last finished round's state is kept for ``--resume``.
+        ConfigError, RegistryError, ResumeError: Bad components, nothing to resume, a changed config (before
+            anything runs). InvalidActionError: the teacher's action cannot be trained on (before training).
+        TrackingUnavailable: The tracking server does not answer (before anything runs, or mid-run, after the
+            round's state was saved). PolicyError: the teacher raised; the last finished round is kept.
         Interrupted: SIGTERM/SIGINT/SIGHUP; the runs end ``KILLED``, the last finished round is kept.
     """
-    from teachgym.engine import column, counts_suffice, materialize
-    from teachgym.evaluation import evaluate
-    from teachgym.interrupts import Interrupted, check, stop_on_signals
-    from teachgym.protocols import check_plugin
-    from teachgym.resume import (
-        RoundState,
-        RunDir,
-        can_save_state,
-        capture_rngs,
-        experiment_name,
-        find_run,
-        is_stateless,
-        resumed_config,
-        this_process,
-    )
-    from teachgym.tracking import (
-        MLflowTracker,
-        RoundLog,
-        TrackingUnavailable,
-        prepare_store,
-        resolve_tracking_uri,
-        round_metrics,
-        server_reachable,
-        unreachable_message,
-    )
-    from teachgym.warm_start import warm_start
-
     env = build_component("envs", "env", config.env, seed=config.loop.seed)
     check_plugin("env", env, config.env.name)
     run_dir = None
     if resume:  # the stored config is the one that runs
         run_dir = find_run(config, env.name, default_run_name(config), None if resume is True else str(resume))
         config = resumed_config(run_dir.info["config"], config)
-    loop = config.loop
-    seed = loop.seed
-    experiment = experiment_name(config, env.name)
     if config.tracking.enabled:  # an unreachable server is reported now, before any training
-        prepare_store(resolve_tracking_uri(config.tracking.tracking_uri), experiment)
-    student_config, warm = warm_start(config)  # a shared SFT warm start, trained once: the student starts from it
-    student = build_component("students", "student", student_config, seed=seed, env=env,
+        prepare_store(resolve_tracking_uri(config.tracking.tracking_uri), experiment_name(config, env.name))
+    exp = assemble(config, env, run_dir)
+    saved = exp.run_dir.load(exp.student, exp.policy, exp.synthesizer) if resume else None  # RNGs restored too
+    rounds, status = config.loop.rounds, "FAILED"
+    try:
+        with stop_on_signals():
+            exp.tracker.start(run_id=exp.run_dir.run_id if resume else None)
+            _write_run_info(exp, started=exp.run_dir.info.get("started") if resume else time.time())
+            if on_start:
+                on_start(RunInfo(exp.run_dir.run_id, os.fspath(exp.run_dir.path), saved.round if saved else None,
+                                 not isinstance(exp.policy, Stateful)))
+            state = play_round_zero(exp) if saved is None else _continue(exp, saved)
+            exp.tracker.log_plots(state.records)
+            for record in state.records if on_round else ():
+                on_round(record, rounds)
+            for r in range(len(state.records), rounds + 1):
+                check()  # a stop signal whose exception Python dropped (see teachgym.interrupts.check)
+                state = play_round(exp, state, r)
+                exp.tracker.log_plots(state.records)
+                exp.tracker.log_checkpoint(exp.student, r, state.records[-1].metrics)
+                if on_round:
+                    on_round(state.records[-1], rounds)
+            check()
+            exp.tracker.flush()  # the last round's logging and plots, before the run can say FINISHED
+            _save_outputs(exp)
+        status = "FINISHED"
+    except Interrupted:
+        status = "KILLED"
+        raise
+    except Exception as e:
+        if not exp.tracker.reachable():
+            raise TrackingUnavailable(
+                f"{unreachable_message(exp.tracker.uri)}. The experiment stopped; every finished round is saved in "
+                f"{str(exp.run_dir.path)!r} and --resume re-logs what the server missed"
+            ) from e
+        raise
+    finally:
+        exp.tracker.finish(status)
+        if (exp.run_dir.path / "run.json").exists():
+            exp.run_dir.update_info(status=status, ended=time.time())
+    return ExperimentResult(state.records, exp.tracker.parent_id, exp.tracker.uri, os.fspath(exp.run_dir.path))
+
+
+def play_round_zero(exp: Experiment) -> RoundState:
+    """Round 0: evaluate the untrained student, save and log it."""
+    loop, t0 = exp.config.loop, time.perf_counter()
+    with exp.tracker.round(0):
+        result = evaluate(exp.student, exp.env, None, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures)
+        done = Round(0, result, round_metrics(result, None, None, 0, exp.skills), seconds=time.perf_counter() - t0)
+        state = RoundState(0, 0, [done.record()], [done.history_entry()], result, _policy_state(exp.policy),
+                           None, None, pending_log=done)
+        _save(exp, state)
+        exp.tracker.log(done)
+    return state
+
+
+def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
+    """Round ``r``: the teacher acts on what it may see, the engine builds the data, the student trains, is
+    evaluated, and the round is saved (before MLflow hears of it: a lost server loses nothing) and logged."""
+    config, env, student, policy = exp.config, exp.env, exp.student, exp.policy
+    loop, seed, t0 = config.loop, config.loop.seed * 100_003 + r, time.perf_counter()
+    obs = restrict(_observe(exp, state, r), loop.state, state.result.subskills)  # what this teacher may see
+    with exp.tracker.round(r):
+        # Aioli-style policies first probe the student; probe rows come out of this round's budget.
+        obs, probed, probe_rows, probe_results = _run_probes(exp, obs, seed)
+        action: Action = _act(policy, obs, config.policy.name)
+        validate_action(action, env.skills)  # garbage is caught here, before any training
+        explained = _explain(policy)  # an optional policy.explain(): its own metrics and details
+        data, report = materialize(action, env, loop.examples_per_round - probed, seed, exp.eval_prompts,
+                                   exp.synthesizer, obs.failures, exp.counts_only)
+        if probed:  # the round's composition includes what the probes trained on
+            report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
+            report.sources["probe"] = probed
+        train = student.train(data)
+        check()
+        used = state.used + len(data) + probed
+        result = evaluate(student, env, state.result.profile, loop.max_new_tokens, loop.eval_batch_size,
+                          loop.num_failures, state.result.subskills)
+        metrics = round_metrics(result, action, report, used, exp.skills)
+        metrics.update(rollout_metrics(train))  # an RL student's per-skill rollout statistics
+        if probed:
+            metrics[PROBE_EXAMPLES] = float(probed)
+        metrics.update(explained.get("metrics", {}))
+        done = Round(r, result, metrics, action, report, train, data, probe_results, explained.get("details"),
+                     used, time.perf_counter() - t0)
+        state = RoundState(r, used, [*state.records, done.record()], [*state.history, done.history_entry()],
+                           result, _policy_state(policy), sorted(exp.synthesizer.seen) if exp.synthesizer else None,
+                           exp.tracker.best, pending_log=done)
+        _save(exp, state)
+        exp.tracker.log(done)
+    return state
+
+
+def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Experiment:
+    """Build the student (after a shared warm start, if configured), the teacher, the data engine and the tracker.
+
+    Every component is checked as it is built, so a wrong plugin fails here, before anything trains.
+    """
+    loop = config.loop
+    student_config, warm = warm_start(config, run_experiment)  # trained once: the student starts from it
+    student = build_component("students", "student", student_config, seed=loop.seed, env=env,
                               examples_per_round=loop.examples_per_round)
     check_plugin("student", student, config.student.name)
-    policy = build_component("policies", "policy", config.policy, seed=seed)
+    policy = build_component("policies", "policy", config.policy, seed=loop.seed)
     check_plugin("policy", policy, config.policy.name)
     if loop.state not in policy_levels(policy):
         raise ConfigError(
@@ -183,190 +265,102 @@ def run_experiment(
         from teachgym.synthesis import LLMSynthesizer
 
         synthesizer = LLMSynthesizer(config.synthesis)
-    skills = [s.name for s in env.skills]
     eval_prompts = set(column(env.eval_set(), "prompt"))
-    counts_only = counts_suffice(student, env, synthesizer)  # the fast path: rows per skill, no text
-    skill_graph = {s.name: tuple(s.prerequisites) for s in env.skills}
+    counts_only = counts_suffice(student, env, synthesizer)
     run_name = default_run_name(config)
     if run_dir is None:
         run_dir = RunDir.create(Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if not can_save_state(student):
         log.warning("student %r has no save_state/load_state: this experiment cannot be resumed", config.student.name)
-    saved = run_dir.load(student, policy, synthesizer) if resume else None  # student, policy, RNGs restored
-    out_dir = run_dir.path
-
-    tracker = None
     process = this_process()
+    tracker: Tracker = NullTracker()
     if config.tracking.enabled:
-        tracker = MLflowTracker(
-            tracking_uri=config.tracking.tracking_uri,
-            experiment=experiment,
-            run_name=run_name,
-            tags={
-                "teachgym.policy": config.policy.name,
-                "teachgym.env": config.env.name,
-                "teachgym.student": config.student.name,
-                "teachgym.seed": str(seed),
-                "teachgym.output_dir": os.path.abspath(out_dir),
-                "teachgym.host": process["host"],
-                "teachgym.pid": str(process["pid"]),
-                "teachgym.pid_start": str(process["pid_start"]),
-                **(warm.tags if warm else {}),
-                **config.tracking.tags,
-            },
-            params=flatten(config.model_dump()),
-            config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
-            log_predictions=config.tracking.log_predictions,
-            active_rounds=not counts_only,  # the fast path's student logs nothing into a round's run
-        )
+        tracker = _mlflow_tracker(config, env, run_name, run_dir, process, warm.tags if warm else {}, counts_only)
+    return Experiment(config, env, student, policy, synthesizer, tracker, run_dir, eval_prompts, counts_only, process)
 
-    def save(state: RoundState) -> None:
-        if tracker:  # this round's log and any earlier one still being written: --resume re-logs what is missing
-            state.pending_log = tracker.unconfirmed(state.pending_log)
-        state.rng = capture_rngs()
-        run_dir.save(state, student, keep=config.tracking.checkpoints)
-        if tracker:
-            tracker.check()  # a write that failed in the background (the server is gone): stop, the round is saved
 
-    records: list[RoundRecord] = []
-    status = "FAILED"
-    try:
-        with stop_on_signals():
-            if tracker:
-                tracker.start(run_id=run_dir.run_id if resume else None)
-            started = run_dir.info.get("started") if resume else time.time()
-            run_dir.write_info({"run_id": tracker.parent_id if tracker else None, "experiment": experiment,
-                                "run_name": run_name, "tracking_uri": tracker.uri if tracker else None,
-                                "config": config.model_dump(), "status": "RUNNING", "started": started, **process})
-            if on_start:
-                on_start(RunInfo(run_dir.run_id, os.fspath(out_dir), saved.round if saved else None,
-                                 is_stateless(policy)))
-            if saved is None:
-                # Round 0: the untrained student.
-                t0 = time.perf_counter()
-                with tracker.round(0) if tracker else nullcontext():
-                    result = evaluate(student, env, None, loop.max_new_tokens, loop.eval_batch_size,
-                                      loop.num_failures)
-                    metrics = round_metrics(result, None, None, 0, skills)
-                    records.append(_record(0, result, None, 0, None, time.perf_counter() - t0, metrics))
-                    history = [HistoryEntry(0, result.profile, None)]
-                    used = 0
-                    entry = RoundLog(0, result, metrics)
-                    save(RoundState(0, used, records, history, result, _policy_state(policy), None,
-                                    None, pending_log=entry))
-                    if tracker:
-                        tracker.log(entry)
-            else:  # resumed: continue after the last round that was saved whole
-                records, history, result, used = saved.records, saved.history, saved.result, saved.used
-                if tracker:
-                    tracker.restore_best(records, saved.tracker_best)
-                    tracker.relog(saved.pending_log)  # what the store missed when the last process stopped
-            if tracker and config.tracking.plots:
-                tracker.log_plots(records, skills)
-            if on_round:
-                for record in records:
-                    on_round(record, loop.rounds)
+def _mlflow_tracker(config: ExperimentConfig, env: Any, run_name: str, run_dir: RunDir, process: dict[str, Any],
+                    warm_tags: dict[str, str], counts_only: bool) -> Tracker:
+    from teachgym.tracking import schema
+    from teachgym.tracking.writer import MLflowTracker
 
-            for r in range(len(records), loop.rounds + 1):
-                check()  # a stop signal whose exception Python dropped (see teachgym.interrupts.check)
-                t0 = time.perf_counter()
-                obs = Observation(
-                    round=r,
-                    rounds_total=loop.rounds,
-                    examples_per_round=loop.examples_per_round,
-                    budget_used=used,
-                    budget_left=(loop.rounds - r + 1) * loop.examples_per_round,
-                    skills=tuple(env.skills),
-                    profile=result.profile,
-                    failures=tuple(result.failures),
-                    history=tuple(history),
-                    skill_graph=skill_graph,
-                    rollouts=history[-1].rollouts or {},
-                )
-                obs = restrict(obs, loop.state, result.subskills)  # what this teacher may see
-                with tracker.round(r) if tracker else nullcontext():
-                    # Aioli-style policies first probe the student; probe rows come out of this round's budget.
-                    obs, probed, probe_rows, probe_results = _run_probes(
-                        policy, obs, student, env, tracker, seed * 100_003 + r, eval_prompts, loop.eval_batch_size,
-                        config.policy.name,
-                    )
-                    action: Action = _act(policy, obs, config.policy.name)
-                    validate_action(action, env.skills)  # garbage is caught here, before any training
-                    explained = _explain(policy)  # an optional policy.explain(): its own metrics and details
-                    budget = loop.examples_per_round - probed
-                    data, report = materialize(
-                        action, env, budget, seed * 100_003 + r, eval_prompts, synthesizer, obs.failures, counts_only
-                    )
-                    if probed:  # the round's composition includes what the probes trained on
-                        report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
-                        report.sources["probe"] = probed
-                    train = student.train(data)
-                    check()
-                    used += len(data) + probed
-                    result = evaluate(
-                        student, env, result.profile, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures,
-                        result.subskills,
-                    )
-                    metrics = round_metrics(result, action, report, used, skills)
-                    metrics.update(rollout_metrics(train))  # an RL student's per-skill rollout statistics
-                    if probed:
-                        metrics["data/probe_examples"] = float(probed)
-                    metrics.update(explained.get("metrics", {}))
-                    history.append(HistoryEntry(r, result.profile, action, train.rollouts or None))
-                    records.append(
-                        _record(r, result, action, used, train.train_loss, time.perf_counter() - t0, metrics)
-                    )
-                    entry = RoundLog(r, result, metrics, action, report, train, data, probe_results,
-                                     explained.get("details"))
-                    # The round is safe on disk before MLflow hears of it; a lost server loses nothing.
-                    save(RoundState(r, used, records, history, result, _policy_state(policy),
-                                    sorted(synthesizer.seen) if synthesizer else None,
-                                    tracker.best if tracker else None, pending_log=entry))
-                    if tracker:
-                        tracker.log(entry)
-                if tracker and config.tracking.plots:
-                    tracker.log_plots(records, skills)
-                if tracker and config.tracking.checkpoints != "none":  # logged from the parent run
-                    tracker.log_checkpoint(student, r, metrics, config.tracking.checkpoints, {
-                        "env": config.env.model_dump(), "student": config.student.model_dump(),
-                        "max_new_tokens": loop.max_new_tokens})
-                if on_round:
-                    on_round(records[-1], loop.rounds)
-
-            check()
-            if tracker:
-                tracker.flush()  # the last round's logging and plots, before the run can say FINISHED
-            if loop.save_student:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                student.save(str(out_dir / "student"))
-                if not is_stateless(policy):
-                    (out_dir / "policy_state.json").write_text(json.dumps(policy.state_dict(), default=_jsonable))
-        status = "FINISHED"
-    except Interrupted:
-        status = "KILLED"
-        raise
-    except Exception as e:
-        if tracker and not server_reachable(tracker.uri):
-            raise TrackingUnavailable(
-                f"{unreachable_message(tracker.uri)}. The experiment stopped; every finished round is saved in "
-                f"{str(out_dir)!r} and --resume re-logs what the server missed"
-            ) from e
-        raise
-    finally:
-        if tracker:
-            tracker.finish(status)
-        if (run_dir.path / "run.json").exists():
-            run_dir.update_info(status=status, ended=time.time())
-    return ExperimentResult(
-        rounds=records,
-        run_id=tracker.parent_id if tracker else None,
-        tracking_uri=tracker.uri if tracker else None,
-        output_dir=os.fspath(out_dir),
+    return MLflowTracker(
+        tracking_uri=config.tracking.tracking_uri,
+        experiment=experiment_name(config, env.name),
+        run_name=run_name,
+        tags={
+            schema.TAG_POLICY: config.policy.name,
+            schema.TAG_ENV: config.env.name,
+            schema.TAG_STUDENT: config.student.name,
+            schema.TAG_SEED: str(config.loop.seed),
+            schema.TAG_OUTPUT_DIR: os.path.abspath(run_dir.path),
+            schema.TAG_HOST: process["host"],
+            schema.TAG_PID: str(process["pid"]),
+            schema.TAG_PID_START: str(process["pid_start"]),
+            **warm_tags,
+            **config.tracking.tags,
+        },
+        params=flatten(config.model_dump()),
+        config_yaml=yaml.safe_dump(config.model_dump(), sort_keys=False),
+        log_predictions=config.tracking.log_predictions,
+        active_rounds=not counts_only,  # the fast path's student logs nothing into a round's run
+        skills=[s.name for s in env.skills],
+        plots=config.tracking.plots,
+        checkpoints=config.tracking.checkpoints,
+        model_config={"env": config.env.model_dump(), "student": config.student.model_dump(),
+                      "max_new_tokens": config.loop.max_new_tokens},
     )
 
 
-class PolicyError(RuntimeError):
-    """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
+def _observe(exp: Experiment, state: RoundState, r: int) -> Observation:
+    """What the teacher is shown before round ``r`` (before :func:`teachgym.state.restrict` hides any of it)."""
+    loop = exp.config.loop
+    return Observation(
+        round=r,
+        rounds_total=loop.rounds,
+        examples_per_round=loop.examples_per_round,
+        budget_used=state.used,
+        budget_left=(loop.rounds - r + 1) * loop.examples_per_round,
+        skills=tuple(exp.env.skills),
+        profile=state.result.profile,
+        failures=tuple(state.result.failures),
+        history=tuple(state.history),
+        skill_graph={s.name: tuple(s.prerequisites) for s in exp.env.skills},
+        rollouts=state.history[-1].rollouts or {},
+    )
+
+
+def _continue(exp: Experiment, saved: RoundState) -> RoundState:
+    """A resumed experiment goes on after the last round saved whole; the store gets what it missed."""
+    exp.tracker.restore_best(saved.records, saved.tracker_best)
+    exp.tracker.relog(saved.pending_log)  # what the store missed when the last process stopped
+    return saved
+
+
+def _save(exp: Experiment, state: RoundState) -> None:
+    """The round's state on disk, with the rounds the store has not confirmed yet (``--resume`` re-logs them)."""
+    state.pending_log = exp.tracker.unconfirmed(state.pending_log)
+    state.rng = capture_rngs()
+    exp.run_dir.save(state, exp.student, keep=exp.config.tracking.checkpoints)
+    exp.tracker.check()  # a write that failed in the background (the server is gone): stop, the round is saved
+
+
+def _write_run_info(exp: Experiment, started: float | None) -> None:
+    exp.run_dir.write_info({
+        "run_id": exp.tracker.parent_id, "experiment": experiment_name(exp.config, exp.env.name),
+        "run_name": default_run_name(exp.config), "tracking_uri": exp.tracker.uri,
+        "config": exp.config.model_dump(), "status": "RUNNING", "started": started, **exp.process})
+
+
+def _save_outputs(exp: Experiment) -> None:
+    """``loop.save_student``: the student (and a stateful policy's state) in the output folder."""
+    if not exp.config.loop.save_student:
+        return
+    out_dir = exp.run_dir.path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exp.student.save(str(out_dir / "student"))
+    if isinstance(exp.policy, Stateful):
+        (out_dir / "policy_state.json").write_text(json.dumps(exp.policy.state_dict(), default=_jsonable))
 
 
 def _act(policy: Any, obs: Observation, name: str) -> Action:
@@ -379,7 +373,7 @@ def _act(policy: Any, obs: Observation, name: str) -> Action:
 
 def _explain(policy: Any) -> dict[str, Any]:
     """What a policy with an ``explain()`` method says about its last decision (``metrics``, ``details``)."""
-    if not callable(getattr(policy, "explain", None)):
+    if not isinstance(policy, Explains):
         return {}
     out = policy.explain() or {}
     metrics = {str(k): float(v) for k, v in (out.get("metrics") or {}).items()}
@@ -388,11 +382,7 @@ def _explain(policy: Any) -> dict[str, Any]:
 
 def _policy_state(policy: Any) -> Any:
     """The policy's ``state_dict()`` deep-copied (None for a stateless policy)."""
-    import copy
-
-    from teachgym.resume import is_stateless
-
-    return None if is_stateless(policy) else copy.deepcopy(policy.state_dict())
+    return copy.deepcopy(policy.state_dict()) if isinstance(policy, Stateful) else None
 
 
 def _jsonable(value: Any) -> Any:
@@ -402,8 +392,6 @@ def _jsonable(value: Any) -> Any:
 
 def _policies_for(state: str) -> list[str]:
     """Built-in policies that declare they can act on ``state``."""
-    from teachgym.registry import BUILTINS, resolve
-
     ok = []
     for name in BUILTINS["policies"]:
         try:
@@ -414,29 +402,26 @@ def _policies_for(state: str) -> list[str]:
     return ok
 
 
-def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_size, name="policy"):
+def _run_probes(exp: Experiment, obs: Observation, seed: int) -> tuple[Observation, int, Counter, list[ProbeResult]]:
     """Run the probes a policy asks for (if any); return the observation with their results.
 
     Each probe really trains the student on its mixture; the per-skill eval loss is measured before
     and after, so the policy can estimate how training on one skill moves every skill's loss.
     """
-    from teachgym.engine import materialize
-    from teachgym.evaluation import loss_profile
-    from teachgym.tracking import teacher_weights
-
+    policy, name = exp.policy, exp.config.policy.name
     try:
-        plan = policy.probes(obs) if callable(getattr(policy, "probes", None)) else []
+        plan = policy.probes(obs) if isinstance(policy, Probes) else []
     except Exception as e:
         raise PolicyError(f"policy {name!r} raised {type(e).__name__} in probes() at round {obs.round}: {e}") from e
-    validate_probes(plan, env.skills, obs.examples_per_round)
+    validate_probes(plan, exp.env.skills, obs.examples_per_round)
     results: list[ProbeResult] = []
     rows: Counter[str] = Counter()
     before = {s: stats.loss for s, stats in obs.profile.items()}
     for k, probe in enumerate(plan):
-        data, report = materialize(probe.mixture, env, probe.n, seed * 101 + k + 1, eval_prompts)
-        with tracker.probe(obs.round, k) if tracker else nullcontext():
-            student.train(data)
-        after = loss_profile(student, env, batch_size)
+        data, report = materialize(probe.mixture, exp.env, probe.n, seed * 101 + k + 1, exp.eval_prompts)
+        with exp.tracker.probe(obs.round, k):
+            exp.student.train(data)
+        after = loss_profile(exp.student, exp.env, exp.config.loop.eval_batch_size)
         results.append(ProbeResult(teacher_weights(probe.mixture), probe.n, before, after))
         rows.update(report.examples)
         before = after
@@ -446,17 +431,3 @@ def _run_probes(policy, obs, student, env, tracker, seed, eval_prompts, batch_si
             obs, probes=tuple(results), budget_used=obs.budget_used + probed, budget_left=obs.budget_left - probed
         )
     return obs, probed, rows, results
-
-
-def _record(r, result, action, used, train_loss, seconds, metrics) -> RoundRecord:
-    return RoundRecord(
-        round=r,
-        mean_accuracy=result.mean_accuracy,
-        weakest=result.weakest,
-        accuracies={k: v.accuracy for k, v in result.profile.items()},
-        action=action_to_dict(action),
-        examples=used,
-        train_loss=train_loss,
-        seconds=seconds,
-        metrics=metrics,
-    )

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ConfigError, ExperimentConfig, flatten
+from teachgym.protocols import Resumable, Stateful
 
 STATE = "state"
 JOURNAL = "rounds.pkl"
@@ -110,12 +111,12 @@ def restore_rngs(state: Mapping[str, Any]) -> None:
 
 def can_save_state(student: Any) -> bool:
     """Whether a student can write and restore its exact state (``save_state``/``load_state``)."""
-    return callable(getattr(student, "save_state", None)) and callable(getattr(student, "load_state", None))
+    return isinstance(student, Resumable)
 
 
 def is_stateless(policy: Any) -> bool:
     """A policy without ``state_dict``/``load_state_dict`` is resumed from its constructor state."""
-    return not (callable(getattr(policy, "state_dict", None)) and callable(getattr(policy, "load_state_dict", None)))
+    return not isinstance(policy, Stateful)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -361,7 +362,7 @@ def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str
 def _from_mlflow(config: ExperimentConfig, run_id: str) -> RunDir | None:
     import mlflow
 
-    from teachgym.tracking import resolve_tracking_uri
+    from teachgym.tracking.store import resolve_tracking_uri
 
     try:
         run = mlflow.MlflowClient(resolve_tracking_uri(config.tracking.tracking_uri)).get_run(run_id)

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ExperimentConfig, build_component
-from teachgym.engine import column, materialize
+from teachgym.engine import materialize
 from teachgym.evaluation import loss_profile
+from teachgym.rows import column
 from teachgym.types import Mixture
 
 
@@ -109,7 +110,7 @@ def save_and_log(graph: dict[str, Any], config: ExperimentConfig, out: str | Pat
     if config.tracking.enabled:
         import mlflow
 
-        from teachgym.tracking import ensure_experiment, resolve_tracking_uri
+        from teachgym.tracking.store import ensure_experiment, resolve_tracking_uri
 
         mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
         # The same experiment the loop logs to: named after the env object (an import path's env has its own name).

@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from teachgym.rows import pool_index
+
 if TYPE_CHECKING:  # pragma: no cover
     from teachgym.config import SynthesisConfig
     from teachgym.protocols import Env
@@ -272,8 +274,6 @@ class LLMSynthesizer:
             pool = env.pool()
             rows: list[dict[str, Any]] = []
             if pool is not None:
-                from teachgym.engine import pool_index
-
                 idx = pool_index(env, pool).rows.get(skill)
                 rows = pool.select(idx[:200].tolist()).to_list() if idx is not None else []
             if not rows and getattr(env, "supports_generation", False):

@@ -19,8 +19,10 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from teachgym.config import ComponentConfig, ExperimentConfig, LoopConfig
 
@@ -67,17 +69,22 @@ def stage_config(config: ExperimentConfig) -> tuple[str, ExperimentConfig]:
     return key, stage
 
 
-def warm_start(config: ExperimentConfig) -> tuple[ComponentConfig, WarmStart | None]:
+def warm_start(
+    config: ExperimentConfig, run: Callable[[ExperimentConfig], Any]
+) -> tuple[ComponentConfig, WarmStart | None]:
     """The student config to build (with ``model`` set to the warm-started weights) and the warm start.
 
     Without ``warm_start`` in the config: ``config.student`` as it is, and None. Otherwise the warm
     start is trained the first time (an experiment of its own) and reused afterwards.
+
+    Args:
+        config: The experiment's config.
+        run: What trains the warm start's own experiment (the loop's ``run_experiment``, handed in by the
+            loop so that this module does not import the loop that imports it).
     """
     if config.warm_start is None:
         return config.student, None
     from filelock import FileLock
-
-    from teachgym.loop import run_experiment
 
     key, stage = stage_config(config)
     folder = Path(stage.loop.output_dir).parent
@@ -89,7 +96,7 @@ def warm_start(config: ExperimentConfig) -> tuple[ComponentConfig, WarmStart | N
             log.info("warm start %s: training it once (%d rounds), kept in %s", key, stage.loop.rounds, folder)
             print(f"teachgym: warm start {key} ({stage.student.name}, {stage.policy.name}, {stage.loop.rounds} rounds "
                   f"x {stage.loop.examples_per_round}): trained once, kept in {folder}", flush=True)
-            result = run_experiment(stage)
+            result = run(stage)
             info = {"key": key, "model": str(Path(result.output_dir, "student").resolve()), "run_id": result.run_id,
                     "mean_accuracy": result.rounds[-1].mean_accuracy, "config": stage.model_dump()}
             tmp = done.with_suffix(".tmp")

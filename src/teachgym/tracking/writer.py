@@ -1,4 +1,6 @@
-"""MLflow logging, following the schema in DESIGN.md.
+"""The MLflow tracker: one experiment's parent run, a child run per round, written in the background.
+
+The schema (every name in :mod:`teachgym.tracking.schema`):
 
 * experiment ``teachgym/<env>`` (overridable); one **parent run** per curriculum experiment, named
   ``<policy>-s<seed>``, tagged ``teachgym.policy/env/student/seed``, with the flattened config as
@@ -22,42 +24,43 @@ everything is written.
 Runs that end by an exception are marked ``FAILED`` (``KILLED`` on Ctrl-C or SIGTERM), never left
 ``RUNNING``; a run whose process was SIGKILLed carries ``teachgym.host``/``teachgym.pid`` tags, so
 ``--resume`` and ``teachgym runs --stale`` can tell that nobody is writing it any more.
-
-The store is made ready before anything trains (:func:`prepare_store`): a fresh sqlite file gets its
-schema and experiment under a file lock (several processes starting on one fresh file otherwise race
-on ``CREATE TABLE``), and an ``http(s)://`` server that does not answer is reported within seconds
-instead of after MLflow's four minutes of retries.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from teachgym.types import Examples, Mixture, Synthesize, action_to_dict, profile_to_dict
+from teachgym.tracking import mlflow_private
+from teachgym.tracking.artifacts import log_training_set, round_files, write_files
+from teachgym.tracking.runs import close_below
+from teachgym.tracking.schema import (
+    ACC_MEAN,
+    TAG_BEST_MODEL,
+    TAG_BEST_ROUND,
+    TAG_PROBE,
+    TAG_RELOGGED,
+    TAG_ROUND,
+    TRAIN_RUNTIME,
+    TRAIN_STEPS,
+    round_name,
+)
+from teachgym.tracking.store import ensure_experiment, resolve_tracking_uri, server_reachable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from datasets import Dataset
-
-    from teachgym.engine import DataReport
-    from teachgym.evaluation import EvalResult
-    from teachgym.types import Action, TrainReport
+    from teachgym.rounds import Round
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 # transformers' MLflowCallback reads these; each would send the trainer's curves somewhere other
 # than the round's child run.
 _HF_MLFLOW_ENV = ("MLFLOW_NESTED_RUN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME")
-
 
 #: The parent's metrics of fast rounds are written in one batch at most this often.
 BACKLOG_EVERY_S = 0.5
@@ -73,251 +76,15 @@ MAX_QUEUED = 8
 #: The plots are redrawn at most this often while an experiment runs (and always after its last round).
 PLOT_EVERY_S = 10.0
 
-#: How long to wait for a tracking server before saying it is unreachable.
-CONNECT_TIMEOUT_S = 5.0
-# MLflow's HTTP client retries an unreachable server for about four minutes by default (7 retries,
-# backoff factor 2). A training loop should notice in seconds; users can still set these themselves.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 
-
-# MLflow 3 opens an experiment without a kind in its GenAI view (traces, prompts); teachgym's are model training.
-EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
-
-
-def ensure_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, created if missing, and marked model training unless it has a kind already."""
-    from mlflow.exceptions import MlflowException
-
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        try:
-            return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
-        except MlflowException:  # created meanwhile by another process
-            exp = client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-    if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older teachgym, or by mlflow.set_experiment
-        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
-    return exp.experiment_id
-
-
-def _local_path(artifact_uri: str) -> Path | None:
-    """The directory of a local artifact store (``file://`` or a plain path), else None."""
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(artifact_uri)
-    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
-        return Path(unquote(parsed.path))
-    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):  # a path (or a Windows drive)
-        return Path(artifact_uri)
-    return None
-
-
-class TrackingUnavailable(RuntimeError):
-    """The MLflow tracking server cannot be reached (before the experiment, or in the middle of it)."""
-
-
-def resolve_tracking_uri(configured: str | None) -> str:
-    """Config first, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the working dir."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def server_reachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """Whether an ``http(s)://`` tracking server answers at all (any HTTP status counts); True for other stores."""
-    if not uri.startswith(("http://", "https://")):
-        return True
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:  # it answered, if not with 200 (auth, a proxy path, ...)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-def unreachable_message(uri: str) -> str:
-    """What to tell a user whose tracking server does not answer."""
-    from_env = os.environ.get("MLFLOW_TRACKING_URI") == uri
-    local = "unset MLFLOW_TRACKING_URI" if from_env else "drop tracking.tracking_uri (with MLFLOW_TRACKING_URI unset)"
-    return (
-        f"the MLflow tracking server at {uri} does not answer (set by "
-        f"{'$MLFLOW_TRACKING_URI' if from_env else 'tracking.tracking_uri'}). Start it (e.g. `mlflow server --host "
-        f"127.0.0.1 --port <port> --backend-store-uri sqlite:///mlflow.db`), point tracking.tracking_uri at a running "
-        f"one, or {local} to log to the local sqlite:///mlflow.db; tracking.enabled=false runs without MLflow"
-    )
-
-
-def prepare_store(uri: str, experiment: str | None) -> None:
-    """Make the store ready before any training: reachable, schema created, experiment present.
-
-    Raises:
-        TrackingUnavailable: An ``http(s)://`` server did not answer within :data:`CONNECT_TIMEOUT_S`.
-    """
-    if uri.startswith(("http://", "https://")):
-        for key, value in _HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-        if not server_reachable(uri):
-            raise TrackingUnavailable(unreachable_message(uri))
-        import mlflow
-
-        try:  # something answers; is it an MLflow tracking server?
-            client = mlflow.MlflowClient(uri)
-            client.search_experiments(max_results=1)
-        except Exception as e:  # noqa: BLE001 - any failure here means: not a usable MLflow server
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise TrackingUnavailable(
-                f"{uri} answers, but not as an MLflow tracking server ({first}). Check the address and port "
-                "(`mlflow server --host 127.0.0.1 --port <port>` serves one), or unset MLFLOW_TRACKING_URI / drop "
-                "tracking.tracking_uri to log to the local sqlite:///mlflow.db"
-            ) from None
-        if experiment is not None:
-            ensure_experiment(client, experiment)
-        return
-    if not uri.startswith("sqlite:///"):
-        return
-    import mlflow
-    from filelock import FileLock
-
-    db = uri.removeprefix("sqlite:///")
-    if db in ("", ":memory:"):
-        return
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
-    # One process creates the schema and the experiment; the others wait, then find both there.
-    with FileLock(db + ".lock", timeout=300):
-        client = mlflow.MlflowClient(uri)
-        if experiment is None:
-            client.search_experiments(max_results=1)  # creates the schema
-        else:
-            ensure_experiment(client, experiment)
-
-
-def close_below(client: Any, parent_id: str, status: str = "KILLED") -> list[str]:
-    """End with ``status`` every run nested below ``parent_id`` that is still ``RUNNING``; return their ids."""
-    exp = client.get_run(parent_id).info.experiment_id
-    closed: list[str] = []
-    todo = [parent_id]
-    while todo:
-        parent = todo.pop()
-        for run in client.search_runs([exp], f"tags.mlflow.parentRunId = '{parent}'"):
-            todo.append(run.info.run_id)
-            if run.info.status == "RUNNING":
-                client.set_terminated(run.info.run_id, status)
-                closed.append(run.info.run_id)
-    return closed
-
-
-def stale_runs(uri: str, close: bool = False) -> list[dict[str, Any]]:
-    """teachgym parent runs marked ``RUNNING`` whose process is gone (checked on this host by pid and start time).
-
-    Args:
-        uri: The tracking store.
-        close: Also end them, and every run below them, ``KILLED``.
-    """
-    import mlflow
-
-    from teachgym.resume import RunDir, process_alive
-
-    client = mlflow.MlflowClient(uri)
-    names = {e.experiment_id: e.name for e in client.search_experiments()}
-    out = []
-    for run in client.search_runs(list(names), "attributes.status = 'RUNNING'", max_results=5000):
-        tags = run.data.tags
-        if "teachgym.pid" not in tags:
-            continue
-        start = tags.get("teachgym.pid_start")
-        if process_alive(tags.get("teachgym.host"), int(tags["teachgym.pid"]), float(start) if start else None) \
-                is not False:
-            continue  # alive, or on another host (cannot tell from here)
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "acc/mean")]
-        folder = tags.get("teachgym.output_dir")
-        # The state on disk may be ahead of the store: logging is written in the background, and a SIGKILL
-        # loses what was queued (--resume logs it).
-        saved = RunDir(folder).latest() if folder and Path(folder).is_dir() else None
-        out.append({"run_id": run.info.run_id, "experiment": names[run.info.experiment_id],
-                    "run_name": run.info.run_name, "host": tags.get("teachgym.host"), "pid": tags["teachgym.pid"],
-                    "last_round": max(steps) if steps else None, "last_saved": saved, "output_dir": folder})
-        if close:
-            close_below(client, run.info.run_id)
-            client.set_terminated(run.info.run_id, "KILLED")
-    return out
-
-
-def teacher_weights(action: Action, report: DataReport | None = None) -> dict[str, float]:
-    """The share of the round each skill got from the teacher's decision (sums to 1)."""
-    if isinstance(action, Mixture):
-        raw = {k: float(v) for k, v in action.weights.items()}
-    elif isinstance(action, Synthesize):
-        raw = {}
-        for r in action.requests:
-            raw[r.skill] = raw.get(r.skill, 0.0) + r.n
-    elif isinstance(action, Examples):
-        raw = {k: float(v) for k, v in (report.requested if report else {}).items()}
-    else:  # pragma: no cover - validated earlier
-        raise TypeError(action)
-    total = sum(raw.values()) or 1.0
-    return {k: v / total for k, v in raw.items()}
-
-
-def round_metrics(
-    result: EvalResult,
-    action: Action | None,
-    report: DataReport | None,
-    cumulative: int,
-    skills: list[str],
-) -> dict[str, float]:
-    """The parent run's metrics for one round (the same names whether or not MLflow is on)."""
-    m: dict[str, float] = {}
-    for s in skills:
-        m[f"acc/{s}"] = result.profile[s].accuracy
-        m[f"loss/{s}"] = result.profile[s].loss
-    m["acc/mean"] = result.mean_accuracy
-    m["acc/min"] = result.weakest[1]
-    if action is not None:
-        w = teacher_weights(action, report)
-        for s in skills:
-            m[f"teacher/weight/{s}"] = w.get(s, 0.0)
-    if report is not None:
-        for s in skills:
-            m[f"data/examples/{s}"] = float(report.examples.get(s, 0))
-        for reason, n in report.dropped.items():
-            m[f"data/dropped/{reason}"] = float(n)
-        m["data/repeated"] = float(sum(report.repeated.values()))
-        if report.llm:
-            for key in ("requested", "generated", "kept", "shortfall"):
-                m[f"data/llm/{key}"] = float(getattr(report.llm, key))
-            for reason, n in report.llm.rejected.items():
-                m[f"data/llm/rejected/{reason}"] = float(n)
-    m["data/cumulative_examples"] = float(cumulative)
-    return m
-
-
-@dataclasses.dataclass
-class RoundLog:
-    """Everything :meth:`MLflowTracker.log` writes for one round (kept in the round's state until it is logged)."""
-
-    index: int
-    result: EvalResult
-    metrics: dict[str, float]
-    action: Action | None = None
-    report: DataReport | None = None
-    train: TrainReport | None = None
-    data: Dataset | None = None
-    probes: list = dataclasses.field(default_factory=list)
-    teacher: dict[str, Any] | None = None  # what the policy's explain() said about its decision
-
-
-def _parent_metrics(entry: RoundLog) -> list:
+def _parent_metrics(entry: Round) -> list:
     """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
     metrics = dict(entry.metrics)
     if entry.train is not None:
-        metrics.update({"train/steps": entry.train.steps, "train/runtime_s": entry.train.runtime_s})
+        metrics.update({TRAIN_STEPS: entry.train.steps, TRAIN_RUNTIME: entry.train.runtime_s})
     return [Metric(k, float(v), now, entry.index) for k, v in metrics.items()]
 
 
@@ -334,6 +101,10 @@ class MLflowTracker:
         config_yaml: str,
         log_predictions: bool = True,
         active_rounds: bool = True,
+        skills: Sequence[str] = (),
+        plots: bool = True,
+        checkpoints: str = "none",
+        model_config: Mapping[str, Any] | None = None,
     ) -> None:
         """Set up (nothing is written before :meth:`start`).
 
@@ -341,6 +112,10 @@ class MLflowTracker:
             active_rounds: Make each round's child run the active MLflow run while the student trains (the
                 HF trainer's callback logs into it). ``False`` for a student that logs nothing itself (the
                 loop's fast path): the child runs are then created by the background thread.
+            skills: The env's skills, in order (the plots' rows).
+            plots: Redraw ``plots/*.png`` as rounds finish (``tracking.plots``).
+            checkpoints: ``none``, ``best`` or ``every``: log the student as a pyfunc model (``tracking.checkpoints``).
+            model_config: What a logged student model needs to answer prompts (env, student, max_new_tokens).
         """
         import mlflow
 
@@ -350,6 +125,8 @@ class MLflowTracker:
         self.experiment, self.run_name = experiment, run_name
         self.tags, self.params, self.config_yaml = dict(tags), dict(params), config_yaml
         self.log_predictions = log_predictions
+        self.skills, self.plots, self.checkpoints = list(skills), plots, checkpoints
+        self.model_config = dict(model_config or {})
         self.parent_id: str | None = None
         self._saved_env: dict[str, str] = {}
         self.best: tuple[float, int, str] | None = None  # (acc/mean, round, model id) of the best checkpoint
@@ -357,7 +134,7 @@ class MLflowTracker:
         self._writer: Any = None  # one background thread: artifacts, child-run ends, plots (in order)
         self._pending: list[Any] = []  # its futures, not yet waited for
         self._children: dict[int, tuple[str, str]] = {}  # round -> (child run id, artifact URI)
-        self._in_flight: dict[int, RoundLog] = {}  # rounds handed to the thread and not yet written whole
+        self._in_flight: dict[int, Round] = {}  # rounds handed to the thread and not yet written whole
         self._backlog: list[tuple[int, list]] = []  # (round, the parent's metrics) not yet written
         self._backlog_lock = threading.Lock()
         self._backlog_at = 0.0  # when the backlog was last written
@@ -395,6 +172,10 @@ class MLflowTracker:
         mlflow.log_text(self.config_yaml, "config.yaml")
         return self.parent_id
 
+    def reachable(self) -> bool:
+        """Whether the store still answers (an experiment that failed mid-run asks, to say why)."""
+        return server_reachable(self.uri)
+
     def close_orphans(self) -> list[str]:
         """End ``KILLED`` every run below the parent still ``RUNNING`` (a dead process's round and probes)."""
         return close_below(self.mlflow.MlflowClient(), self.parent_id)
@@ -403,17 +184,17 @@ class MLflowTracker:
         """On resume: the best checkpoint so far, from the parent's tags (they are written after the round's state,
         so they may know a checkpoint the state does not); else what the state saved."""
         tags = self.mlflow.MlflowClient().get_run(self.parent_id).data.tags
-        r = int(tags.get("teachgym.best_round", -1))
-        if 0 <= r < len(records) and "teachgym.best_model_id" in tags:
-            self.best = (records[r].mean_accuracy, r, tags["teachgym.best_model_id"])
+        r = int(tags.get(TAG_BEST_ROUND, -1))
+        if 0 <= r < len(records) and TAG_BEST_MODEL in tags:
+            self.best = (records[r].mean_accuracy, r, tags[TAG_BEST_MODEL])
         else:
             self.best = saved
 
-    def logged_steps(self, key: str = "acc/mean") -> set[int]:
+    def logged_steps(self, key: str = ACC_MEAN) -> set[int]:
         """The steps at which the parent run has ``key`` (what an earlier process already logged)."""
         return {m.step for m in self.mlflow.MlflowClient().get_metric_history(self.parent_id, key)}
 
-    def log(self, entry: RoundLog, parent_metrics: bool = True) -> None:
+    def log(self, entry: Round, parent_metrics: bool = True) -> None:
         """Log a finished round: the parent's metrics at ``step=entry.index``, the rest into the round's child run.
 
         Returns at once; the background thread writes it (:meth:`wait` blocks until it has). Rounds that
@@ -430,7 +211,7 @@ class MLflowTracker:
                 self._written.add(entry.index)
         self._submit(self.log_round, entry)
 
-    def unconfirmed(self, entry: RoundLog | None = None) -> list[RoundLog]:
+    def unconfirmed(self, entry: Round | None = None) -> list[Round]:
         """``entry`` and every round logged before it that the store does not have whole yet.
 
         Waits while more than :data:`MAX_QUEUED` writes are queued (see there why). Never raises: the
@@ -456,7 +237,7 @@ class MLflowTracker:
             if f.exception() is not None:
                 raise f.exception()
 
-    def log_metrics_now(self, entry: RoundLog) -> None:
+    def log_metrics_now(self, entry: Round) -> None:
         """Write a round's parent metrics at once (on resume, for a round whose child run is already whole)."""
         self.mlflow.MlflowClient().log_batch(self.parent_id, metrics=_parent_metrics(entry))
 
@@ -514,7 +295,7 @@ class MLflowTracker:
                 self._written.discard(r)
                 self._ended.discard(r)
 
-    def relog(self, entries: RoundLog | list[RoundLog] | None) -> int:
+    def relog(self, entries: Round | list[Round] | None) -> int:
         """On resume: log the rounds the store missed (the server was down, or the process died while logging).
 
         A round's parent metrics are written only if its step is not there yet, so every metric keeps
@@ -531,7 +312,7 @@ class MLflowTracker:
         for entry in entries if isinstance(entries, list) else [entries]:
             done = client.search_runs(
                 [self._experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and "
-                f"tags.`teachgym.round` = '{entry.index}' and attributes.status = 'FINISHED'", max_results=1)
+                f"tags.`{TAG_ROUND}` = '{entry.index}' and attributes.status = 'FINISHED'", max_results=1)
             missing_metrics = entry.index not in logged
             if done and not missing_metrics:
                 continue
@@ -556,21 +337,18 @@ class MLflowTracker:
 
         from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_ARTIFACTS, MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-        name = f"round-{index:02d}"
-        tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, MLFLOW_RUN_NAME: name, "teachgym.round": str(index),
-                **({"teachgym.relogged": "true"} if relogged else {})}
+        name = round_name(index)
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, MLFLOW_RUN_NAME: name, TAG_ROUND: str(index),
+                **({TAG_RELOGGED: "true"} if relogged else {})}
         if self.log_predictions:  # what MlflowClient.log_table adds, so that the UI shows it as a table
             tags[MLFLOW_LOGGED_ARTIFACTS] = json.dumps([{"path": "eval_predictions.json", "type": "table"}])
-        stack: list = []  # MLflow's active-run stack, when the child is pushed onto it
+        child_id = None  # set when the child is pushed onto MLflow's active-run stack
         if self.active_rounds:
-            from mlflow.tracking.fluent import ActiveRun, _active_run_stack
-
             # One insert instead of mlflow.start_run's lookups; the run is then made the active one, as
             # start_run(nested=True) would, so that the trainer's MLflowCallback logs into it.
             run = self.mlflow.MlflowClient().create_run(self._experiment_id, run_name=name, tags=tags)
             self._children[index] = (run.info.run_id, run.info.artifact_uri)
-            stack = _active_run_stack.get()
-            stack.append(ActiveRun(run))
+            mlflow_private.push_active_run(run)
             child_id = run.info.run_id
         else:
             self._submit(self._create_child, index, name, tags)
@@ -582,8 +360,8 @@ class MLflowTracker:
             status = "KILLED"
             raise
         finally:
-            if stack and stack[-1].info.run_id == child_id:
-                stack.pop()  # the parent is active again
+            if child_id is not None:
+                mlflow_private.pop_active_run(child_id)  # the parent is active again
             self._submit(self._end_child, index, status)
 
     def _create_child(self, index: int, name: str, tags: dict[str, str]) -> None:
@@ -591,15 +369,12 @@ class MLflowTracker:
         self._children[index] = (run.info.run_id, run.info.artifact_uri)
 
     def _end_child(self, index: int, status: str) -> None:
-        from mlflow.entities import RunStatus
-
         child = self._children.pop(index, None)
         if child is None:  # its creation failed (and raised in wait())
             return
         # Not MlflowClient.set_terminated: it also stops and restarts MLflow's async-logging queue (about a
         # second each time); the queue is flushed once, when the experiment ends (flush()).
-        store = self.mlflow.MlflowClient()._tracking_client.store
-        store.update_run_info(child[0], RunStatus.from_string(status), int(time.time() * 1000), None)
+        mlflow_private.end_run(self.mlflow.MlflowClient(), child[0], status)
         if status == "FINISHED":
             self._confirm(ended=[index])
 
@@ -631,10 +406,10 @@ class MLflowTracker:
         if not self.active_rounds:
             yield
             return
-        with self._child(f"round-{index:02d}-probe-{k}", {"teachgym.probe": str(k)}):
+        with self._child(f"{round_name(index)}-probe-{k}", {TAG_PROBE: str(k)}):
             yield
 
-    def log_round(self, entry: RoundLog) -> None:
+    def log_round(self, entry: Round) -> None:
         """Write a round: the parent's queued metrics, then the artifacts of its child run (background thread).
 
         The JSON files and the predictions table are written straight into the run's artifact store; the
@@ -642,79 +417,11 @@ class MLflowTracker:
         ``mlflow.loggedArtifacts`` tag set when the child was created), so the UI and ``mlflow.load_table``
         read it.
         """
-        import json
-        import tempfile
-
-        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
         self._write_backlog(force=False)
-        client = self.mlflow.MlflowClient()
         run_id, artifact_uri = self._children[entry.index]
-        index, result, action, report = entry.index, entry.result, entry.action, entry.report
-        files: dict[str, Any] = {
-            "profile.json": {"round": index, "profile": profile_to_dict(result.profile),
-                             "mean_accuracy": result.mean_accuracy},
-        }
-        if entry.probes:
-            files["probes.json"] = {"round": index, "probes": [dataclasses.asdict(p) for p in entry.probes]}
-        if action is not None:
-            decision = {"round": index, "action": action_to_dict(action)}
-            if entry.teacher:
-                decision["teacher"] = dict(entry.teacher)
-            if report is not None:
-                decision["data"] = {
-                    "requested": report.requested,
-                    "examples": report.examples,
-                    "sources": report.sources,
-                    "dropped": report.dropped,
-                    "repeated": report.repeated,
-                    "rejected_sample": report.rejected_sample,
-                    "llm": dataclasses.asdict(report.llm) if report.llm else None,
-                }
-            files["decision.json"] = decision
-        if self.log_predictions:
-            columns = list(result.predictions[0]) if result.predictions else []
-            files["eval_predictions.json"] = {"columns": columns,
-                                              "data": [[p[c] for c in columns] for p in result.predictions]}
-        local = _local_path(artifact_uri)
-        if local is not None:  # a local artifact store: write the files in place (what log_artifacts would copy)
-            local.mkdir(parents=True, exist_ok=True)
-            for name, content in files.items():
-                (local / name).write_text(json.dumps(content))
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                for name, content in files.items():
-                    Path(tmp, name).write_text(json.dumps(content))
-                get_artifact_repository(artifact_uri).log_artifacts(tmp)
+        write_files(artifact_uri, round_files(entry, self.log_predictions))
         if entry.data is not None:
-            self._log_training_set(client, run_id, entry.data, index)
-
-    @staticmethod
-    def _log_training_set(client: Any, run_id: str, data: Any, index: int) -> None:
-        """The round's training set as the run's input (rows per skill when the fast path had no rows)."""
-        from mlflow.entities import DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
-        name = f"round-{index:02d}-train"
-        if hasattr(data, "counts"):  # the engine's SkillCounts: a (skill, examples) table, described directly
-            # (what mlflow.data.from_pandas would record, without building a DataFrame and inferring its schema)
-            import hashlib
-            import json
-
-            from mlflow.entities import Dataset as DatasetEntity
-
-            rows = json.dumps(sorted(data.counts.items()))
-            entity = DatasetEntity(
-                name=name, digest=hashlib.sha256(rows.encode()).hexdigest()[:8], source_type="code",
-                source=json.dumps({"tags": {"teachgym.source": "engine.SkillCounts"}}),
-                schema=json.dumps({"mlflow_colspec": [{"type": "string", "name": "skill", "required": True},
-                                                      {"type": "long", "name": "examples", "required": True}]}),
-                profile=json.dumps({"num_rows": len(data.counts), "num_elements": 2 * len(data.counts)}))
-        else:
-            from mlflow.data.huggingface_dataset import from_huggingface
-
-            entity = from_huggingface(data, name=name)._to_mlflow_entity()
-        client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+            log_training_set(self.mlflow.MlflowClient(), run_id, entry.data, entry.index)
 
     def _submit(self, fn: Any, *args: Any) -> None:
         self._pending.append(self._writer.submit(fn, *args))
@@ -741,12 +448,14 @@ class MLflowTracker:
         if first is not None:
             raise first
 
-    def log_plots(self, records: list, skills: list[str]) -> None:
-        """Redraw ``plots/*.png`` in the parent run from the rounds so far, in the background.
+    def log_plots(self, records: list) -> None:
+        """Redraw ``plots/*.png`` in the parent run from the rounds so far, in the background (with ``plots``).
 
         At most every :data:`PLOT_EVERY_S` seconds; :meth:`finish` draws the rounds not drawn yet.
         """
-        self._plots = (list(records), list(skills))
+        if not self.plots:
+            return
+        self._plots = (list(records), list(self.skills))
         # At most every PLOT_EVERY_S, and at most PLOT_MAX_SHARE of the time: drawing takes longer as rounds add up.
         if time.monotonic() - self._plotted_at >= max(PLOT_EVERY_S, self._plot_seconds / PLOT_MAX_SHARE):
             self._plotted_at = time.monotonic()
@@ -764,19 +473,22 @@ class MLflowTracker:
             self.log_artifact_dir(tmp, "plots")
         self._plot_seconds = time.monotonic() - start
 
-    def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float], keep: str,
-                       model_config: Mapping[str, Any]) -> str | None:
+    def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float]) -> str | None:
         """Log the student as pyfunc model ``student-round-NN`` (parent run, ``step=index``); return its id.
 
-        ``keep="best"`` logs only a round that beats the best so far and deletes the one it replaces.
+        With ``checkpoints="none"`` nothing is logged; ``"best"`` logs only a round that beats the best so far
+        and deletes the one it replaces; ``"every"`` logs every round.
         """
+        keep, model_config = self.checkpoints, self.model_config
+        if keep == "none":
+            return None
         import tempfile
         from pathlib import Path
 
         from teachgym.mlflow_model import StudentModel
 
         mlflow = self.mlflow
-        acc = float(metrics["acc/mean"])
+        acc = float(metrics[ACC_MEAN])
         if keep == "best" and self.best is not None and acc <= self.best[0]:
             return None
         self.wait()  # the round's metrics in the store first: log_model links the run's metrics at this step
@@ -793,8 +505,8 @@ class MLflowTracker:
             client.delete_logged_model(self.best[2])
         if self.best is None or acc > self.best[0]:
             self.best = (acc, index, info.model_id)
-            client.set_tag(self.parent_id, "teachgym.best_round", str(index))
-            client.set_tag(self.parent_id, "teachgym.best_model_id", info.model_id)
+            client.set_tag(self.parent_id, TAG_BEST_ROUND, str(index))
+            client.set_tag(self.parent_id, TAG_BEST_MODEL, info.model_id)
         return info.model_id
 
     def log_artifact_dir(self, path: str, artifact_path: str) -> None:
@@ -821,9 +533,7 @@ class MLflowTracker:
                 self.mlflow.end_run(status=status)
         except Exception as e:  # noqa: BLE001 - the store is unreachable: nothing more can be told to it
             log.warning("could not mark the MLflow runs %s: %s", status, e)
-            from mlflow.tracking.fluent import _active_run_stack
-
-            _active_run_stack.get().clear()
+            mlflow_private.forget_active_runs()
         finally:
             os.environ.update(self._saved_env)
             self._saved_env.clear()

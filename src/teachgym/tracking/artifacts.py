@@ -1,0 +1,107 @@
+"""What a round's run holds besides metrics: its JSON files and its training set as an MLflow input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from teachgym.tracking.schema import round_name
+from teachgym.types import action_to_dict, profile_to_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from teachgym.rounds import Round
+
+
+def _local_path(artifact_uri: str) -> Path | None:
+    """The directory of a local artifact store (``file://`` or a plain path), else None."""
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and os.name == "nt"):  # a path (or a Windows drive)
+        return Path(artifact_uri)
+    return None
+
+
+def round_files(entry: Round, log_predictions: bool) -> dict[str, Any]:
+    """The round run's JSON artifacts: ``profile.json``, ``decision.json``, ``probes.json``, ``eval_predictions.json``.
+
+    The predictions table is written as ``MlflowClient.log_table`` writes one (JSON, ``orient="split"``; the
+    ``mlflow.loggedArtifacts`` tag is set when the round's run is created), so the UI and ``mlflow.load_table``
+    read it.
+    """
+    index, result, action, report = entry.index, entry.result, entry.action, entry.report
+    files: dict[str, Any] = {
+        "profile.json": {"round": index, "profile": profile_to_dict(result.profile),
+                         "mean_accuracy": result.mean_accuracy},
+    }
+    if entry.probes:
+        files["probes.json"] = {"round": index, "probes": [dataclasses.asdict(p) for p in entry.probes]}
+    if action is not None:
+        decision = {"round": index, "action": action_to_dict(action)}
+        if entry.teacher:
+            decision["teacher"] = dict(entry.teacher)
+        if report is not None:
+            decision["data"] = {
+                "requested": report.requested,
+                "examples": report.examples,
+                "sources": report.sources,
+                "dropped": report.dropped,
+                "repeated": report.repeated,
+                "rejected_sample": report.rejected_sample,
+                "llm": dataclasses.asdict(report.llm) if report.llm else None,
+            }
+        files["decision.json"] = decision
+    if log_predictions:
+        columns = list(result.predictions[0]) if result.predictions else []
+        files["eval_predictions.json"] = {"columns": columns,
+                                          "data": [[p[c] for c in columns] for p in result.predictions]}
+    return files
+
+
+def write_files(artifact_uri: str, files: dict[str, Any]) -> None:
+    """Write JSON files into a run's artifact store (in place when it is a local folder)."""
+    local = _local_path(artifact_uri)
+    if local is not None:  # a local artifact store: write the files in place (what log_artifacts would copy)
+        local.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (local / name).write_text(json.dumps(content))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                Path(tmp, name).write_text(json.dumps(content))
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            get_artifact_repository(artifact_uri).log_artifacts(tmp)
+
+
+def log_training_set(client: Any, run_id: str, data: Any, index: int) -> None:
+    """The round's training set as the run's input (rows per skill when the fast path had no rows)."""
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    name = f"{round_name(index)}-train"
+    if hasattr(data, "counts"):  # the engine's SkillCounts: a (skill, examples) table, described directly
+        # (what mlflow.data.from_pandas would record, without building a DataFrame and inferring its schema)
+        import hashlib
+        import json
+
+        from mlflow.entities import Dataset as DatasetEntity
+
+        rows = json.dumps(sorted(data.counts.items()))
+        entity = DatasetEntity(
+            name=name, digest=hashlib.sha256(rows.encode()).hexdigest()[:8], source_type="code",
+            source=json.dumps({"tags": {"teachgym.source": "engine.SkillCounts"}}),
+            schema=json.dumps({"mlflow_colspec": [{"type": "string", "name": "skill", "required": True},
+                                                  {"type": "long", "name": "examples", "required": True}]}),
+            profile=json.dumps({"num_rows": len(data.counts), "num_elements": 2 * len(data.counts)}))
+    else:
+        from mlflow.data.huggingface_dataset import from_huggingface
+
+        entity = from_huggingface(data, name=name)._to_mlflow_entity()
+    client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
