@@ -7,7 +7,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: run test test-all lint clean
+.PHONY: run test test-all lint docs clean
 
 run: $(VENV)/.installed
 	$(BIN)/teachgym run configs/arithmetic.yaml
@@ -18,6 +18,10 @@ test: $(VENV)/.installed
 # Everything, the slow end-to-end runs included (what CI runs).
 test-all: $(VENV)/.installed
 	$(BIN)/pytest -m "slow or not slow" --durations=15
+
+# The documentation site (docs/ + mkdocs.yml) into site/; --strict: a broken link or API reference fails.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src policies students envs tests benchmarks examples
@@ -32,4 +36,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) outputs mlruns .pytest_cache
+	rm -rf $(VENV) outputs mlruns .pytest_cache site

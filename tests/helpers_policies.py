@@ -51,3 +51,27 @@ class RolloutRecorder:
 def digit_share(prompts, completions, **kwargs):
     """An extra GRPO reward: the share of a completion's characters that are digits."""
     return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+class SkewedPolicy:
+    """Weight i on the i-th skill (0 on the first): a mixture whose split is easy to check row by row."""
+
+    def act(self, obs):
+        return Mixture({s: float(i) for i, s in enumerate(obs.skill_names)})
+
+
+class AlternatingHalves:
+    """Odd rounds train the first half of the skills, even rounds the second: each half is left out every other
+    round, so a student that forgets shows it (what calibrate needs to identify a half-life)."""
+
+    def act(self, obs):
+        names = obs.skill_names
+        half = names[: len(names) // 2] if obs.round % 2 else names[len(names) // 2:]
+        return Mixture({s: 1.0 for s in half})
+
+
+class OnlyFirst:
+    """The whole round on the first skill."""
+
+    def act(self, obs):
+        return Mixture({obs.skill_names[0]: 1.0})

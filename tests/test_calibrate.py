@@ -109,3 +109,51 @@ def test_the_format_onset_gives_a_slow_start_and_resumes_exactly(tmp_path):
     slow.practice([300, 100])
     again.practice([300, 100])
     assert again.format == slow.format and (again.competence == slow.competence).all()
+
+
+FORGETFUL = {"examples_to_learn": 1500.0, "transfer": 0.3, "half_life": 4000.0, "ceiling": 0.9}
+
+
+def test_calibrate_recovers_forgetting_and_transfer_from_runs_that_leave_skills_out(tmp_path, monkeypatch):
+    """With forgetting on: runs whose mixtures leave skills out for whole rounds (alternating halves, and
+    STAT-Syn's top-2) are what pin a half-life down; the fit finds the true half-life and transfer, and predicts
+    held-out runs as well as the truth does. Fitted without forgetting, the same runs are predicted worse."""
+    import sys
+
+    from teachgym.calibrate import Model, fit, load_runs, rmse_per_skill
+    from teachgym.envs.arithmetic import ArithmeticEnv
+    from teachgym.students.simulated import SimulatedStudent
+
+    monkeypatch.syspath_prepend(os.path.dirname(__file__))
+    for policy in ("helpers_policies:AlternatingHalves", "targeted-synthesis", "uniform"):
+        for seed in (0, 1, 2):
+            run_experiment(load_config({
+                "env": {"name": "arithmetic", "eval_per_skill": 100, "pool_per_skill": 200},
+                "student": {"name": "simulated", **FORGETFUL},
+                "policy": {"name": policy, **({"top_k": 2} if policy == "targeted-synthesis" else {})},
+                "loop": {"rounds": 8, "examples_per_round": 3000, "seed": seed, "output_dir": str(tmp_path / "out"),
+                         "save_student": False},
+                "tracking": {"plots": False, "log_predictions": False, "experiment": "teachgym/forgetting",
+                             "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}}))
+    assert "helpers_policies" in sys.modules
+    runs = load_runs(None, "teachgym/forgetting", student="simulated")
+    assert len(runs) == 9
+    assert sum((r.counts == 0).any() for r in runs) == 6  # skills really were left out of whole rounds
+    env = ArithmeticEnv(eval_per_skill=100, pool_per_skill=200)
+    prereq = {s.name: list(s.prerequisites) for s in env.skills}
+    held = [r for r in runs if r.seed == "2"]
+    fitted = [r for r in runs if r.seed != "2"]
+    cal = fit(fitted, prereq, held, forgetting=True)
+    assert cal.params["half_life"] == pytest.approx(4000.0, rel=0.25)  # found 4250 when written
+    assert cal.params["transfer"] == pytest.approx(0.3, abs=0.1)  # found 0.32
+    model = Model(runs[0].skills, prereq, forgetting=True)
+    student = SimulatedStudent(skills=[s.name for s in env.skills], prerequisites=prereq, **FORGETFUL)
+    truth = {"difficulty": dict(zip(student.skills, student.difficulty.tolist())), "transfer": 0.3,
+             "gate": [0.3, 0.7], "ceiling": 0.9, "half_life": 4000.0, "initial": 0.0}
+    floor = rmse_per_skill(model, truth, held)
+    assert max(floor.values()) < 0.08  # the truth, up to the eval's binomial noise
+    for s in runs[0].skills:
+        assert cal.heldout_rmse[s] <= floor[s] + 0.02
+    # Without forgetting, the same runs cannot be explained: the held-out error is far larger (0.24 vs 0.10).
+    without = fit(fitted, prereq, held, forgetting=False)
+    assert sum(without.heldout_rmse.values()) > 1.5 * sum(cal.heldout_rmse.values())

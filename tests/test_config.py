@@ -73,7 +73,11 @@ def test_flatten():
 def test_shipped_configs_validate():
     import pathlib
 
-    for path in pathlib.Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"):
+    paths = sorted(pathlib.Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"arithmetic", "arithmetic_grpo", "lego", "strings"}
+    for path in paths:
         cfg = load_config(path)
-        for kind, section in (("envs", "env"), ("policies", "policy")):
-            build_component(kind, section, getattr(cfg, section))
+        env = build_component("envs", "env", cfg.env)
+        policy = build_component("policies", "policy", cfg.policy)
+        assert env.skills and callable(policy.act), path.name
+        assert cfg.loop.rounds >= 1 and cfg.loop.examples_per_round >= 1

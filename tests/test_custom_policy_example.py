@@ -21,6 +21,11 @@ def test_example_policies_pass_the_checker(monkeypatch):
 
     check_policy(lambda: WeakestTwo())
     check_policy(lambda: GreedyGain(epsilon=0.5, seed=3))
+    from teachgym import Skill
+    from teachgym.checks import make_observation
+
+    action = WeakestTwo().act(make_observation([Skill("a"), Skill("b"), Skill("c")], [0.9, 0.1, 0.5]))
+    assert sorted(action.weights) == ["b", "c"]  # what it exists for: the two weakest skills
 
 
 def test_import_path_route(tmp_path, monkeypatch):

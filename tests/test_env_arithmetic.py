@@ -11,6 +11,8 @@ def env():
 
 def test_check_env_passes_on_the_default(env):
     check_env(env, min_eval_per_skill=100)
+    with pytest.raises(CheckError, match="eval"):  # and it can fail: 100 items per skill are not 101
+        check_env(env, min_eval_per_skill=101)
 
 
 def test_six_skills_with_prerequisites(env):

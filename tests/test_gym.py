@@ -28,7 +28,12 @@ def test_gymnasium_env_checker_passes_without_warnings():
 @pytest.mark.parametrize("kind", ["logits", "weights"])
 def test_checker_passes_for_both_action_encodings_and_rewards(kind):
     for reward in ("gain", "final", "weakest"):
-        check_env(TeachEnv(student="simulated", env_kwargs=SMALL, action=kind, reward=reward), skip_render_check=True)
+        env = TeachEnv(student="simulated", env_kwargs=SMALL, action=kind, reward=reward)
+        check_env(env, skip_render_check=True)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        obs, reward_value, *_ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs) and np.isfinite(reward_value)
 
 
 def test_an_episode_is_an_experiment():
@@ -171,3 +176,5 @@ def test_gymnasium_env_checker_with_the_lm_student():
         env_kwargs={"eval_per_skill": 4, "pool_per_skill": 20}, rounds=3, examples_per_round=16,
     )
     check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and info["mean_accuracy"] >= 0.0

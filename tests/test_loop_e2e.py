@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from teachgym.config import load_config
+from teachgym.engine import largest_remainder
 from teachgym.loop import run_experiment
 from teachgym.types import InvalidActionError
 
@@ -62,10 +63,14 @@ def test_two_rounds_log_the_schema(tmp_path, client):
     per_skill = [client.get_metric_history(parent.info.run_id, f"data/examples/{s}") for s in SKILLS]
     for step in (1, 2):  # the round's composition adds up to the budget
         assert sum(m.value for hist in per_skill for m in hist if m.step == step) == 24
+    # The data follows the teacher's weights: each skill's rows (counted from the training set's own `skills`
+    # column) are its weight's share of the 24, split by largest remainder, so within one row of w * 24.
     round1 = {s: next(m.value for m in h if m.step == 1) for s, h in zip(SKILLS, per_skill)}
     weights1 = {s: next(m.value for m in client.get_metric_history(parent.info.run_id, f"teacher/weight/{s}")
                         if m.step == 1) for s in SKILLS}
-    assert round1 == {s: round(weights1[s] * 24) for s in SKILLS} or sum(round1.values()) == 24
+    assert sum(weights1.values()) == pytest.approx(1.0)
+    assert round1 == {s: float(n) for s, n in largest_remainder(weights1, 24).items()}
+    assert all(abs(round1[s] - weights1[s] * 24) < 1 for s in SKILLS)
 
     # Config as an artifact of the parent.
     parent_files = {f.path for f in client.list_artifacts(parent.info.run_id)}
@@ -87,6 +92,8 @@ def test_two_rounds_log_the_schema(tmp_path, client):
     decision = json.loads(open(client.download_artifacts(r1.info.run_id, "decision.json", str(tmp_path))).read())
     assert decision["action"]["type"] == "mixture"
     assert sum(decision["data"]["examples"].values()) == 24
+    assert {s: float(n) for s, n in decision["data"]["examples"].items()} == round1  # what was trained on
+    assert decision["action"]["weights"] == pytest.approx(weights1)
     profile = json.loads(open(client.download_artifacts(r1.info.run_id, "profile.json", str(tmp_path))).read())
     assert set(profile["profile"]) == set(SKILLS)
     assert profile["profile"]["add_carry"]["n"] == 6
@@ -95,6 +102,32 @@ def test_two_rounds_log_the_schema(tmp_path, client):
     from teachgym.students.hf import HFStudent
 
     assert HFStudent(model=f"{result.output_dir}/student").generate(["12+34="], max_new_tokens=4)
+
+
+def test_the_rows_trained_on_follow_a_skewed_mixture(tmp_path, monkeypatch):
+    """The training set the student receives has exactly the teacher's split (0, 1, ..., 5 parts of 15), and its
+    rows really are of those skills (each row's own `skills`, and a prompt of that skill's form)."""
+    from collections import Counter
+
+    from teachgym.students import hf
+
+    seen = []
+    original = hf.HFStudent.train
+    monkeypatch.setattr(hf.HFStudent, "train", lambda self, data: seen.append(data.to_list()) or original(self, data))
+    cfg = tiny_config(tmp_path, rounds=2, save_student=False)
+    cfg["policy"] = {"name": "helpers_policies:SkewedPolicy"}
+    cfg["loop"]["examples_per_round"] = 30
+    cfg["tracking"] = {"enabled": False}
+    result = run_experiment(load_config(cfg))
+    want = largest_remainder({s: i / 15 for i, s in enumerate(SKILLS)}, 30)
+    assert want == {"add_nocarry": 0, "add_carry": 2, "add_3d": 4, "sub_noborrow": 6, "sub_borrow": 8, "mul_2x1": 10}
+    assert len(seen) == 2
+    for rows in seen:
+        assert {s: n for s, n in Counter(r["skills"][0] for r in rows).items()} == {s: n for s, n in want.items() if n}
+        assert all(("*" in r["prompt"]) == (r["skills"] == ["mul_2x1"]) for r in rows)
+        assert all(("-" in r["prompt"]) == r["skills"][0].startswith("sub") for r in rows)
+    assert result.rounds[1].metrics["teacher/weight/mul_2x1"] == pytest.approx(5 / 15)
+    assert result.rounds[1].metrics["data/examples/add_nocarry"] == 0
 
 
 def test_synthesis_policy_runs_without_tracking(tmp_path):
@@ -176,3 +209,22 @@ def test_aioli_probes_are_real_training_inside_the_budget(tmp_path, client):
     assert len(probes["probes"]) == 6 and all(p["examples"] == 2 for p in probes["probes"])
     decision = json.loads(open(client.download_artifacts(round1.info.run_id, "decision.json", str(tmp_path))).read())
     assert decision["data"]["sources"]["probe"] == 12 and sum(decision["data"]["examples"].values()) == 24
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_lm_learns_an_easy_skill_in_one_round(tmp_path, seed):
+    """The fast suite notices a student that stops learning: one round of 1,000 rows of one easy skill (strings
+    `copy` of three letters) takes the built-in tiny LM from 0 to well above it (1.0 when written, in 2 s)."""
+    cfg = {
+        "env": {"name": "strings", "eval_per_skill": 20, "pool_per_skill": 300, "lengths": [3]},
+        "student": {"name": "hf", "model": "tiny", "batch_size": 16, "learning_rate": 3e-3},
+        "policy": {"name": "helpers_policies:OnlyFirst"},
+        "loop": {"rounds": 1, "examples_per_round": 1000, "seed": seed, "output_dir": str(tmp_path),
+                 "save_student": False},
+        "tracking": {"enabled": False},
+    }
+    result = run_experiment(load_config(cfg))
+    before, after = result.rounds[0].accuracies["copy"], result.rounds[1].accuracies["copy"]
+    assert before <= 0.1
+    assert after >= 0.8, f"copy: {before:.2f} -> {after:.2f} after 1,000 rows of it"
+    assert result.rounds[1].metrics["data/examples/copy"] == 1000

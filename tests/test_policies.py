@@ -20,6 +20,9 @@ def test_protocol_checker_on_every_builtin_policy(name, request):
     # A learned teacher acts only on the skills it was trained on (the arithmetic env's).
     skills = ArithmeticEnv(eval_per_skill=1, pool_per_skill=0).skills if name == "learned" else None
     check_policy(lambda: cls(**kwargs), skills=skills, require_normalized=True)
+    from teachgym.protocols import TeacherPolicy
+
+    assert isinstance(cls(**kwargs), TeacherPolicy)
 
 
 def test_uniform():

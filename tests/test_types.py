@@ -40,6 +40,8 @@ def test_validate_action_accepts_good_actions():
     validate_action(Mixture({"a": 1.0}), SKILLS)  # left-out skills get weight 0
     validate_action(Synthesize([Request("b", 4, level=2), Request("a", 1)]), SKILLS)
     validate_action(Examples([{"prompt": "1+1=", "completion": "2", "skills": "a"}]), SKILLS)
+    with pytest.raises(InvalidActionError):  # the same shapes, one value off, are refused
+        validate_action(Mixture({"a": 3, "b": -1}), SKILLS)
 
 
 def test_action_to_dict_normalises_weights():
