@@ -77,6 +77,20 @@ MAX_QUEUED = 8
 PLOT_EVERY_S = 10.0
 
 
+@contextmanager
+def _ending(end: Any) -> Iterator[None]:
+    """Call ``end(status)`` when the block exits: ``FINISHED``, ``KILLED`` on a stop signal, else ``FAILED``."""
+    status = "FAILED"
+    try:
+        yield
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        end(status)
+
+
 def _parent_metrics(entry: Round) -> list:
     """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
     from mlflow.entities import Metric
@@ -352,17 +366,14 @@ class MLflowTracker:
             child_id = run.info.run_id
         else:
             self._submit(self._create_child, index, name, tags)
-        status = "FAILED"
-        try:
-            yield
-            status = "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
+
+        def end(status: str) -> None:
             if child_id is not None:
                 mlflow_private.pop_active_run(child_id)  # the parent is active again
             self._submit(self._end_child, index, status)
+
+        with _ending(end):
+            yield
 
     def _create_child(self, index: int, name: str, tags: dict[str, str]) -> None:
         run = self.mlflow.MlflowClient().create_run(self._experiment_id, run_name=name, tags=tags)
@@ -382,20 +393,17 @@ class MLflowTracker:
     def _child(self, name: str, tags: dict[str, str]) -> Iterator[None]:
         """A nested run that ends FINISHED, FAILED, or KILLED on a stop signal (MLflow's own ``with`` says FAILED)."""
         self.mlflow.start_run(run_name=name, nested=True, tags=tags)
-        status = "FAILED"
-        try:
-            yield
-            status = "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
+
+        def end(status: str) -> None:
             try:
                 self.mlflow.end_run(status)
             except Exception as e:  # noqa: BLE001 - the store is gone; finish() forgets the run
                 if status == "FINISHED":
                     raise
                 log.warning("could not mark run %s %s: %s", name, status, e)
+
+        with _ending(end):
+            yield
 
     @contextmanager
     def probe(self, index: int, k: int) -> Iterator[None]:
