@@ -135,7 +135,6 @@ def test_a_wrong_key_is_caught():
 @pytest.mark.slow
 def test_the_docs_site_builds_strict(tmp_path):
     """``mkdocs build --strict``: a broken link, a missing page or an API reference that does not resolve fails."""
-    pytest.importorskip("mkdocs")
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1",
                                                                           "PATH": "/usr/bin:/bin"})

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from teachgym.protocols import Probes, learns_from_rewards, supports_generation
 from teachgym.types import (
     EXAMPLE_COLUMNS,
     Failure,
@@ -149,7 +150,7 @@ def check_env(env: Any, min_eval_per_skill: int = 1, sample: int = 200) -> None:
         _require(not env.verify(row["prompt"], row["completion"] + "9x"), f"verify() accepts junk for {row!r}")
 
     pool = env.pool()
-    has_gen = bool(getattr(env, "supports_generation", False))
+    has_gen = supports_generation(env)
     _require(pool is not None or has_gen, "env has neither a pool nor a generator: nothing to train on")
     if pool is not None:
         _check_rows(pool, set(names), "pool")
@@ -247,7 +248,7 @@ def _with_probes(policy: Any, obs: Observation) -> Observation:
     """For a probing policy: validate its plan and hand back made-up but consistent probe results."""
     from teachgym.types import Probe, ProbeResult, validate_probes
 
-    if not callable(getattr(policy, "probes", None)):
+    if not isinstance(policy, Probes):
         return obs
     plan = policy.probes(obs)
     try:
@@ -404,7 +405,7 @@ def check_student(
     report = student.train(Dataset.from_list([{"prompt": p, "completion": c} for p, c in zip(prompts, completions)]))
     _require(isinstance(report, TrainReport), f"train() must return a TrainReport, got {type(report).__name__}")
     after = student.loss(prompts, completions)
-    if getattr(student, "learns_from_rewards", False):
+    if learns_from_rewards(student):
         # An RL student samples its own answers and learns from their rewards, not from the completions;
         # it must say what it trained on: every prompt once, and its rollout statistics.
         _require(report.metrics.get("rl/prompts") == len(prompts),

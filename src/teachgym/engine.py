@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from teachgym.protocols import fills_requests, learns_from_counts
+from teachgym.protocols import fills_requests, learns_from_counts, supports_generation
 from teachgym.rows import RowFilter, arrow_table, as_label_lists, column, example_schema, normalise, pool_index
 from teachgym.types import Examples, InvalidActionError, Mixture, Synthesize, validate_action
 
@@ -107,7 +107,7 @@ class DataReport:
 def _generate(
     env: Env, skill: str, n: int, level: int | None, seed: int, filt: RowFilter, report: DataReport
 ) -> list[dict]:
-    if not getattr(env, "supports_generation", False):
+    if not supports_generation(env):
         raise EngineError(f"env {env.name!r} has no generator to synthesise {skill!r} from")
     rows: list[dict] = []
     stale = 0
@@ -190,7 +190,7 @@ def _synthesize_llm(
             f"attempts (rejected: {dict(filt.dropped)}); synthesis.on_shortfall=error"
         )
     report.llm.shortfall += short
-    if getattr(env, "supports_generation", False):
+    if supports_generation(env):
         return rows + _generate(env, skill, short, level, seed, filt, report)
     pool = env.pool()
     index = pool_index(env, pool) if pool is not None else None

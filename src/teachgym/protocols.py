@@ -140,16 +140,35 @@ class AnswersEval(Protocol):
     def answer_eval(self, env: Env, max_new_tokens: int) -> tuple[list[str], list[bool], list[float]] | None: ...
 
 
+# Capability flags: class attributes that default to False when a plugin does not set them.
+
+
 def learns_from_counts(student: Any) -> bool:
-    """The fast path's student side: ``learns_from_counts = True`` means it trains on rows per skill
-    (:class:`teachgym.engine.SkillCounts`), not on text."""
+    """``learns_from_counts = True``: the student trains on rows per skill (:class:`teachgym.engine.SkillCounts`),
+    not on text (the fast path's student side)."""
     return bool(getattr(student, "learns_from_counts", False))
 
 
+def learns_from_rewards(student: Any) -> bool:
+    """``learns_from_rewards = True``: an RL student (GRPO); it reports rollouts, and its loss is not the SFT loss."""
+    return bool(getattr(student, "learns_from_rewards", False))
+
+
 def fills_requests(env: Any) -> bool:
-    """The fast path's env side: ``fills_requests = True`` means any (skill, n) request can be met by its
-    generator, so the engine may hand over counts without building and checking rows."""
+    """``fills_requests = True``: any (skill, n) request can be met by the env's generator, so the engine may hand
+    over counts without building and checking rows (the fast path's env side)."""
     return bool(getattr(env, "fills_requests", False))
+
+
+def supports_generation(env: Any) -> bool:
+    """``supports_generation = True``: ``env.generate(skill, n, level, seed)`` synthesises fresh rows."""
+    return bool(getattr(env, "supports_generation", False))
+
+
+def verifies_new_prompts(env: Any) -> bool:
+    """``verifies_new_prompts = True``: ``env.verify`` can check prompts it never produced (it solves them), so the
+    LLM data engine checks its rows with the verifier instead of self-consistency."""
+    return bool(getattr(env, "verifies_new_prompts", False))
 
 
 @runtime_checkable

@@ -39,6 +39,7 @@ from typing import Any
 
 from teachgym.config import ConfigError, ExperimentConfig, flatten
 from teachgym.protocols import Resumable, Stateful
+from teachgym.tracking.schema import TAG_OUTPUT_DIR
 
 STATE = "state"
 JOURNAL = "rounds.pkl"
@@ -368,7 +369,7 @@ def _from_mlflow(config: ExperimentConfig, run_id: str) -> RunDir | None:
         run = mlflow.MlflowClient(resolve_tracking_uri(config.tracking.tracking_uri)).get_run(run_id)
     except mlflow.exceptions.MlflowException:
         return None
-    path = run.data.tags.get("teachgym.output_dir")
+    path = run.data.tags.get(TAG_OUTPUT_DIR)
     return RunDir(path) if path and (Path(path) / RUN_FILE).exists() else None
 
 

@@ -24,6 +24,7 @@ from teachgym.config import ExperimentConfig, build_component
 from teachgym.engine import materialize
 from teachgym.evaluation import loss_profile
 from teachgym.rows import column
+from teachgym.tracking.schema import TAG_KIND
 from teachgym.types import Mixture
 
 
@@ -116,7 +117,7 @@ def save_and_log(graph: dict[str, Any], config: ExperimentConfig, out: str | Pat
         # The same experiment the loop logs to: named after the env object (an import path's env has its own name).
         name = config.tracking.experiment or f"teachgym/{graph.get('env', config.env.name)}"
         mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(), name))
-        with mlflow.start_run(run_name="skill-graph", tags={"teachgym.kind": "skill-graph"}) as run:
+        with mlflow.start_run(run_name="skill-graph", tags={TAG_KIND: "skill-graph"}) as run:
             mlflow.log_params({"examples_per_skill": graph["examples_per_skill"], "warmup": graph["warmup"],
                                "env.name": config.env.name, "student.name": config.student.name})
             mlflow.log_artifact(str(out))

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from teachgym.protocols import supports_generation, verifies_new_prompts
 from teachgym.rows import pool_index
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -276,7 +277,7 @@ class LLMSynthesizer:
             if pool is not None:
                 idx = pool_index(env, pool).rows.get(skill)
                 rows = pool.select(idx[:200].tolist()).to_list() if idx is not None else []
-            if not rows and getattr(env, "supports_generation", False):
+            if not rows and supports_generation(env):
                 rows = env.generate(skill, 50, seed=0)
             self._examples[skill] = rows
         return self._examples[skill]
@@ -312,7 +313,7 @@ class LLMSynthesizer:
             pool_rows = [r for r in pool_rows if r.get("level") == level] or pool_rows
         mine = [f for f in failures if skill in f.skills][: cfg.failures_in_prompt]
         check_by_verifier = cfg.check == "verifier" or (
-            cfg.check == "auto" and getattr(env, "verifies_new_prompts", False)
+            cfg.check == "auto" and verifies_new_prompts(env)
         )
         kept: list[dict[str, Any]] = []
         for _ in range(cfg.max_attempts):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ComponentConfig, ExperimentConfig, LoopConfig
+from teachgym.tracking.schema import TAG_STAGE, TAG_WARM_START, TAG_WARM_START_MODEL, TAG_WARM_START_RUN
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ class WarmStart:
     @property
     def tags(self) -> dict[str, str]:
         """Tags for the experiment that starts from it."""
-        return {"teachgym.warm_start": self.key, "teachgym.warm_start_model": self.model,
-                **({"teachgym.warm_start_run": self.run_id} if self.run_id else {})}
+        return {TAG_WARM_START: self.key, TAG_WARM_START_MODEL: self.model,
+                **({TAG_WARM_START_RUN: self.run_id} if self.run_id else {})}
 
 
 def stage_config(config: ExperimentConfig) -> tuple[str, ExperimentConfig]:
@@ -55,7 +56,7 @@ def stage_config(config: ExperimentConfig) -> tuple[str, ExperimentConfig]:
     folder = Path(ws.dir or Path(config.loop.output_dir) / "warm-start").resolve() / key
     tracking = config.tracking.model_copy(update={
         "run_name": f"warm-start-{key}", "checkpoints": "none",
-        "tags": {**config.tracking.tags, "teachgym.stage": "warm-start"},
+        "tags": {**config.tracking.tags, TAG_STAGE: "warm-start"},
     })
     stage = ExperimentConfig(
         env=config.env,

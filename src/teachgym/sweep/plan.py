@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, load_config
+from teachgym.tracking.schema import TAG_SETTING, TAG_TRIAL
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] 
             f"two trials would compare as the same run (policy {policy!r}, seed {seed}, setting {setting!r}): sweep a "
             "policy's arguments as keys of their own (policy.temperature=0.5,1.0), not as two policy sections"
         )
-    uri = _uri(base)
+    uri = store_uri(base)
     if opts.address and base.tracking.enabled and not uri.startswith(("http://", "https://")):
         raise SweepError(
             f"a sweep on a Ray cluster (address {opts.address!r}) needs a tracking server every node can reach, not "
@@ -192,8 +193,7 @@ def _trial_config(cfg: ExperimentConfig, trial: Trial, directory: Path) -> Exper
         data["warm_start"]["dir"] = str(directory / "warm-start")
     data["loop"]["output_dir"] = str(directory / "trials" / trial.folder)
     data["tracking"]["run_name"] = trial.name
-    data["tracking"]["tags"] = {**data["tracking"]["tags"], "teachgym.trial": trial.key,
-                                "teachgym.setting": trial.setting}
+    data["tracking"]["tags"] = {**data["tracking"]["tags"], TAG_TRIAL: trial.key, TAG_SETTING: trial.setting}
     return ExperimentConfig.model_validate(data)
 
 
@@ -204,7 +204,7 @@ def _env_name(cfg: ExperimentConfig) -> str:
     return build_component("envs", "env", cfg.env, seed=cfg.loop.seed).name
 
 
-def _uri(config: ExperimentConfig) -> str:
+def store_uri(config: ExperimentConfig) -> str:
     from teachgym.tracking.store import resolve_tracking_uri
 
     return resolve_tracking_uri(config.tracking.tracking_uri)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from teachgym.sweep.plan import SWEEP_FILE, SweepPlan, TrialResult, write_json
+from teachgym.tracking.schema import TAG_KIND, TAG_SWEEP, TAG_SWEEP_NAME
 
 
 def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0.5) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class SweepRun:
         if self.run_id is None:
             exp = ensure_experiment(client, next(iter(plan.experiments.values())))
             run = client.create_run(exp, run_name=f"sweep-{plan.name}", tags={
-                "teachgym.kind": "sweep", "teachgym.sweep": self.meta["id"], "teachgym.sweep_name": plan.name,
+                TAG_KIND: "sweep", TAG_SWEEP: self.meta["id"], TAG_SWEEP_NAME: plan.name,
                 "mlflow.note.content": f"Sweep {plan.name}: the trials are the runs with tag teachgym.sweep = "
                 f"'{self.meta['id']}'. The comparison appears here when it ends."})
             self.run_id = run.info.run_id

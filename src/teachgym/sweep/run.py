@@ -18,8 +18,18 @@ from typing import Any
 
 from teachgym.config import ExperimentConfig
 from teachgym.runner import run_trial
-from teachgym.sweep.plan import SWEEP_FILE, TRIALS_FILE, SweepError, SweepPlan, Trial, TrialResult, _uri, write_json
+from teachgym.sweep.plan import (
+    SWEEP_FILE,
+    TRIALS_FILE,
+    SweepError,
+    SweepPlan,
+    Trial,
+    TrialResult,
+    store_uri,
+    write_json,
+)
 from teachgym.sweep.report import SweepRun, summarize, write_summary
+from teachgym.tracking.schema import TAG_SWEEP, TAG_SWEEP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +112,7 @@ def run_sweep(
                 results[t.key] = TrialResult(t, "finished", {**row, "skipped": True})
             else:
                 todo.append(t)
-        uri = _uri(plan.base) if plan.base.tracking.enabled else None
+        uri = store_uri(plan.base) if plan.base.tracking.enabled else None
         concurrent = 1 if sequential else min(len(todo), _capacity(plan))
         interrupted: BaseException | None = None
         with contextlib.ExitStack() as stack:
@@ -168,8 +178,7 @@ def _for_run(config: ExperimentConfig, uri: str | None, meta: Mapping[str, Any])
     data = config.model_dump()
     if uri is not None:
         data["tracking"]["tracking_uri"] = uri
-    data["tracking"]["tags"] = {**data["tracking"]["tags"], "teachgym.sweep": meta["id"],
-                                "teachgym.sweep_name": meta["name"]}
+    data["tracking"]["tags"] = {**data["tracking"]["tags"], TAG_SWEEP: meta["id"], TAG_SWEEP_NAME: meta["name"]}
     return ExperimentConfig.model_validate(data)
 
 

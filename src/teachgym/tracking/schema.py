@@ -26,6 +26,8 @@ TAG_OUTPUT_DIR = "teachgym.output_dir"  # where its round states are (for --resu
 TAG_HOST, TAG_PID, TAG_PID_START = "teachgym.host", "teachgym.pid", "teachgym.pid_start"
 TAG_BEST_ROUND, TAG_BEST_MODEL = "teachgym.best_round", "teachgym.best_model_id"
 TAG_STAGE = "teachgym.stage"  # "warm-start" on a warm start's own run
+TAG_WARM_START, TAG_WARM_START_MODEL, TAG_WARM_START_RUN = (  # on an experiment that starts from a warm start
+    "teachgym.warm_start", "teachgym.warm_start_model", "teachgym.warm_start_run")
 TAG_SWEEP, TAG_SWEEP_NAME = "teachgym.sweep", "teachgym.sweep_name"  # a sweep's id and name, on its trials
 TAG_TRIAL, TAG_SETTING = "teachgym.trial", "teachgym.setting"
 TAG_KIND = "teachgym.kind"  # "sweep" on a sweep's own run
