@@ -85,3 +85,18 @@ class FailsOnSeed:
         if os.environ.get("TEACHGYM_TEST_FAIL_SEED") == str(self.seed):
             raise ValueError(f"my teacher cannot handle seed {self.seed}")
         return Mixture({s: 1.0 for s in obs.skill_names})
+
+
+class KillsWhileSaving(SimulatedStudent):
+    """The simulated student, SIGKILLed in the middle of writing its ``$TEACHGYM_TEST_KILL_SAVE_AT``-th round state
+    (after its own files, before the round's ``meta.json``, the rename and ``LATEST``)."""
+
+    _saves = 0
+
+    def save_state(self, path: str) -> None:
+        super().save_state(path)
+        self._saves += 1
+        if os.environ.get("TEACHGYM_TEST_KILL_SAVE_AT") == str(self._saves):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -118,23 +118,25 @@ def test_resume_after_sigterm_is_exact(tmp_path, monkeypatch, policy):
 
 
 def test_llm_engine_memory_and_rngs_are_in_the_state(tmp_path):
+    from teachgym.resume import _read_state
+
     run_experiment(load_config(sim_config(tmp_path, "tscl", rounds=2, enabled=False)))
     rd = RunDir(next((tmp_path / "out").iterdir()))
-    import pickle
-
-    state: RoundState = pickle.loads((rd.state_dir / "round-02" / "loop.pkl").read_bytes())
+    state = _read_state(rd.state_dir / "round-02")
     assert state.round == 2 and state.used == 4000 and state.journaled == 3  # records: in the journal
     records, history = rd._read_journal(2)
     assert [r.round for r in records] == [0, 1, 2] and [h.round for h in history] == [0, 1, 2]
     assert {"python", "numpy"} <= set(state.rng)
-    assert state.policy_state["rng"] and rd.saved_rounds() == [2]  # only the latest round is kept
+    assert state.policy_state["rng"] and rd.saved_rounds() == [1, 2]  # the newest two rounds are kept
+    files = {p.name for p in (rd.state_dir / "round-02").iterdir()}
+    assert {"state.json", "rng.npz", "meta.json", "student"} <= files and not any(f.endswith(".pkl") for f in files)
 
 
 def test_the_journal_ignores_a_torn_record_and_rounds_past_latest(tmp_path):
     """A kill while a record is appended, or after it but before the round's state is named LATEST."""
     run_experiment(load_config(sim_config(tmp_path, "uniform", rounds=3, enabled=False)))
     rd = RunDir(next((tmp_path / "out").iterdir()))
-    journal = rd.state_dir / "rounds.pkl"
+    journal = rd.state_dir / "rounds.jsonl"
     whole = journal.read_bytes()
     records, _ = rd._read_journal(2)  # LATEST says round 2: round 3's record is there but not used
     assert [r.round for r in records] == [0, 1, 2]
@@ -145,6 +147,11 @@ def test_the_journal_ignores_a_torn_record_and_rounds_past_latest(tmp_path):
         rd._read_journal(3)
     journal.write_bytes(whole + whole)  # every round appended twice (saved again after a resume): the later wins
     assert [r.round for r in rd._read_journal(3)[0]] == [0, 1, 2, 3]
+    lines = whole.decode().splitlines()
+    lines[1] = lines[1].replace('"round": 1', '"round": 7')  # a changed byte: the checksum no longer matches
+    journal.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ResumeError, match="rounds \\[1\\] are missing \\(1 damaged"):
+        rd._read_journal(3)
 
 
 def test_the_best_checkpoint_survives_a_resume(tmp_path, monkeypatch, mlflow_store):
@@ -192,7 +199,7 @@ def test_a_kill_while_saving_leaves_the_previous_round_whole(tmp_path):
     state = rd.load(fresh, type("P", (), {"state_dict": dict, "load_state_dict": lambda self, s: None})())
     assert state.round == 1 and state.policy_state == {"x": 1}
     rd.save(RoundState(3, 30, [], [], None, {"x": 3}), student)  # the next save clears the debris
-    assert not list(rd.state_dir.glob(".round-*")) and rd.saved_rounds() == [3]
+    assert not list(rd.state_dir.glob(".round-*")) and rd.saved_rounds() == [1, 3]
 
 
 # -- config on resume -----------------------------------------------------------------------------

@@ -115,7 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started)
+        result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started,
+                                trust_old_state=args.trust_old_state)
     except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable, SynthesisError) as e:
         print(f"error: {e}", file=sys.stderr)
         if run is not None and not isinstance(e, TrackingUnavailable):
@@ -366,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--resume", nargs="?", const=True, metavar="RUN_ID",
                        help="continue the newest unfinished experiment with this config's experiment and run name "
                        "(or the run RUN_ID) after its last finished round")
+    p_run.add_argument("--trust-old-state", action="store_true",
+                       help="with --resume: read a round state written by an older teachgym (a pickle, which can run "
+                            "code) once, and rewrite it in the data-only format")
     p_run.set_defaults(func=cmd_run)
     p_runs = sub.add_parser("runs", help="list (and close) runs left RUNNING by a process that is gone")
     p_runs.add_argument("--stale", action="store_true", required=True,

@@ -27,7 +27,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ class RunInfo:
     output_dir: str
     resumed_from: int | None  # the round the experiment continues after; None for a fresh start
     stateless_policy: bool
+    skipped: list[str] = field(default_factory=list)  # damaged round states passed over, with what was wrong
 
 
 @dataclass
@@ -125,6 +126,7 @@ def run_experiment(
     on_round: Callable[[RoundRecord, int], None] | None = None,
     resume: str | bool = False,
     on_start: Callable[[RunInfo], None] | None = None,
+    trust_old_state: bool = False,
 ) -> ExperimentResult:
     """Run one curriculum experiment end to end, or continue an interrupted one.
 
@@ -135,6 +137,7 @@ def run_experiment(
             run name; a run id (or output folder name): continue that one. The stored config is used;
             a config that differs in a key that changes results is refused (see :mod:`teachgym.resume`).
         on_start: Called once the run exists, before round 0 (or the first resumed round).
+        trust_old_state: Read a round state written by an older teachgym (a pickle) once, and rewrite it.
 
     Raises:
         ConfigError, RegistryError, ResumeError: Bad components, nothing to resume, a changed config (before
@@ -152,7 +155,7 @@ def run_experiment(
     if config.tracking.enabled:  # an unreachable server is reported now, before any training
         prepare_store(resolve_tracking_uri(config.tracking.tracking_uri), experiment_name(config, env.name))
     exp = assemble(config, env, run_dir)
-    saved = exp.run_dir.load(exp.student, exp.policy, exp.synthesizer) if resume else None  # RNGs restored too
+    saved = exp.run_dir.load(exp.student, exp.policy, exp.synthesizer, trust_old_state) if resume else None
     rounds, status = config.loop.rounds, "FAILED"
     try:
         with stop_on_signals():
@@ -160,7 +163,7 @@ def run_experiment(
             _write_run_info(exp, started=exp.run_dir.info.get("started") if resume else time.time())
             if on_start:
                 on_start(RunInfo(exp.run_dir.run_id, os.fspath(exp.run_dir.path), saved.round if saved else None,
-                                 not isinstance(exp.policy, Stateful)))
+                                 not isinstance(exp.policy, Stateful), list(exp.run_dir.skipped)))
             state = play_round_zero(exp) if saved is None else _continue(exp, saved)
             exp.tracker.log_plots(state.records)
             for record in state.records if on_round else ():
@@ -333,6 +336,7 @@ def _observe(exp: Experiment, state: RoundState, r: int) -> Observation:
 def _continue(exp: Experiment, saved: RoundState) -> RoundState:
     """A resumed experiment goes on after the last round saved whole; the store gets what it missed."""
     exp.tracker.restore_best(saved.records, saved.tracker_best)
+    exp.tracker.rerun_after(saved.round)  # rounds past it (a damaged newer state) run again
     exp.tracker.relog(saved.pending_log)  # what the store missed when the last process stopped
     return saved
 

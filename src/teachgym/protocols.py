@@ -215,6 +215,10 @@ class Tracker(Protocol):
         """On resume: log the rounds the store missed."""
         ...
 
+    def rerun_after(self, index: int) -> list[str]:
+        """On resume after round ``index``: the rounds after it run again; their earlier logging is superseded."""
+        ...
+
     def log_plots(self, records: list) -> None:
         """Redraw the plots from the rounds so far (if configured)."""
         ...

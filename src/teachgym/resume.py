@@ -1,33 +1,37 @@
-"""Resumable experiments: the state of every finished round on disk, written atomically.
+"""Resumable experiments: the state of every finished round on disk, written atomically, checked when read.
 
 Layout of one experiment's output directory (``<loop.output_dir>/<run>-<timestamp>/``)::
 
     run.json              who the experiment is: MLflow run id, experiment, run name, stored config,
                           host/pid of the process running it, status (RUNNING / FINISHED / KILLED / FAILED)
     state/LATEST          the name of the newest whole round state, e.g. ``round-03``
-    state/rounds.pkl      every finished round's record and history entry, appended one pickle per round
-    state/round-03/       loop.pkl (last evaluation, budget, policy state, RNGs, the LLM engine's memory,
-                          what MLflow still has to be told) + student/ (``save_state``)
+    state/rounds.jsonl    every finished round's record and history entry, one checksummed JSON line per round
+    state/round-03/       state.json (last evaluation, budget, policy state, the LLM engine's memory, what
+                          MLflow still has to be told), rng.npz, data-N.parquet (training sets not logged yet),
+                          student/ (``save_state``), and meta.json: every file's size and sha256, written last
 
-A round's record is appended to ``rounds.pkl`` first; its state is then written into a temporary
-directory, renamed into place and only then named in ``LATEST`` (itself replaced atomically), so a
-kill at any moment leaves the previous round whole (records past ``LATEST``, or a torn last one, are
-ignored when loading). The journal keeps a round's cost constant: the state no longer grows with
-the number of rounds before it.
-Older rounds are deleted unless ``tracking.checkpoints`` keeps them (``best``: the best round too;
-``every``: all).
+Nothing here is a pickle: every file ``--resume`` reads is data (:mod:`teachgym.statefile` says why and how).
+
+A round's record is appended to the journal first; its state is then written into a temporary
+directory, its ``meta.json`` last, renamed into place and only then named in ``LATEST`` (itself replaced
+atomically), so a kill at any moment leaves the previous round whole (records past ``LATEST``, or a torn
+last line, are ignored when loading). The journal keeps a round's cost constant: the state does not grow
+with the number of rounds before it. The newest two rounds are kept (``tracking.checkpoints``: ``best``
+keeps the best round too; ``every`` keeps all).
 
 ``teachgym run CONFIG --resume [RUN_ID]`` finds the experiment (:func:`find_run`), refuses a config
 that differs from the stored one in anything that can change results (:func:`resumed_config`), and
-the loop continues after the last round in ``LATEST``.
+the loop continues after the newest round whose every file matches its ``meta.json``
+(:meth:`RunDir.load`): a damaged newest round is named, skipped, and its rounds run again. A state
+written by an older teachgym (pickle) is read only with ``--trust-old-state``, once, and rewritten.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
 import json
+import logging
 import os
-import pickle
 import random
 import shutil
 import socket
@@ -37,13 +41,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from teachgym import statefile
 from teachgym.config import ConfigError, ExperimentConfig, flatten
 from teachgym.protocols import Resumable, Stateful
 from teachgym.tracking.schema import TAG_OUTPUT_DIR
 
 STATE = "state"
-JOURNAL = "rounds.pkl"
+JOURNAL = "rounds.jsonl"
+STATE_FILE, RNG_FILE = "state.json", "rng.npz"
+LEGACY_FILE = "loop.pkl"  # a round written by teachgym before the data-only format
 RUN_FILE = "run.json"
+
+log = logging.getLogger(__name__)
 #: Config keys that may differ on ``--resume``: they change what is logged or where, never a result.
 RESUMABLE_CHANGES = (
     "tracking.plots",
@@ -58,7 +67,11 @@ RESUMABLE_SECTIONS = ("tracking.tags", "sweep")
 
 
 class ResumeError(ConfigError):
-    """An experiment cannot be resumed as asked (none found, still running, config changed, ...)."""
+    """An experiment cannot be resumed as asked (none found, still running, config changed, damaged, ...)."""
+
+
+class StateSaveError(ResumeError):
+    """A round's state could not be written (a full disk, a read-only folder); the previous round is whole."""
 
 
 @dataclass
@@ -155,13 +168,49 @@ def process_alive(host: str | None, pid: int | None, pid_start: float | None) ->
     return pid_start is None or abs(started - float(pid_start)) < 1.0
 
 
+def _write_state(state: RoundState, folder: Path) -> None:
+    """The round's carry-over as data: ``state.json`` (+ Parquet tables) and ``rng.npz`` (:mod:`teachgym.statefile`)."""
+    import numpy as np
+
+    tables: dict[str, Any] = {}
+    plain, arrays = statefile.rng_arrays(state.rng)
+    body = {
+        "format": 2, "round": state.round, "used": state.used, "journaled": len(state.records),
+        "result": statefile.encode(state.result, tables), "policy_state": statefile.encode(state.policy_state, tables),
+        "llm_seen": state.llm_seen, "tracker_best": statefile.encode(state.tracker_best, tables),
+        "pending_log": statefile.encode(state.pending_log, tables), "rng": plain,
+    }
+    statefile.write_tables(tables, folder)
+    with open(folder / RNG_FILE, "wb") as f:
+        np.savez(f, **arrays)
+    _write_atomic(folder / STATE_FILE, json.dumps(body).encode())
+
+
+def _read_state(folder: Path) -> RoundState:
+    """Undo :func:`_write_state` (records and history come from the journal)."""
+    import numpy as np
+
+    body = json.loads((folder / STATE_FILE).read_text())
+    with np.load(folder / RNG_FILE, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return RoundState(
+        round=int(body["round"]), used=int(body["used"]), records=[], history=[],
+        result=statefile.decode(body["result"], folder),
+        policy_state=statefile.decode(body["policy_state"], folder), llm_seen=body["llm_seen"],
+        tracker_best=statefile.decode(body["tracker_best"], folder),
+        rng=statefile.rng_states(body["rng"], arrays), journaled=int(body["journaled"]),
+        pending_log=statefile.decode(body["pending_log"], folder),
+    )
+
+
 class RunDir:
     """One experiment's output directory: ``run.json`` and the round states (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.state_dir = self.path / STATE
-        self._journaled = 0  # records already in rounds.pkl, written by this process or loaded from it
+        self._journaled = 0  # records already in the journal, written by this process or loaded from it
+        self.skipped: list[str] = []  # damaged rounds the last load() passed over, with what was wrong
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
@@ -197,14 +246,15 @@ class RunDir:
 
     # -- round states -----------------------------------------------------------------------------
     def latest(self) -> int | None:
-        """The newest whole round, or None if none was saved."""
+        """The round ``LATEST`` names (the newest one written whole), or None if none was saved."""
         pointer = self.state_dir / "LATEST"
-        if not pointer.exists():
+        try:
+            return int(pointer.read_text().strip().removeprefix("round-"))
+        except (OSError, ValueError):
             return None
-        return int(pointer.read_text().strip().removeprefix("round-"))
 
     def saved_rounds(self) -> list[int]:
-        """Rounds whose state is on disk (whole ones only)."""
+        """Rounds whose state folder is on disk (whole or not: :meth:`load` checks)."""
         return sorted(int(p.name[6:]) for p in self.state_dir.glob("round-[0-9]*") if p.is_dir())
 
     def save(self, state: RoundState, student: Any, keep: str = "none") -> float:
@@ -212,63 +262,86 @@ class RunDir:
 
         Returns:
             Bytes written for this round.
+
+        Raises:
+            StateSaveError: The state could not be written (a full disk, ...); the previous round stays whole.
         """
         from teachgym.interrupts import critical
 
         name = f"round-{state.round:02d}"
+        tmp = self.state_dir / f".{name}.tmp-{os.getpid()}"
         with critical():  # a stop signal waits until the round is whole on disk
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            self._journal(state)
-            tmp = self.state_dir / f".{name}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            if can_save_state(student):
-                student.save_state(str(tmp / "student"))
-            light = dataclasses.replace(state, records=[], history=[], journaled=len(state.records))
-            _write_atomic(tmp / "loop.pkl", pickle.dumps(light, protocol=pickle.HIGHEST_PROTOCOL))
-            (tmp / "meta.json").write_text(json.dumps({"round": state.round, "used": state.used, "time": time.time()}))
-            final = self.state_dir / name
-            if final.exists():  # a round written before a crash but never named in LATEST
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _write_atomic(self.state_dir / "LATEST", name.encode())
+            try:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                self._journal(state)
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+                if can_save_state(student):
+                    student.save_state(str(tmp / "student"))
+                _write_state(state, tmp)
+                statefile.manifest(tmp, round=state.round, used=state.used, time=time.time())
+                final = self.state_dir / name
+                if final.exists():  # a round written before a crash but never named in LATEST, or re-run
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+                _write_atomic(self.state_dir / "LATEST", name.encode())
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                previous = self.latest()
+                raise StateSaveError(
+                    f"could not write round {state.round}'s state in {str(self.state_dir)!r}: {e.strerror or e}. "
+                    + (f"Round {previous} is whole: free the space (or fix the folder) and continue with --resume"
+                       if previous is not None else "No round was saved yet: fix it and start again")
+                ) from e
             size = sum(f.stat().st_size for f in final.rglob("*") if f.is_file())
             self._prune(state, keep)
         return size
 
     def _journal(self, state: RoundState) -> None:
-        """Append the records (and history entries) this file does not have yet, one pickle per round."""
+        """Append the records (and history entries) the journal does not have yet: one checksummed line per round."""
         new = list(zip(state.records[self._journaled:], state.history[self._journaled:], strict=True))
         if not new:
             return
-        with open(self.state_dir / JOURNAL, "ab") as f:
+        with open(self.state_dir / JOURNAL, "a") as f:
             for record, entry in new:
-                f.write(pickle.dumps((record.round, record, entry), protocol=pickle.HIGHEST_PROTOCOL))
+                body = json.dumps({"round": record.round, "record": statefile.encode(record, {}),
+                                   "history": statefile.encode(entry, {})}, allow_nan=True)
+                f.write(hashlib.sha256(body.encode()).hexdigest()[:16] + " " + body + "\n")
             f.flush()
             os.fsync(f.fileno())
         self._journaled = len(state.records)
 
     def _read_journal(self, upto: int) -> tuple[list, list]:
-        """Records and history entries of rounds ``0..upto`` (a later copy of a round wins; a torn tail is ignored)."""
+        """Records and history entries of rounds ``0..upto`` (a later copy of a round wins; a torn or damaged
+        line is skipped: its checksum does not match)."""
         rounds: dict[int, tuple[Any, Any]] = {}
         path = self.state_dir / JOURNAL
+        damaged = 0
         if path.exists():
-            with open(path, "rb") as f:
-                while True:
-                    try:
-                        r, record, entry = pickle.load(f)  # noqa: S301 - our own file, written by save()
-                    except Exception:  # noqa: BLE001 - the end, or a record torn by a kill while it was appended
-                        break
-                    rounds[r] = (record, entry)
+            for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
+                check, _, body = line.partition(" ")
+                if hashlib.sha256(body.encode()).hexdigest()[:16] != check:
+                    damaged += 1
+                    continue
+                try:
+                    data = json.loads(body)
+                    rounds[int(data["round"])] = (statefile.decode(data["record"], self.state_dir),
+                                                  statefile.decode(data["history"], self.state_dir))
+                except (ValueError, KeyError, TypeError, statefile.StateFormatError):
+                    damaged += 1
         missing = [r for r in range(upto + 1) if r not in rounds]
         if missing:
-            raise ResumeError(f"{path}: the records of rounds {missing[:5]} are missing; the run cannot be resumed")
+            why = f" ({damaged} damaged or torn line(s) skipped)" if damaged else ""
+            raise ResumeError(f"{JOURNAL}: the records of rounds {missing[:5]} are missing{why}")
         return [rounds[r][0] for r in range(upto + 1)], [rounds[r][1] for r in range(upto + 1)]
 
     def _prune(self, state: RoundState, keep: str) -> None:
+        """Keep this round and the one before it (a fallback if this one is damaged later), and what ``keep``
+        asks for (``best``: the best round too; ``every``: all)."""
         if keep == "every":
             return
-        wanted = {state.round}
+        earlier = [r for r in self.saved_rounds() if r < state.round]
+        wanted = {state.round, *earlier[-1:]}
         if keep == "best" and state.records:
             wanted.add(max(state.records, key=lambda r: (r.mean_accuracy, -r.round)).round)
         for r in self.saved_rounds():
@@ -277,34 +350,87 @@ class RunDir:
         for junk in self.state_dir.glob(".round-*.tmp-*"):  # left by a process killed while saving
             shutil.rmtree(junk, ignore_errors=True)
 
-    def load(self, student: Any, policy: Any, synthesizer: Any = None) -> RoundState | None:
-        """Restore the latest round into ``student``, ``policy``, ``synthesizer`` and the global RNGs.
+    def load(self, student: Any, policy: Any, synthesizer: Any = None, trust_old_state: bool = False
+             ) -> RoundState | None:
+        """Restore the newest intact round into ``student``, ``policy``, ``synthesizer`` and the global RNGs.
+
+        Every file of a round is checked against its size and sha256 first; a damaged round is skipped (named
+        in :attr:`skipped`) and the one before it is used, so the rounds after it run again.
 
         Returns:
             The round's state, or None when the experiment never finished round 0 (start afresh).
+
+        Raises:
+            ResumeError: No round is intact (every problem is listed), or the state was written by an older
+                teachgym (pickle) and ``trust_old_state`` is not set.
         """
-        r = self.latest()
-        if r is None:
-            return None
-        where = self.state_dir / f"round-{r:02d}"
-        with open(where / "loop.pkl", "rb") as f:
-            state: RoundState = pickle.load(f)  # noqa: S301 - our own file, written by save()
-        if getattr(state, "journaled", None):  # records and history are in the journal
-            state.records, state.history = self._read_journal(state.journaled - 1)
-            self._journaled = len(state.records)
         if not can_save_state(student):
             raise ResumeError(
                 f"student {type(student).__name__} cannot restore its state (it has no save_state/load_state), so "
                 "this experiment cannot be resumed; add those two methods to resume experiments with it"
             )
-        student.load_state(str(where / "student"))
-        if state.policy_state is not None:
-            if is_stateless(policy):
-                raise ResumeError(f"the saved policy state needs {type(policy).__name__}.load_state_dict()")
-            policy.load_state_dict(state.policy_state)
-        if synthesizer is not None and state.llm_seen is not None:
-            synthesizer.seen = set(state.llm_seen)
-        restore_rngs(state.rng)
+        latest, saved = self.latest(), self.saved_rounds()
+        if latest is None and not saved:
+            return None
+        candidates = sorted({r for r in saved if latest is None or r <= latest} | ({latest} if latest is not None
+                                                                                    else set()), reverse=True)
+        self.skipped = []
+        for r in candidates:
+            where = self.state_dir / f"round-{r:02d}"
+            legacy = (where / LEGACY_FILE).exists() and not (where / STATE_FILE).exists()
+            if legacy:
+                state = self._legacy(where, trust_old_state)
+            else:
+                problems = [f"the folder is missing{' (LATEST names it)' if r == latest else ''}"] \
+                    if not where.is_dir() else statefile.verify(where)
+                if not problems:
+                    try:
+                        state = _read_state(where)
+                        if state.journaled:  # records and history of rounds 0..journaled-1 are in the journal
+                            state.records, state.history = self._read_journal(state.journaled - 1)
+                    except (ResumeError, statefile.StateFormatError, OSError, ValueError, KeyError) as e:
+                        problems = [str(e)]
+                if problems:
+                    self.skipped.append(f"round-{r:02d}: " + "; ".join(problems))
+                    continue
+            self._journaled = len(state.records)
+            student.load_state(str(where / "student"))
+            if state.policy_state is not None:
+                if is_stateless(policy):
+                    raise ResumeError(f"the saved policy state needs {type(policy).__name__}.load_state_dict()")
+                policy.load_state_dict(state.policy_state)
+            if synthesizer is not None and state.llm_seen is not None:
+                synthesizer.seen = set(state.llm_seen)
+            if legacy:  # rewritten at once in the data-only format; the pickles are not read again
+                from teachgym.legacy_state import remove_legacy_files
+
+                self.save(state, student, keep="every")
+                remove_legacy_files(where, self.state_dir)
+                log.warning("%s: read the older teachgym's pickled state once (--trust-old-state) and rewrote it "
+                            "in the data-only format", where)
+            restore_rngs(state.rng)
+            if self.skipped:
+                log.warning("damaged round state(s) skipped: %s; resuming after round %d and running the rounds "
+                            "after it again", " | ".join(self.skipped), state.round)
+            return state
+        raise ResumeError(
+            f"no intact round state in {str(self.state_dir)!r}:\n  " + "\n  ".join(self.skipped)
+            + f"\nnothing can be resumed from it; start the experiment again without --resume (the damaged folder "
+            f"{str(self.path)!r} can be deleted)"
+        )
+
+    def _legacy(self, where: Path, trust: bool) -> RoundState:
+        """A round written by teachgym before the data-only format: read once (pickle), then rewritten."""
+        if not trust:
+            raise ResumeError(
+                f"{str(where)!r} was written by an older teachgym as a pickle, and reading a pickle can run any "
+                "code its author put in it (anyone who could write to this folder). If you trust this folder, "
+                "pass --trust-old-state: it is read once and rewritten in the new, data-only format"
+            )
+        from teachgym.legacy_state import read_legacy_round
+
+        state = read_legacy_round(where, self.state_dir)
+        self._journaled = 0  # the next save writes every record into the new journal
         return state
 
 

@@ -40,6 +40,9 @@ class NullTracker:
     def relog(self, entries: Any) -> int:
         return 0
 
+    def rerun_after(self, index: int) -> list[str]:
+        return []
+
     def log_plots(self, records: list) -> None:
         pass
 

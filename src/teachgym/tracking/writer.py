@@ -158,6 +158,7 @@ class MLflowTracker:
         self._plots: tuple[list, list[str]] | None = None  # the newest rounds to draw, if not drawn yet
         self._plotted_at = -math.inf
         self._plot_seconds = 0.0  # how long the last drawing took
+        self._logged_before: set[int] = set()  # on resume: steps the parent run had before (see rerun_after)
 
     def start(self, run_id: str | None = None) -> str:
         """Open the parent run (or reopen ``run_id``'s, back to ``RUNNING``, on resume); return its id."""
@@ -204,6 +205,26 @@ class MLflowTracker:
         else:
             self.best = saved
 
+    def rerun_after(self, index: int) -> list[str]:
+        """On resume after round ``index``: the rounds after it run again (their state was lost or damaged).
+
+        Their earlier ``round-NN`` runs that finished are deleted (the re-run logs new ones), and the parent's
+        metrics at steps it already has are not written again, so every metric keeps one point per step (a
+        resume is exact: the values are the same).
+
+        Returns:
+            The ids of the round runs deleted.
+        """
+        client = self.mlflow.MlflowClient()
+        self._logged_before = self.logged_steps()
+        deleted = []
+        for run in client.search_runs([self._experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and "
+                                      "attributes.status = 'FINISHED'", max_results=5000):
+            if int(run.data.tags.get(TAG_ROUND, -1)) > index:
+                client.delete_run(run.info.run_id)
+                deleted.append(run.info.run_id)
+        return deleted
+
     def logged_steps(self, key: str = ACC_MEAN) -> set[int]:
         """The steps at which the parent run has ``key`` (what an earlier process already logged)."""
         return {m.step for m in self.mlflow.MlflowClient().get_metric_history(self.parent_id, key)}
@@ -214,6 +235,7 @@ class MLflowTracker:
         Returns at once; the background thread writes it (:meth:`wait` blocks until it has). Rounds that
         queue up while the thread is busy have their parent metrics written in one batch.
         """
+        parent_metrics = parent_metrics and entry.index not in self._logged_before  # a re-run round: logged already
         if parent_metrics:  # one batch per round at least, so a crash leaves the step either whole or absent
             with self._backlog_lock:
                 self._backlog.append((entry.index, _parent_metrics(entry)))
