@@ -15,15 +15,21 @@ from typing import Any
 LEGACY_JOURNAL = "rounds.pkl"
 
 
-def read_legacy_round(where: Path, state_dir: Path) -> Any:
-    """The ``RoundState`` of a legacy round folder, with its records and history from the legacy journal."""
-    from teachgym.resume import ResumeError
+class LegacyStateError(ValueError):
+    """A legacy state that cannot be read (damaged, or its journal lacks rounds)."""
 
+
+def read_legacy_round(where: Path, state_dir: Path) -> Any:
+    """The ``RoundState`` of a legacy round folder, with its records and history from the legacy journal.
+
+    Raises:
+        LegacyStateError: The pickle does not load, or the journal lacks a round's record.
+    """
     try:
         with open(where / "loop.pkl", "rb") as f:
             state = pickle.load(f)  # noqa: S301 - the user vouched for this folder (--trust-old-state)
     except Exception as e:  # noqa: BLE001 - a damaged legacy pickle: nothing to resume from it
-        raise ResumeError(f"{where / 'loop.pkl'}: could not be read ({type(e).__name__}: {e})") from None
+        raise LegacyStateError(f"{where / 'loop.pkl'}: could not be read ({type(e).__name__}: {e})") from None
     rounds: dict[int, tuple[Any, Any]] = {}
     journal = state_dir / LEGACY_JOURNAL
     if journal.exists():
@@ -38,7 +44,7 @@ def read_legacy_round(where: Path, state_dir: Path) -> Any:
         upto = state.journaled - 1
         missing = [r for r in range(upto + 1) if r not in rounds]
         if missing:
-            raise ResumeError(f"{journal}: the records of rounds {missing[:5]} are missing")
+            raise LegacyStateError(f"{journal}: the records of rounds {missing[:5]} are missing")
         state.records = [rounds[r][0] for r in range(upto + 1)]
         state.history = [rounds[r][1] for r in range(upto + 1)]
     return state

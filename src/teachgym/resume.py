@@ -28,6 +28,7 @@ written by an older teachgym (pickle) is read only with ``--trust-old-state``, o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -176,7 +177,10 @@ def _write_state(state: RoundState, folder: Path) -> None:
     plain, arrays = statefile.rng_arrays(state.rng)
     body = {
         "format": 2, "round": state.round, "used": state.used, "journaled": len(state.records),
-        "result": statefile.encode(state.result, tables), "policy_state": statefile.encode(state.policy_state, tables),
+        # The next round reads the last evaluation's profile, failures and sub-skills; its predictions table is
+        # logged from pending_log, so it is not stored twice.
+        "result": statefile.encode(_without_predictions(state.result), tables),
+        "policy_state": statefile.encode(state.policy_state, tables),
         "llm_seen": state.llm_seen, "tracker_best": statefile.encode(state.tracker_best, tables),
         "pending_log": statefile.encode(state.pending_log, tables), "rng": plain,
     }
@@ -184,6 +188,10 @@ def _write_state(state: RoundState, folder: Path) -> None:
     with open(folder / RNG_FILE, "wb") as f:
         np.savez(f, **arrays)
     _write_atomic(folder / STATE_FILE, json.dumps(body).encode())
+
+
+def _without_predictions(result: Any) -> Any:
+    return dataclasses.replace(result, predictions=[]) if dataclasses.is_dataclass(result) else result
 
 
 def _read_state(folder: Path) -> RoundState:
@@ -427,9 +435,12 @@ class RunDir:
                 "code its author put in it (anyone who could write to this folder). If you trust this folder, "
                 "pass --trust-old-state: it is read once and rewritten in the new, data-only format"
             )
-        from teachgym.legacy_state import read_legacy_round
+        from teachgym.legacy_state import LegacyStateError, read_legacy_round
 
-        state = read_legacy_round(where, self.state_dir)
+        try:
+            state = read_legacy_round(where, self.state_dir)
+        except LegacyStateError as e:
+            raise ResumeError(str(e)) from None
         self._journaled = 0  # the next save writes every record into the new journal
         return state
 

@@ -60,12 +60,22 @@ class StateFormatError(ValueError):
     """A state file that does not decode (damaged, or naming something that is not state)."""
 
 
+_PLAIN = (str, float, int, bool, type(None))  # exact types that JSON keeps as they are (not subclasses)
+
+
 def encode(obj: Any, tables: dict[str, Any]) -> Any:
     """``obj`` as JSON-ready data; ``datasets.Dataset`` s are put in ``tables`` (name -> dataset) and referenced."""
-    if obj is None or isinstance(obj, bool | int | float | str):
+    if type(obj) in _PLAIN:
         return obj
-    if isinstance(obj, np.generic):
+    if type(obj) is dict and all(type(k) is str and not k.startswith("__") for k in obj):
+        # the common case (predictions, profiles, metrics): plain leaves are kept without a call each
+        return {k: v if type(v) in _PLAIN else encode(v, tables) for k, v in obj.items()}
+    if type(obj) is list:
+        return [v if type(v) in _PLAIN else encode(v, tables) for v in obj]
+    if isinstance(obj, np.generic):  # before the subclass test below: np.float64 is a float, kept as np.float64
         return {"__scalar__": obj.dtype.str, "value": obj.item()}
+    if isinstance(obj, bool | int | float | str):  # a subclass (an IntEnum, ...): its plain value
+        return obj
     if isinstance(obj, np.ndarray):
         return {"__array__": obj.dtype.str, "shape": list(obj.shape), "value": obj.ravel().tolist()}
     if isinstance(obj, tuple):
