@@ -21,6 +21,9 @@ Answers are checked against the gold completion of the same prompt by ``checker`
 * ``numeric`` — both parse as numbers and agree within ``tolerance`` (relative, and absolute near 0);
 * ``regex`` — ``pattern`` extracts the answer (its first group, else the whole match) from the output
   and from the gold (when the gold does not match, the gold as it is), and those agree exactly;
+* ``math`` — mathematical answers compared by value with ``math-verify`` (``\\frac{1}{2}`` = ``0.5``,
+  ``\\boxed{42}`` read out of a longer answer, sets, intervals, equivalent expressions); works from any
+  thread (see ``envs/_math.py``); ``pip install 'teachgym[math]'``;
 * ``package.module:function`` — your own ``function(output, gold) -> bool``.
 
 The verifier knows the gold of the file's prompts only: it cannot check a prompt nobody wrote an
@@ -48,7 +51,7 @@ from teachgym.types import Skill
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
 
-CHECKERS = ("exact", "numeric", "regex")
+CHECKERS = ("exact", "numeric", "regex", "math")
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -103,6 +106,14 @@ def make_checker(
         if case_sensitive:
             return lambda output, gold: output.strip() == gold.strip()
         return lambda output, gold: output.strip().casefold() == gold.strip().casefold()
+    if checker == "math":
+        from teachgym.envs._math import _require, math_equal
+
+        try:
+            _require()
+        except ImportError as e:
+            raise DatasetEnvError(f"env.checker: {e}") from None
+        return math_equal
     if checker == "numeric":
         def numeric(output: str, gold: str) -> bool:
             a, b = _number(output), _number(gold)
@@ -137,7 +148,7 @@ def make_checker(
     near = difflib.get_close_matches(checker, CHECKERS, n=1)
     hint = f"; did you mean {near[0]!r}?" if near else ""
     raise DatasetEnvError(
-        f"env.checker: unknown checker {checker!r}{hint} Use exact, numeric, regex or 'package.module:function'"
+        f"env.checker: unknown checker {checker!r}{hint} Use exact, numeric, regex, math or 'package.module:function'"
     )
 
 
@@ -180,7 +191,7 @@ class DatasetEnv:
             skills_column: Column with the row's skill: one label or a list of labels.
             difficulty_column: Optional column of integer difficulties; they become the skills' levels.
             skill_separator: Split string skill labels on this (e.g. ``"|"`` for CSV rows with several).
-            checker: ``exact``, ``numeric``, ``regex`` or ``package.module:function(output, gold) -> bool``.
+            checker: ``exact``, ``numeric``, ``regex``, ``math`` or ``package.module:function(output, gold) -> bool``.
             pattern: The answer-extracting regular expression for ``checker: regex``.
             tolerance: Relative/absolute tolerance of ``checker: numeric``.
             case_sensitive: ``false`` ignores case in ``exact`` and ``regex``.

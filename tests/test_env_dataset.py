@@ -196,3 +196,65 @@ def test_the_arrow_split_is_the_row_by_row_split(tmp_path, fmt, seed):
     assert set(env.pool()["level"]) == {1, 2} and set(env.pool()["source"]) == {"pool"}
     assert env.verify(rows[40]["question"], "0") and env.verify(rows[40]["question"], rows[41]["answer"])
     assert env.verify(rows[100]["question"], rows[100]["answer"]) and not env.verify("never seen", "1")
+
+
+MATH = [  # (gold, equivalent answers, wrong answers)
+    ("\\frac{1}{2}", ["0.5", "1/2", "\\boxed{\\frac{1}{2}}", "The answer is $\\frac{2}{4}$."], ["0.25", "2", "1/3"]),
+    ("42", ["\\boxed{42}", "so the total is 42", "42.0"], ["41", "\\boxed{24}"]),
+    ("\\{1, 2\\}", ["\\{2, 1\\}"], ["\\{1, 3\\}"]),
+    ("x^2 + 2x + 1", ["(x+1)^2"], ["(x-1)^2"]),
+    ("\\sqrt{2}", ["2^{1/2}"], ["1.5"]),
+]
+
+
+def _math_env(tmp_path):
+    rows = [{"prompt": f"m{i}", "completion": gold, "skills": "algebra"} for i, (gold, _, _) in enumerate(MATH)]
+    rows += [{"prompt": f"pad{i}", "completion": str(i), "skills": "algebra"} for i in range(20)]
+    path = tmp_path / "math.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return DatasetEnv(str(path), eval_per_skill=2, checker="math", seed=0)
+
+
+def _verdicts(env):
+    return [[env.verify(f"m{i}", a) for a in good] + [not env.verify(f"m{i}", a) for a in bad]
+            for i, (_, good, bad) in enumerate(MATH)]
+
+
+def test_math_checker_accepts_equivalent_answers_and_rejects_wrong_ones(tmp_path):
+    env = _math_env(tmp_path)
+    assert _verdicts(env) == [[True] * (len(g) + len(b)) for _, g, b in MATH]
+    for malformed in ("", "\\frac{", "}}}{{{", "NaN", "x" * 2000):  # simply wrong, never an exception
+        assert env.verify("m0", malformed) is False
+
+
+def test_math_checker_works_from_any_thread(tmp_path):
+    """math-verify's own timeout (signal.alarm) raises off the main thread; the checker sends such checks to
+    a worker process, so a thread gets the same verdicts (a data engine or a tracker thread, a Ray worker)."""
+    import threading
+
+    from teachgym.envs import _math
+
+    env = _math_env(tmp_path)
+    with pytest.raises(ValueError, match="threaded"):  # what math-verify alone does in a thread
+        result = []
+        t = threading.Thread(target=lambda: result.append(_math_raw_in_thread()))
+        t.start()
+        t.join()
+        raise result[0]
+    out = []
+    t = threading.Thread(target=lambda: out.append(_verdicts(env)))
+    t.start()
+    t.join(timeout=120)
+    assert out == [[[True] * (len(g) + len(b)) for _, g, b in MATH]]
+    assert _math._WORKER._pool is not None  # the thread's checks ran in the worker process
+    _math._WORKER.reset()
+
+
+def _math_raw_in_thread():
+    import math_verify
+
+    try:
+        math_verify.parse("1/2")
+    except ValueError as e:
+        return e
+    return None
