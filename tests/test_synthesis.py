@@ -176,3 +176,33 @@ def test_openai_compatible_endpoint_served_by_transformers_serve(tiny_lm_dir):
     assert sum(report.llm.rejected.values()) == 4 and "llm" not in data["source"]
     bad = subprocess.run([exe, "serve", "--help"], capture_output=True, text=True)
     assert bad.returncode == 0  # the CLI the README points users at exists in this install
+
+
+def test_an_endpoint_that_refuses_the_key_says_which_variable_to_check():
+    """The openai client's HTTP errors become SynthesisErrors that say what to do (here: a 401)."""
+    import http.server
+    import threading
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            body = b'{"error": {"message": "invalid api key"}}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        synth = LLMSynthesizer(SynthesisConfig(backend="openai", model="m", api_key_env="TEACHGYM_TEST_KEY",
+                                               url=f"http://127.0.0.1:{server.server_port}/v1"))
+        with pytest.raises(SynthesisError, match=r"answered HTTP 401 \(is \$TEACHGYM_TEST_KEY set to a valid key\?\)"
+                                                 r".*invalid api key"):
+            synth.backend.complete(["Q:"], 1, 4, 1.0, 1.0, 0)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -28,12 +28,9 @@ Only kept rows reach training. When the model cannot fill a request after ``max_
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,7 +98,8 @@ class LocalLM:
 
 
 class OpenAICompatible:
-    """Any OpenAI-compatible HTTP endpoint (``/completions`` or ``/chat/completions``), one sample per call."""
+    """Any OpenAI-compatible endpoint (``/completions`` or ``/chat/completions``) through the ``openai`` client,
+    one sample per call; the client's own retries (2) and timeout (``timeout_s``)."""
 
     def __init__(
         self,
@@ -112,6 +110,10 @@ class OpenAICompatible:
         timeout_s: float = 120.0,
         extra_body: dict[str, Any] | None = None,
     ) -> None:
+        try:
+            import openai
+        except ImportError:
+            raise SynthesisError("backend 'openai' needs the openai package: pip install 'teachgym[openai]'") from None
         self.url = url.rstrip("/")
         self.model, self.api, self.timeout_s = model, api, timeout_s
         self.extra_body = dict(extra_body or {})
@@ -119,24 +121,30 @@ class OpenAICompatible:
         self.key = os.environ.get(api_key_env) if api_key_env else None
         host = urllib.parse.urlparse(self.url).hostname or ""
         # A local server must not go through the machine's HTTP proxy; a hosted API may need it.
-        handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
-        self.opener = urllib.request.build_opener(*handlers)
+        local = host in ("127.0.0.1", "localhost", "::1")
+        self.client = openai.OpenAI(
+            base_url=self.url, api_key=self.key or "unused", timeout=timeout_s, max_retries=2,
+            http_client=openai.DefaultHttpxClient(trust_env=False) if local else None,
+        )
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.key:
-            headers["Authorization"] = f"Bearer {self.key}"
-        req = urllib.request.Request(f"{self.url}{path}", json.dumps(body).encode(), headers, method="POST")
+    def _create(self, prompt: str, body: dict[str, Any]) -> str:
+        import openai
+
+        path = "/chat/completions" if self.api == "chat" else "/completions"
         try:
-            with self.opener.open(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:300]
+            if self.api == "chat":
+                reply = self.client.chat.completions.create(
+                    messages=[{"role": "user", "content": prompt}], **body, extra_body=self.extra_body)
+                return str(reply.choices[0].message.content or "")
+            reply = self.client.completions.create(prompt=prompt, **body, extra_body=self.extra_body)
+            return str(reply.choices[0].text or "")
+        except openai.APIStatusError as e:
             hint = ""
-            if e.code in (401, 403):
+            if e.status_code in (401, 403):
                 hint = f" (is ${self.api_key_env} set to a valid key?)" if self.api_key_env else " (set api_key_env)"
-            raise SynthesisError(f"{self.url}{path} answered HTTP {e.code}{hint}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            detail = (e.response.text if e.response is not None else str(e))[:300]
+            raise SynthesisError(f"{self.url}{path} answered HTTP {e.status_code}{hint}: {detail}") from None
+        except openai.APIConnectionError as e:  # APITimeoutError included
             raise SynthesisError(f"cannot reach the synthesis endpoint {self.url}{path}: {e}") from None
 
     def complete(
@@ -147,17 +155,9 @@ class OpenAICompatible:
         for i, prompt in enumerate(prompts):
             texts = []
             for j in range(n):
-                body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens,
-                                        "temperature": temperature, "top_p": top_p,
-                                        "seed": (seed * 7919 + i * 131 + j) % 2**31, **self.extra_body}
-                if self.api == "chat":
-                    body["messages"] = [{"role": "user", "content": prompt}]
-                    reply = self._post("/chat/completions", body)
-                    texts.append(str(reply["choices"][0]["message"].get("content") or ""))
-                else:
-                    body["prompt"] = prompt
-                    reply = self._post("/completions", body)
-                    texts.append(str(reply["choices"][0].get("text") or ""))
+                body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": temperature,
+                        "top_p": top_p, "seed": (seed * 7919 + i * 131 + j) % 2**31}
+                texts.append(self._create(prompt, body))
             out.append(texts)
         return out
 

@@ -61,15 +61,12 @@ def server_reachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
     """Whether an ``http(s)://`` tracking server answers at all (any HTTP status counts); True for other stores."""
     if not uri.startswith(("http://", "https://")):
         return True
-    import urllib.error
-    import urllib.request
+    import requests  # MLflow's own HTTP client library
 
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            return True
-    except urllib.error.HTTPError:  # it answered, if not with 200 (auth, a proxy path, ...)
-        return True
-    except (OSError, ValueError):
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        return True  # it answered, whatever the status (auth, a proxy path, ...)
+    except (requests.RequestException, ValueError):
         return False
 
 
