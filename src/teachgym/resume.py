@@ -380,27 +380,20 @@ class RunDir:
         latest, saved = self.latest(), self.saved_rounds()
         if latest is None and not saved:
             return None
-        candidates = sorted({r for r in saved if latest is None or r <= latest} | ({latest} if latest is not None
-                                                                                    else set()), reverse=True)
+        candidates = {r for r in saved if latest is None or r <= latest}
+        if latest is not None:
+            candidates.add(latest)  # named in LATEST even if its folder is gone: reported, then the one before
         self.skipped = []
-        for r in candidates:
+        for r in sorted(candidates, reverse=True):
             where = self.state_dir / f"round-{r:02d}"
             legacy = (where / LEGACY_FILE).exists() and not (where / STATE_FILE).exists()
             if legacy:
-                state = self._legacy(where, trust_old_state)
+                state, problems = self._legacy(where, trust_old_state), []
             else:
-                problems = [f"the folder is missing{' (LATEST names it)' if r == latest else ''}"] \
-                    if not where.is_dir() else statefile.verify(where)
-                if not problems:
-                    try:
-                        state = _read_state(where)
-                        if state.journaled:  # records and history of rounds 0..journaled-1 are in the journal
-                            state.records, state.history = self._read_journal(state.journaled - 1)
-                    except (ResumeError, statefile.StateFormatError, OSError, ValueError, KeyError) as e:
-                        problems = [str(e)]
-                if problems:
-                    self.skipped.append(f"round-{r:02d}: " + "; ".join(problems))
-                    continue
+                state, problems = self._read_round(where, r == latest)
+            if problems:
+                self.skipped.append(f"round-{r:02d}: " + "; ".join(problems))
+                continue
             self._journaled = len(state.records)
             student.load_state(str(where / "student"))
             if state.policy_state is not None:
@@ -426,6 +419,21 @@ class RunDir:
             + f"\nnothing can be resumed from it; start the experiment again without --resume (the damaged folder "
             f"{str(self.path)!r} can be deleted)"
         )
+
+    def _read_round(self, where: Path, named_latest: bool) -> tuple[RoundState | None, list[str]]:
+        """A round's state with its records, if every file is whole; else None and what is wrong, file by file."""
+        if not where.is_dir():
+            return None, [f"the folder is missing{' (LATEST names it)' if named_latest else ''}"]
+        problems = statefile.verify(where)
+        if problems:
+            return None, problems
+        try:
+            state = _read_state(where)
+            if state.journaled:  # records and history of rounds 0..journaled-1 are in the journal
+                state.records, state.history = self._read_journal(state.journaled - 1)
+        except (ResumeError, statefile.StateFormatError, OSError, ValueError, KeyError) as e:
+            return None, [str(e)]
+        return state, []
 
     def _legacy(self, where: Path, trust: bool) -> RoundState:
         """A round written by teachgym before the data-only format: read once (pickle), then rewritten."""

@@ -67,11 +67,6 @@ def encode(obj: Any, tables: dict[str, Any]) -> Any:
     """``obj`` as JSON-ready data; ``datasets.Dataset`` s are put in ``tables`` (name -> dataset) and referenced."""
     if type(obj) in _PLAIN:
         return obj
-    if type(obj) is dict and all(type(k) is str and not k.startswith("__") for k in obj):
-        # the common case (predictions, profiles, metrics): plain leaves are kept without a call each
-        return {k: v if type(v) in _PLAIN else encode(v, tables) for k, v in obj.items()}
-    if type(obj) is list:
-        return [v if type(v) in _PLAIN else encode(v, tables) for v in obj]
     if isinstance(obj, np.generic):  # before the subclass test below: np.float64 is a float, kept as np.float64
         return {"__scalar__": obj.dtype.str, "value": obj.item()}
     if isinstance(obj, bool | int | float | str):  # a subclass (an IntEnum, ...): its plain value
@@ -80,13 +75,14 @@ def encode(obj: Any, tables: dict[str, Any]) -> Any:
         return {"__array__": obj.dtype.str, "shape": list(obj.shape), "value": obj.ravel().tolist()}
     if isinstance(obj, tuple):
         return {"__tuple__": [encode(x, tables) for x in obj]}
+    # Containers keep their plain leaves without a call each: predictions, profiles and metrics are most of a state.
     if isinstance(obj, list):
-        return [encode(x, tables) for x in obj]
+        return [v if type(v) in _PLAIN else encode(v, tables) for v in obj]
     if isinstance(obj, set | frozenset):
         return {"__set__": [encode(x, tables) for x in sorted(obj, key=repr)]}
     if isinstance(obj, Mapping):
         if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: encode(v, tables) for k, v in obj.items()}
+            return {k: v if type(v) in _PLAIN else encode(v, tables) for k, v in obj.items()}
         return {"__items__": [[encode(k, tables), encode(v, tables)] for k, v in obj.items()]}
     if type(obj).__name__ == "Dataset" and hasattr(obj, "to_parquet"):
         name = f"data-{len(tables)}.parquet"
