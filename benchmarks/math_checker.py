@@ -16,12 +16,15 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from teaching_efficiency import cpu_name, git_commit  # noqa: E402  (one way to name the machine and commit)
+
 CASES = [  # (gold, answer): half right, half wrong
     ("\\frac{1}{2}", "0.5"), ("\\frac{1}{2}", "1/3"), ("42", "so the total is \\boxed{42}"), ("42", "41"),
     ("\\{1, 2\\}", "\\{2, 1\\}"), ("\\{1, 2\\}", "\\{1, 3\\}"),
@@ -31,19 +34,9 @@ CASES = [  # (gold, answer): half right, half wrong
 
 
 def _environment() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     packages = ", ".join(f"{p} {importlib.metadata.version(p)}" for p in ("math-verify", "sympy"))
-    return f"commit {commit}; {packages}; Python {platform.python_version()}; {cpu}, {os.cpu_count()} cores"
+    return (f"commit {git_commit()}; {packages}; Python {platform.python_version()}; {cpu_name()}, "
+            f"{os.cpu_count()} cores")
 
 
 def _run(n: int) -> tuple[float, int]:

@@ -61,7 +61,6 @@ def environment() -> dict[str, str]:
     """This machine's package versions and CPU. The same case (config, policy, seed) need not give the same
     curve on two of them: floating-point kernels and library defaults differ, and training amplifies it."""
     import importlib.metadata
-    import platform
 
     out = {}
     for package in ("torch", "transformers", "trl", "datasets", "accelerate", "numpy"):
@@ -69,14 +68,21 @@ def environment() -> dict[str, str]:
             out[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             out[package] = "-"
+    out["cpu"] = cpu_name()
+    return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    out["cpu"] = cpu
-    return out
+    return cpu
 
 
 def label(student: str, config: str | Path) -> str:
