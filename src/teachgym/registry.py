@@ -48,6 +48,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.envs.dataset:DatasetEnv",
             "your own JSONL/CSV/Parquet/save_to_disk rows with a skills column; exact/numeric/regex/custom checker",
         ),
+        "reasoning-gym": Entry(
+            "teachgym.envs.reasoning:ReasoningGymEnv",
+            "reasoning-gym's procedural tasks, one skill per task@level of their curricula, scored by the package",
+        ),
     },
     "students": {
         "hf": Entry(

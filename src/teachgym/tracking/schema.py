@@ -8,6 +8,8 @@ prefix plus the skill: ``ACC + "add_carry"`` is ``acc/add_carry``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from teachgym.types import Examples, Mixture, Synthesize
@@ -46,6 +48,14 @@ DATA_EXAMPLES = "data/examples/"  # + skill
 CUMULATIVE_EXAMPLES = "data/cumulative_examples"
 PROBE_EXAMPLES = "data/probe_examples"
 TRAIN_STEPS, TRAIN_RUNTIME = "train/steps", "train/runtime_s"
+#: What MLflow accepts in a metric name (its own rule, ``mlflow.utils.validation``; no ``:`` on Windows).
+_METRIC_NAME = re.compile(r"^[/\w.\- :]*$")
+
+
+def unloggable_skills(skills: Iterable[str]) -> list[str]:
+    """The skill names MLflow would refuse inside a metric name (``acc/<skill>``), so that a run can
+    refuse them before it starts instead of failing at its first metric."""
+    return [s for s in skills if not _METRIC_NAME.match(s) or s.startswith("/") or "//" in s or ".." in s]
 
 
 def round_name(index: int) -> str:

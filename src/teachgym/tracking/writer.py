@@ -37,6 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from teachgym.config import ConfigError
 from teachgym.tracking import mlflow_private
 from teachgym.tracking.artifacts import log_training_set, round_files, write_files
 from teachgym.tracking.runs import close_below
@@ -50,6 +51,7 @@ from teachgym.tracking.schema import (
     TRAIN_RUNTIME,
     TRAIN_STEPS,
     round_name,
+    unloggable_skills,
 )
 from teachgym.tracking.store import ensure_experiment, resolve_tracking_uri, server_reachable
 
@@ -133,6 +135,11 @@ class MLflowTracker:
         """
         import mlflow
 
+        bad = unloggable_skills(skills)
+        if bad:
+            raise ConfigError(
+                f"MLflow cannot store metrics named after the skills {bad[:5]}: a metric name may hold letters, "
+                f"digits, '_', '-', '.', ' ', ':' and '/' only; rename the skills or set tracking.enabled=false")
         self.mlflow = mlflow
         self.active_rounds = active_rounds
         self.uri = resolve_tracking_uri(tracking_uri)
