@@ -9,7 +9,7 @@ The verdict is ``learns`` when the final accuracy is at least 0.2 above the base
 answer`` when it is within 0.1 of it (or below), else ``a little``. It also measures rows per second of
 the env's generator for each task and level (``generate``, questions checked against the eval set).
 
-    python benchmarks/reasoning_gym_tasks.py [--tasks chain_sum ...] [--rounds 4] [--examples 3000]
+    python benchmarks/reasoning_gym_tasks.py [--tasks chain_sum ...] [--rounds 4] [--examples 6000]
 
 Rows are cached in ``benchmarks/results/reasoning_gym_tasks.jsonl`` under a key of everything that decides
 them (the resolved config, the commit and whether the tree was dirty, package versions, CPU); a row is
@@ -142,7 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", default=TASKS)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--examples", type=int, default=3000, help="training rows per round")
+    parser.add_argument("--examples", type=int, default=6000, help="training rows per round")
     parser.add_argument("--results", type=Path, default=RESULTS / "reasoning_gym_tasks.jsonl")
     args = parser.parse_args()
     cached = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []

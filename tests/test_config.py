@@ -74,7 +74,7 @@ def test_shipped_configs_validate():
     import pathlib
 
     paths = sorted(pathlib.Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
-    assert {p.stem for p in paths} >= {"arithmetic", "arithmetic_grpo", "lego", "strings"}
+    assert {p.stem for p in paths} >= {"arithmetic", "arithmetic_grpo", "lego", "strings", "reasoning_gym"}
     for path in paths:
         cfg = load_config(path)
         env = build_component("envs", "env", cfg.env)

@@ -20,6 +20,9 @@ def test_check_env_on_every_builtin_env(name, tmp_path):
                 for i in range(480)]
         (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         kwargs = {"path": str(tmp_path / "rows.jsonl"), "eval_per_skill": 100}
+    if name == "reasoning-gym":  # two tasks at two levels of their curricula
+        pytest.importorskip("reasoning_gym")
+        kwargs = {"tasks": ["basic_arithmetic", "spell_backward"], "levels": [0, 1], "eval_per_skill": 100}
     env = build_component("envs", "env", ComponentConfig(name=name, **kwargs))
     assert isinstance(env, Env)
     check_env(env, min_eval_per_skill=100)
