@@ -147,3 +147,85 @@ def test_the_configured_tasks_need_no_network(monkeypatch):
                              "pool_per_skill": 20})
     for s in env.skills:
         assert len(env.generate(s.name, 20, seed=0)) == 20
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _client():
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+
+
+def test_a_run_logs_each_task_and_level_as_a_skill(tmp_path):
+    from teachgym.config import load_config
+    from teachgym.loop import run_experiment
+
+    from conftest import TINY
+
+    cfg = load_config(ROOT / "configs" / "reasoning_gym.yaml", [
+        "env.eval_per_skill=8", "env.pool_per_skill=50", f"student.tiny={TINY}", "loop.rounds=1",
+        "loop.examples_per_round=64", f"loop.output_dir={tmp_path}", "loop.save_student=false",
+        "policy.name=targeted-synthesis",  # the generator, by skill and level
+    ])
+    result = run_experiment(cfg)
+    assert set(result.final.accuracies) == {"spell_backward:0", "spell_backward:1", "basic_arithmetic:0",
+                                            "chain_sum:0"}
+    run = _client().get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert {"acc/spell_backward:1", "loss/chain_sum:0", "data/examples/basic_arithmetic:0"} <= set(run.data.metrics)
+
+
+def test_a_grpo_round_is_rewarded_by_the_tasks_scorer(tmp_path):
+    from teachgym.config import load_config
+    from teachgym.loop import run_experiment
+
+    from conftest import TINY
+
+    cfg = load_config(ROOT / "configs" / "reasoning_gym_grpo.yaml", [
+        "env.eval_per_skill=4", "env.pool_per_skill=20", f"warm_start.student.tiny={TINY}", "warm_start.rounds=1",
+        "warm_start.examples_per_round=32", "loop.rounds=1", "loop.examples_per_round=8", "student.batch_size=16",
+        "student.num_generations=4", f"loop.output_dir={tmp_path}", "loop.save_student=false",
+    ])
+    result = run_experiment(cfg)
+    m = result.final.metrics
+    assert m["rl/completions"] == 8 * 4  # 8 prompts, 4 completions each, every one scored
+    rates = {k.rsplit("/", 1)[1]: v for k, v in m.items() if k.startswith("rl/pass_rate/")}
+    assert rates and set(rates) <= set(result.final.accuracies) and all(0 <= v <= 1 for v in rates.values())
+
+
+def test_a_skill_name_mlflow_cannot_store_is_refused_before_any_run(tmp_path):
+    import json
+
+    from teachgym.config import load_config
+    from teachgym.loop import run_experiment
+
+    rows = [{"prompt": f"{i}?", "completion": str(i), "skills": ["math@easy" if i % 2 else "b"]} for i in range(60)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config({
+        "env": {"name": "dataset", "path": str(tmp_path / "rows.jsonl"), "eval_per_skill": 5},
+        "student": {"name": "simulated"}, "policy": {"name": "uniform"},
+        "loop": {"rounds": 1, "examples_per_round": 10, "output_dir": str(tmp_path / "out")},
+        "tracking": {"enabled": True},
+    })
+    with pytest.raises(ConfigError, match=r"MLflow cannot store metrics named after the skills \['math@easy'\]"):
+        run_experiment(cfg)
+    assert _client().search_runs([e.experiment_id for e in _client().search_experiments()]) == []
+
+
+@pytest.mark.slow
+def test_the_shipped_config_learns(tmp_path):
+    """`teachgym run configs/reasoning_gym.yaml` as shipped: every skill well above round 0 (the README's curve)."""
+    from teachgym.config import load_config
+    from teachgym.loop import run_experiment
+
+    overrides = [f"loop.output_dir={tmp_path}", "loop.save_student=false"]
+    cfg = load_config(ROOT / "configs" / "reasoning_gym.yaml", overrides)
+    result = run_experiment(cfg)
+    first, last = result.rounds[0], result.final
+    assert first.mean_accuracy == 0.0
+    assert last.mean_accuracy >= 0.4, last.accuracies
+    assert min(last.accuracies.values()) >= 0.2, last.accuracies

@@ -44,7 +44,8 @@ def run_trial(
 
     Returns:
         ``status`` (finished, failed or interrupted), ``error`` and ``traceback`` for the others, and
-        for a finished trial its curve: ``examples``, ``acc_mean``, ``acc_min``, ``final_acc``, plus
+        for a finished trial its curve: ``examples``, ``acc_mean``, ``acc_min``, ``final_acc``, ``acc`` (every
+        round's accuracy per skill), plus
         ``run_id``, ``wall_s`` and ``skipped`` (finished by an earlier attempt).
     """
     import traceback
@@ -93,6 +94,7 @@ def run_trial(
         "acc_mean": [r.mean_accuracy for r in result.rounds],
         "acc_min": [r.weakest[1] for r in result.rounds],
         "final_acc": result.final.accuracies,
+        "acc": [r.accuracies for r in result.rounds],
         "wall_s": time.perf_counter() - start,
         "resumed": resume,
     }
