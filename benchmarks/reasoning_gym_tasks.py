@@ -69,14 +69,32 @@ def case_config(task: str, args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+#: The sources that decide a run's numbers (not the CLI, the docs or the tracking): their hash is in the key.
+DECIDING = ["envs/reasoning.py", "students/hf.py", "students/grpo.py", "policies/uniform.py",
+            "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py", "src/teachgym/evaluation.py",
+            "src/teachgym/rounds.py", "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py"]
+
+
+def code_hash() -> str:
+    digest = hashlib.sha256()
+    for rel in DECIDING:
+        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
-    """Everything that decides a case's numbers, and its hash (the cache key)."""
+    """Everything that decides a case's numbers and its hash (the cache key), plus the commit it ran at.
+
+    The key holds the resolved config, a hash of the sources that decide the numbers (:data:`DECIDING`),
+    the package versions and the CPU; the commit (and whether the tree was dirty) is recorded, not keyed,
+    so that a change to the CLI or the docs does not rerun everything.
+    """
     import importlib.metadata
 
-    facts = {"config": config, "commit": git_commit(), "dirty": _dirty(),
+    keyed = {"config": config, "code": code_hash(),
              "packages": {**environment(), "reasoning-gym": importlib.metadata.version("reasoning-gym")}}
-    facts["key"] = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
-    return facts
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+    return {**keyed, "key": key, "commit": git_commit(), "dirty": _dirty()}
 
 
 def most_common_baseline(env: Any) -> dict[str, float]:
