@@ -179,7 +179,7 @@ def scan(limit_s: int = 60) -> str:
     from teachgym.checks import check_env
     from teachgym.envs.reasoning import ReasoningGymEnv, task_names
 
-    class TimeUp(Exception):
+    class TimeUp(BaseException):  # not an Exception: the env wraps the package's errors, not this one
         pass
 
     def time_up(*_: Any) -> None:

@@ -41,7 +41,8 @@ false: the LLM data engine checks such rows by self-consistency).
 
 **Offline.** The package ships its data files (word lists, puzzles); the env generates every eval item
 when it is built, so a task that needs something that is not there fails before round 0, naming the
-task and level. ``pip install 'teachgym[reasoning-gym]'``.
+task and level; so does a task whose scorer rejects its own reference answers, or whose generator makes
+a different question from the same seed (the eval set would change from run to run). ``pip install 'teachgym[reasoning-gym]'``.
 """
 
 from __future__ import annotations
@@ -339,6 +340,10 @@ class ReasoningGymEnv:
                     f"than env.eval_per_skill={self.eval_per_skill} (and training needs others): lower "
                     f"eval_per_skill or drop the level")
             self._check_golds(task, lv, drawn)
+            if len({str(src.item("eval", 0)["question"]) for _ in range(2)}) > 1:
+                raise ReasoningGymError(
+                    f"reasoning-gym task {task!r} level {lv} makes a different question from the same seed on "
+                    f"each call, so its eval set would differ from run to run: it cannot be used")
             rows += [{**r, "source": "eval"} for r in drawn]
         return rows
 

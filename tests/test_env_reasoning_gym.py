@@ -121,6 +121,7 @@ def test_checker_math_also_accepts_equal_values():
     ({"tasks": ["composite"]}, "task 'composite' level 0: cannot build its dataset"),
     ({"tasks": ["coin_flip"], "levels": [0]}, "'coin_flip' level 0 has only 8 distinct questions"),
     ({"tasks": ["graph_color"], "levels": [0], "eval_per_skill": 5}, "its own score_answer rejects"),
+    ({"tasks": ["codeio"], "levels": [0], "eval_per_skill": 5}, "makes a different question from the same seed"),
     ({"tasks": ["chain_sum"], "threshold": 0}, "env.threshold must be in (0, 1]"),
     ({"tasks": ["chain_sum"], "levels_as": "tree"}, "env.levels_as must be one of"),
     ({"tasks": []}, "env.tasks is empty"),

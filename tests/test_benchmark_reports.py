@@ -1,0 +1,38 @@
+"""Committed benchmark reports are generated from their committed results files, never edited by hand."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+@pytest.fixture
+def benchmarks(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    yield lambda name: importlib.import_module(name)
+    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency"):
+        sys.modules.pop(name, None)
+
+
+def test_reasoning_gym_tasks_report_matches_its_results(benchmarks):
+    tasks = benchmarks("reasoning_gym_tasks")
+    rows = [json.loads(line) for line in (RESULTS / "reasoning_gym_tasks.jsonl").read_text().splitlines()]
+    assert [r["task"] for r in rows] == tasks.TASKS
+    keys = {r["provenance"]["key"] for r in rows}
+    assert len(keys) == len(rows)  # one case per key: never two runs of one key
+    text = tasks.markdown(rows, "python benchmarks/reasoning_gym_tasks.py")
+    assert (RESULTS / "reasoning_gym_tasks.md").read_text() == text
+
+
+def test_reasoning_gym_curve_report_matches_its_results(benchmarks):
+    curve = benchmarks("reasoning_gym_curve")
+    result = json.loads((RESULTS / "reasoning_gym_curve.json").read_text())
+    assert (RESULTS / "reasoning_gym_curve.md").read_text() == curve.markdown(result)
+    assert (RESULTS / "reasoning_gym_curve.png").stat().st_size > 10_000
+    # The README shows the generated figure, not numbers typed from it.
+    assert "benchmarks/results/reasoning_gym_curve.png" in (ROOT / "README.md").read_text()
