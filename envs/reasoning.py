@@ -12,8 +12,8 @@ level. In the config::
       config: {basic_arithmetic: {whitespace: single}}  # fixed fields of a task's config (optional)
 
 **Skills.** Each skill is ``task:level`` (``basic_arithmetic:0``; MLflow refuses ``@`` in a metric name),
-with ``task:k`` a prerequisite of
-``task:k+1``, so the skill-list state shows a teacher every level of every task. With
+with ``task:k`` a prerequisite of ``task:k+1``, so the skill-list state shows a teacher every level of
+every task. With
 ``levels_as: sub-skills`` each task is one skill whose levels are its curriculum levels: the
 skill-tree state then groups the levels under their task, and ``Synthesize`` requests name a task and
 a level.
@@ -42,7 +42,9 @@ false: the LLM data engine checks such rows by self-consistency).
 **Offline.** The package ships its data files (word lists, puzzles); the env generates every eval item
 when it is built, so a task that needs something that is not there fails before round 0, naming the
 task and level; so does a task whose scorer rejects its own reference answers, or whose generator makes
-a different question from the same seed (the eval set would change from run to run). ``pip install 'teachgym[reasoning-gym]'``.
+a different question from the same seed (the eval set would change from run to run).
+
+``pip install 'teachgym[reasoning-gym]'``.
 """
 
 from __future__ import annotations
