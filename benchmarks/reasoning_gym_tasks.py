@@ -19,8 +19,9 @@ the env's generator for each task and level (``generate``, questions checked aga
 writes ``reasoning_gym_scan.md``: which tasks the env takes, and for the others the reason it gives.
 
 Rows are cached in ``benchmarks/results/reasoning_gym_tasks.jsonl`` under a key of everything that decides
-them (the resolved config, the commit and whether the tree was dirty, package versions, CPU); a row is
-reused only when its key matches, else the case runs again. Writes ``reasoning_gym_tasks.md``.
+them (the resolved config, a hash of the sources that decide the numbers, package versions, CPU; the commit
+and whether the tree was dirty are recorded beside it); a row is reused only when its key matches, else the
+case runs again and its row replaces the task's old one. Writes ``reasoning_gym_tasks.md``.
 """
 
 from __future__ import annotations
@@ -237,6 +238,7 @@ def main() -> None:
         return
     cached = [json.loads(line) for line in args.results.read_text().splitlines()] if args.results.exists() else []
     by_key = {r["provenance"]["key"]: r for r in cached}
+    by_task = {r["task"]: r for r in cached}  # what the file keeps: one row per task, its newest
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for task in args.tasks:
@@ -248,8 +250,8 @@ def main() -> None:
             print(f"{task}: running", flush=True)
             row = {**run_case(task, facts["config"], Path(work)), "provenance": facts}
             rows.append(row)
-            by_key[facts["key"]] = row
-            args.results.write_text("".join(json.dumps(r) + "\n" for r in by_key.values()))
+            by_key[facts["key"]] = by_task[task] = row
+            args.results.write_text("".join(json.dumps(r) + "\n" for r in by_task.values()))
     command = "python benchmarks/reasoning_gym_tasks.py"
     if args.tasks != TASKS:
         command += " --tasks " + " ".join(args.tasks)
