@@ -180,6 +180,28 @@ def test_a_run_logs_each_task_and_level_as_a_skill(tmp_path):
     assert {"acc/spell_backward:1", "loss/chain_sum:0", "data/examples/basic_arithmetic:0"} <= set(run.data.metrics)
 
 
+def test_the_skill_tree_shows_levels_under_their_task_and_synthesis_asks_for_a_level(tmp_path):
+    from teachgym.config import load_config
+    from teachgym.loop import run_experiment
+
+    from conftest import TINY
+
+    cfg = load_config(ROOT / "configs" / "reasoning_gym.yaml", [
+        "env.levels_as=sub-skills", "env.eval_per_skill=6", "env.pool_per_skill=0", f"student.tiny={TINY}",
+        "loop.rounds=1", "loop.examples_per_round=40", "loop.state=skill-tree", f"loop.output_dir={tmp_path}",
+        "loop.save_student=false", "policy.name=targeted-synthesis", "tracking.enabled=false",
+    ])
+    result = run_experiment(cfg)
+    assert set(result.final.accuracies) == {"spell_backward", "basic_arithmetic", "chain_sum"}
+    action = result.final.action
+    assert action["type"] == "synthesize"
+    # Ties at round 0 go to the easiest level first: level 0 of each task (spell_backward also has level 1).
+    assert [(r["skill"], r["level"]) for r in action["requests"]] == [
+        ("spell_backward", 0), ("basic_arithmetic", 0), ("chain_sum", 0)]
+    assert sum(r["n"] for r in action["requests"]) == 40
+    assert result.final.metrics["data/examples/spell_backward"] > 0
+
+
 def test_a_grpo_round_is_rewarded_by_the_tasks_scorer(tmp_path):
     from teachgym.config import load_config
     from teachgym.loop import run_experiment
