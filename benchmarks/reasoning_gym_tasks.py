@@ -50,8 +50,10 @@ TASKS = ["basic_arithmetic", "chain_sum", "spell_backward", "count_bits", "lette
 
 def _dirty() -> bool:
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout
+        # Results files are what benchmarks write, not what decides them: a report being rewritten is not dirt.
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                              ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return True
     return bool(out.strip())
