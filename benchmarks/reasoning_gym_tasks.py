@@ -254,6 +254,7 @@ def main() -> None:
             rows.append(row)
             by_key[facts["key"]] = by_task[task] = row
             args.results.write_text("".join(json.dumps(r) + "\n" for r in by_task.values()))
+    args.results.write_text("".join(json.dumps(r) + "\n" for r in by_task.values()))  # also when all were cached
     command = "python benchmarks/reasoning_gym_tasks.py"
     if args.tasks != TASKS:
         command += " --tasks " + " ".join(args.tasks)
