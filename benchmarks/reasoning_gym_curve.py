@@ -2,8 +2,9 @@
 
 Runs the config as shipped (``uniform``, seed 0) through the one trial runner and records every round's
 accuracy per skill. The result is cached in ``benchmarks/results/reasoning_gym_curve.json`` under a key of
-everything that decides it (the resolved config, the commit and whether the tree was dirty, package
-versions, CPU): the run is reused only when the key matches. Draws ``reasoning_gym_curve.png`` and writes
+everything that decides it (the resolved config, a hash of the sources that decide the numbers, package
+versions, CPU; the commit and whether the tree was dirty are recorded beside it): the run is reused only
+when the key matches. Draws ``reasoning_gym_curve.png`` and writes
 ``reasoning_gym_curve.md`` from that file.
 
     python benchmarks/reasoning_gym_curve.py [--redraw]   # --redraw: only redraw from the results file

@@ -37,3 +37,22 @@ def test_forgetting_the_active_runs_leaves_no_active_run(mlflow_store):
     mlflow_private.forget_active_runs()
     assert mlflow.active_run() is None
     mlflow.MlflowClient(mlflow_store).set_terminated(run.info.run_id, "KILLED")
+
+
+def test_unloggable_skills_are_exactly_the_names_mlflow_refuses():
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_metric_name
+
+    from teachgym.tracking.schema import ACC, unloggable_skills
+
+    names = ["a:0", "spell_backward:1", "x/y", "a b-c.d", "math@easy", ".", "a/", "/a", "a//b", "a/../b", "é"]
+
+    def refused(name):
+        try:
+            _validate_metric_name(ACC + name)
+        except MlflowException:
+            return True
+        return False
+
+    assert unloggable_skills(names) == [n for n in names if refused(n)]
+    assert {"math@easy", ".", "a/", "a//b", "a/../b"} <= set(unloggable_skills(names))

@@ -8,6 +8,7 @@ prefix plus the skill: ``ACC + "add_carry"`` is ``acc/add_carry``.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -54,8 +55,12 @@ _METRIC_NAME = re.compile(r"^[/\w.\- :]*$")
 
 def unloggable_skills(skills: Iterable[str]) -> list[str]:
     """The skill names MLflow would refuse inside a metric name (``acc/<skill>``), so that a run can
-    refuse them before it starts instead of failing at its first metric."""
-    return [s for s in skills if not _METRIC_NAME.match(s) or s.startswith("/") or "//" in s or ".." in s]
+    refuse them before it starts instead of failing at its first metric.
+
+    MLflow's two rules, applied to the metric name itself: only the characters of :data:`_METRIC_NAME`, and
+    a name that is its own normalised path (no ``//``, ``.`` or ``..`` segment, no trailing ``/``).
+    """
+    return [s for s in skills if not _METRIC_NAME.match(ACC + s) or posixpath.normpath(ACC + s) != ACC + s]
 
 
 def round_name(index: int) -> str:
