@@ -25,8 +25,8 @@ generation batches. So ``examples_per_round`` must be a multiple of ``batch_size
 differ); a call with any other number of rows (a probing policy's probe) takes smaller steps that
 divide it. The layout would break with TRL's ``auto_find_batch_size`` (TRL refuses it), with
 ``generation_batch_size``/``steps_per_generation`` set in ``grpo_args`` to a size the round does not
-fill, and across processes: the rollout statistics are gathered per process, so with ``accelerate``
-on several GPUs each process would report only the groups it generated.
+fill. With several processes (``accelerate``), ``batch_size`` is per process, a generation batch
+holds every process's, and the rollout statistics of all processes are added up at the end of a round.
 
 **The reference model.** With ``beta > 0`` TRL would rebuild the reference model from the model
 config's ``_name_or_path`` — the *original* weights, or nothing for the built-in tiny model. Here the
@@ -47,6 +47,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from teachgym.distributed import team
 from teachgym.students.hf import HFStudent, _drop_forward_patch, _stop_check
 from teachgym.types import RolloutStats, TrainReport
 
@@ -104,6 +105,21 @@ class _Rollouts:
                 s["abs_adv"] += sum(abs(a) for a in advantages[start : start + g])
                 s["zero_var"] += zero_var
                 s["length"] += sum(lengths[start : start + g])
+
+    def merge(self, parts: list[tuple[dict[str, dict[str, float]], int, int]]) -> None:
+        """Every process's sums, prompts and completions (from :meth:`part`), added into this one's."""
+        self.sums = defaultdict(lambda: defaultdict(float))
+        self.prompts = self.completions = 0
+        for sums, prompts, completions in parts:
+            for skill, stats in sums.items():
+                for key, value in stats.items():
+                    self.sums[skill][key] += value
+            self.prompts += prompts
+            self.completions += completions
+
+    def part(self) -> tuple[dict[str, dict[str, float]], int, int]:
+        """What this process collected, as plain data (sent to the other processes)."""
+        return {k: dict(v) for k, v in self.sums.items()}, self.prompts, self.completions
 
     def stats(self) -> dict[str, RolloutStats]:
         out = {}
@@ -204,12 +220,13 @@ class GRPOStudent(HFStudent):
             raise ValueError(f"num_generations must be at least 2 (GRPO compares completions), not {num_generations}")
         if batch_size < num_generations or batch_size % num_generations:
             raise ValueError(f"batch_size ({batch_size}) must be a multiple of num_generations ({num_generations})")
-        prompts_per_batch = batch_size // num_generations
+        # With several processes (accelerate) one generation batch holds every process's batch.
+        prompts_per_batch = batch_size * team().size // num_generations
         if examples_per_round is not None and examples_per_round % prompts_per_batch:
             raise ValueError(
-                f"loop.examples_per_round ({examples_per_round}) must be a multiple of batch_size / num_generations "
-                f"= {prompts_per_batch} prompts, or GRPO drops the prompts of the last, partial batch and the round's "
-                f"budget is not what every policy gets; e.g. loop.examples_per_round="
+                f"loop.examples_per_round ({examples_per_round}) must be a multiple of batch_size x processes / "
+                f"num_generations = {prompts_per_batch} prompts, or GRPO drops the prompts of the last, partial batch "
+                f"and the round's budget is not what every policy gets; e.g. loop.examples_per_round="
                 f"{max(prompts_per_batch, examples_per_round // prompts_per_batch * prompts_per_batch)}"
             )
         if use_vllm and importlib.util.find_spec("vllm") is None:
@@ -284,7 +301,11 @@ class GRPOStudent(HFStudent):
         record: list[tuple[list[float], list[float]]] = []
         funcs, weights = self._reward_functions(record)
         batch = self.train_args["per_device_train_batch_size"]
-        per_batch = batch // self.num_generations
+        processes = team().size
+        per_batch = batch * processes // self.num_generations
+        if len(data) % per_batch and processes > 1:
+            raise ValueError(f"grpo: {len(data)} prompts do not fill whole generation batches of {per_batch} prompts "
+                             f"({processes} processes); with several processes every call must")
         if len(data) % per_batch:
             # TRL would drop the prompts of a last, partial batch. A round of the loop never has one (checked at
             # construction); a policy's probe or a direct call may: take smaller steps that divide the rows.
@@ -325,6 +346,7 @@ class GRPOStudent(HFStudent):
             _drop_forward_patch(self.reference)
         self.rounds_trained += 1
         rollouts = trainer.rollouts
+        rollouts.merge(team().gather(rollouts.part()))  # each process saw only the groups it generated
         metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
         metrics.update({"rl/prompts": float(rollouts.prompts), "rl/completions": float(rollouts.completions)})
         loss = float(result.training_loss)

@@ -100,3 +100,27 @@ class KillsWhileSaving(SimulatedStudent):
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordingHF(_Pause, HFStudent):
+    """The pausable HF student that also writes, per process, what each round trained on and the weights after.
+
+    With ``$TEACHGYM_TEST_RECORD_DIR`` set, every ``train()`` appends one line to ``rank<RANK>.jsonl`` there:
+    the sha256 of the round's rows and of the weights after training, so a test can compare processes.
+    """
+
+    def train(self, dataset: Any) -> Any:
+        import hashlib
+        import json
+
+        report = super().train(dataset)
+        folder = os.environ.get("TEACHGYM_TEST_RECORD_DIR")
+        if folder:
+            rows = hashlib.sha256(json.dumps(dataset.select_columns(["prompt", "completion"]).to_dict()).encode())
+            weights = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                weights.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+            line = {"rows": rows.hexdigest(), "n": len(dataset), "weights": weights.hexdigest()}
+            with open(Path(folder) / f"rank{os.environ.get('RANK', '0')}.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+        return report

@@ -87,6 +87,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Like `python -m`: `policy.name=my_teacher:MyTeacher` finds my_teacher.py in the working directory.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    from teachgym.distributed import team
+
+    main = team().main  # launched by accelerate: process 0 alone speaks (the others would repeat every line)
+    if not main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
     # `--resume loop.rounds=3`: an override, not a run id.
     if args.resume not in (None, True) and "=" in args.resume:
         args.overrides, args.resume = [*args.overrides, args.resume], True
@@ -118,11 +123,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started,
                                 trust_old_state=args.trust_old_state)
     except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable, SynthesisError) as e:
+        if not main:
+            return 2
         print(f"error: {e}", file=sys.stderr)
         if run is not None and not isinstance(e, TrackingUnavailable):
             print(f"{_saved_round(run)}; after fixing it, continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
         return 2
     except PolicyError as e:
+        if not main:
+            return 1
         cause = e.__cause__
         print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)).rstrip(), file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
@@ -131,6 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     except Interrupted as e:
+        if not main:
+            return e.exit_code
         print(f"\nstopped by {e.signame}; the MLflow runs are marked KILLED.", file=sys.stderr)
         if run is not None:
             print(f"{_saved_round(run)}; continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)

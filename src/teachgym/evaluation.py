@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from teachgym.distributed import team
 from teachgym.protocols import AnswersEval
 from teachgym.types import Failure, SkillStats
 
@@ -68,8 +69,10 @@ def evaluate(
     if answered is not None:
         outputs, correct, losses = answered[0], [bool(c) for c in answered[1]], [float(x) for x in answered[2]]
     else:
-        outputs = student.generate(prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        losses = student.loss(prompts, golds, batch_size=batch_size)
+        # With several processes (accelerate) each answers its share of the items; all get every answer.
+        split = team().map_split
+        outputs = split(lambda ps: student.generate(ps, max_new_tokens=max_new_tokens, batch_size=batch_size), prompts)
+        losses = split(lambda ps, gs: student.loss(ps, gs, batch_size=batch_size), prompts, golds)
         correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
 
     names = [s.name for s in env.skills]
@@ -102,7 +105,7 @@ def evaluate(
 def loss_profile(student: Student, env: Env, batch_size: int = 256) -> dict[str, float]:
     """Mean teacher-forced eval loss per skill, without generating (cheap: used between probes)."""
     prompts, golds, _, _ = eval_columns(env)
-    losses = student.loss(prompts, golds, batch_size=batch_size)
+    losses = team().map_split(lambda ps, gs: student.loss(ps, gs, batch_size=batch_size), prompts, golds)
     means, _ = _group_means(np.asarray(losses, dtype=float), _groups(env)[0])
     return dict(zip(_groups(env)[0].keys, means.tolist()))
 

@@ -35,6 +35,7 @@ import yaml
 
 from teachgym.checks import check_plugin
 from teachgym.config import ConfigError, ExperimentConfig, build_component, flatten
+from teachgym.distributed import Team, team
 from teachgym.engine import counts_suffice, materialize
 from teachgym.evaluation import evaluate, loss_profile
 from teachgym.interrupts import Interrupted, check, stop_on_signals
@@ -105,6 +106,7 @@ class Experiment:
     eval_prompts: set[str]
     counts_only: bool  # the fast path: the student learns from rows per skill, no text is built
     process: dict[str, Any]
+    team: Team  # several processes (accelerate): process 0 decides, saves and logs; see teachgym.distributed
 
     @property
     def skills(self) -> list[str]:
@@ -146,21 +148,16 @@ def run_experiment(
             round's state was saved). PolicyError: the teacher raised; the last finished round is kept.
         Interrupted: SIGTERM/SIGINT/SIGHUP; the runs end ``KILLED``, the last finished round is kept.
     """
-    env = build_component("envs", "env", config.env, seed=config.loop.seed)
-    check_plugin("env", env, config.env.name)
-    run_dir = None
-    if resume:  # the stored config is the one that runs
-        run_dir = find_run(config, env.name, default_run_name(config), None if resume is True else str(resume))
-        config = resumed_config(run_dir.info["config"], config)
-    if config.tracking.enabled:  # an unreachable server is reported now, before any training
-        prepare_store(resolve_tracking_uri(config.tracking.tracking_uri), experiment_name(config, env.name))
+    crew = team()  # with accelerate, this process's place; process 0 alone reports to the caller
+    on_round, on_start = (on_round, on_start) if crew.main else (None, None)
+    config, env, run_dir = _prepare(config, resume, crew)
     exp = assemble(config, env, run_dir)
     saved = exp.run_dir.load(exp.student, exp.policy, exp.synthesizer, trust_old_state) if resume else None
     rounds, status = config.loop.rounds, "FAILED"
     try:
         with stop_on_signals():
             exp.tracker.start(run_id=exp.run_dir.run_id if resume else None)
-            _write_run_info(exp, started=exp.run_dir.info.get("started") if resume else time.time())
+            crew.on_main(_write_run_info, exp, started=exp.run_dir.info.get("started") if resume else time.time())
             if on_start:
                 on_start(RunInfo(exp.run_dir.run_id, os.fspath(exp.run_dir.path), saved.round if saved else None,
                                  not isinstance(exp.policy, Stateful), list(exp.run_dir.skipped)))
@@ -177,12 +174,16 @@ def run_experiment(
                     on_round(state.records[-1], rounds)
             check()
             exp.tracker.flush()  # the last round's logging and plots, before the run can say FINISHED
-            _save_outputs(exp)
+            crew.on_main(_save_outputs, exp)
         status = "FINISHED"
     except Interrupted:
         status = "KILLED"
         raise
     except Exception as e:
+        stop = _pending_stop()  # with accelerate, the stop can surface first as a peer that left a collective
+        if stop is not None:
+            status = "KILLED"
+            raise stop from e
         if not exp.tracker.reachable():
             raise TrackingUnavailable(
                 f"{unreachable_message(exp.tracker.uri)}. The experiment stopped; every finished round is saved in "
@@ -191,9 +192,27 @@ def run_experiment(
         raise
     finally:
         exp.tracker.finish(status)
-        if (exp.run_dir.path / "run.json").exists():
+        if crew.main and (exp.run_dir.path / "run.json").exists():
             exp.run_dir.update_info(status=status, ended=time.time())
     return ExperimentResult(state.records, exp.tracker.parent_id, exp.tracker.uri, os.fspath(exp.run_dir.path))
+
+
+def _prepare(config: ExperimentConfig, resume: str | bool, crew: Team) -> tuple[ExperimentConfig, Any, RunDir | None]:
+    """The env, the config that runs (the stored one, when resuming) and the run folder to continue (or None).
+
+    An unreachable tracking server is reported here, before anything trains.
+    """
+    env = build_component("envs", "env", config.env, seed=config.loop.seed)
+    check_plugin("env", env, config.env.name)
+    run_dir = None
+    if resume:  # the stored config is the one that runs; process 0 finds it (a new folder could appear meanwhile)
+        run_dir = crew.on_main(find_run, config, env.name, default_run_name(config),
+                               None if resume is True else str(resume))
+        config = resumed_config(run_dir.info["config"], config)
+    if config.tracking.enabled:
+        crew.on_main(prepare_store, resolve_tracking_uri(config.tracking.tracking_uri),
+                     experiment_name(config, env.name))
+    return config, env, run_dir
 
 
 def play_round_zero(exp: Experiment) -> RoundState:
@@ -218,11 +237,12 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
     with exp.tracker.round(r):
         # Aioli-style policies first probe the student; probe rows come out of this round's budget.
         obs, probed, probe_rows, probe_results = _run_probes(exp, obs, seed)
-        action: Action = _act(policy, obs, config.policy.name)
+        # The teacher acts, and the engine builds the data, in process 0; every process gets both.
+        action: Action = exp.team.on_main(_act, policy, obs, config.policy.name)
         validate_action(action, env.skills)  # garbage is caught here, before any training
-        explained = _explain(policy)  # an optional policy.explain(): its own metrics and details
-        data, report = materialize(action, env, loop.examples_per_round - probed, seed, exp.eval_prompts,
-                                   exp.synthesizer, obs.failures, exp.counts_only)
+        explained = exp.team.on_main(_explain, policy)  # an optional policy.explain(): its metrics and details
+        data, report = exp.team.on_main(materialize, action, env, loop.examples_per_round - probed, seed,
+                                        exp.eval_prompts, exp.synthesizer, obs.failures, exp.counts_only)
         if probed:  # the round's composition includes what the probes trained on
             report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
             report.sources["probe"] = probed
@@ -271,15 +291,17 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Expe
     eval_prompts = set(column(env.eval_set(), "prompt"))
     counts_only = counts_suffice(student, env, synthesizer)
     run_name = default_run_name(config)
-    if run_dir is None:
-        run_dir = RunDir.create(Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    crew = team()
+    if run_dir is None:  # process 0 names the folder (its clock decides the name); the others use it
+        run_dir = crew.on_main(RunDir.create, Path(loop.output_dir) / f"{run_name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if not can_save_state(student):
         log.warning("student %r has no save_state/load_state: this experiment cannot be resumed", config.student.name)
     process = this_process()
     tracker: Tracker = NullTracker()
-    if config.tracking.enabled:
+    if config.tracking.enabled and crew.main:  # one set of MLflow runs, however many processes train
         tracker = _mlflow_tracker(config, env, run_name, run_dir, process, warm.tags if warm else {}, counts_only)
-    return Experiment(config, env, student, policy, synthesizer, tracker, run_dir, eval_prompts, counts_only, process)
+    return Experiment(config, env, student, policy, synthesizer, tracker, run_dir, eval_prompts, counts_only, process,
+                      crew)
 
 
 def _mlflow_tracker(config: ExperimentConfig, env: Any, run_name: str, run_dir: RunDir, process: dict[str, Any],
@@ -345,7 +367,7 @@ def _save(exp: Experiment, state: RoundState) -> None:
     """The round's state on disk, with the rounds the store has not confirmed yet (``--resume`` re-logs them)."""
     state.pending_log = exp.tracker.unconfirmed(state.pending_log)
     state.rng = capture_rngs()
-    exp.run_dir.save(state, exp.student, keep=exp.config.tracking.checkpoints)
+    exp.team.on_main(exp.run_dir.save, state, exp.student, keep=exp.config.tracking.checkpoints)
     exp.tracker.check()  # a write that failed in the background (the server is gone): stop, the round is saved
 
 
@@ -412,17 +434,14 @@ def _run_probes(exp: Experiment, obs: Observation, seed: int) -> tuple[Observati
     Each probe really trains the student on its mixture; the per-skill eval loss is measured before
     and after, so the policy can estimate how training on one skill moves every skill's loss.
     """
-    policy, name = exp.policy, exp.config.policy.name
-    try:
-        plan = policy.probes(obs) if isinstance(policy, Probes) else []
-    except Exception as e:
-        raise PolicyError(f"policy {name!r} raised {type(e).__name__} in probes() at round {obs.round}: {e}") from e
+    plan = exp.team.on_main(_probe_plan, exp.policy, obs, exp.config.policy.name)
     validate_probes(plan, exp.env.skills, obs.examples_per_round)
     results: list[ProbeResult] = []
     rows: Counter[str] = Counter()
     before = {s: stats.loss for s, stats in obs.profile.items()}
     for k, probe in enumerate(plan):
-        data, report = materialize(probe.mixture, exp.env, probe.n, seed * 101 + k + 1, exp.eval_prompts)
+        data, report = exp.team.on_main(materialize, probe.mixture, exp.env, probe.n, seed * 101 + k + 1,
+                                        exp.eval_prompts)
         with exp.tracker.probe(obs.round, k):
             exp.student.train(data)
         after = loss_profile(exp.student, exp.env, exp.config.loop.eval_batch_size)
@@ -435,3 +454,25 @@ def _run_probes(exp: Experiment, obs: Observation, seed: int) -> tuple[Observati
             obs, probes=tuple(results), budget_used=obs.budget_used + probed, budget_left=obs.budget_left - probed
         )
     return obs, probed, rows, results
+
+
+def _probe_plan(policy: Any, obs: Observation, name: str) -> list[Any]:
+    """The probes a policy asks for (none if it has no ``probes``)."""
+    try:
+        return policy.probes(obs) if isinstance(policy, Probes) else []
+    except Exception as e:
+        raise PolicyError(f"policy {name!r} raised {type(e).__name__} in probes() at round {obs.round}: {e}") from e
+
+
+def _pending_stop() -> Interrupted | None:
+    """The stop signal that came while ``run_experiment`` failed, if one did.
+
+    With several processes the launcher sends the stop to all of them; a process waiting in a
+    collective sees its peer leave as an error before its own signal handler runs. That is a stop,
+    not a failure: the runs end ``KILLED``.
+    """
+    try:
+        check()
+    except Interrupted as stop:
+        return stop
+    return None

@@ -15,6 +15,7 @@ the warm start's saved weights as its ``model``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ComponentConfig, ExperimentConfig, LoopConfig
+from teachgym.distributed import team
 from teachgym.tracking.schema import TAG_STAGE, TAG_WARM_START, TAG_WARM_START_MODEL, TAG_WARM_START_RUN
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,12 @@ def stage_config(config: ExperimentConfig) -> tuple[str, ExperimentConfig]:
     return key, stage
 
 
+def _write_json(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    tmp.replace(path)
+
+
 def warm_start(
     config: ExperimentConfig, run: Callable[[ExperimentConfig], Any]
 ) -> tuple[ComponentConfig, WarmStart | None]:
@@ -91,18 +99,18 @@ def warm_start(
     folder = Path(stage.loop.output_dir).parent
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / "warm_start.json"
-    with FileLock(str(folder) + ".lock"):
-        if not done.exists():
-            shutil.rmtree(folder / "run", ignore_errors=True)  # what an interrupted warm start left
+    crew = team()  # with accelerate, every process trains it, process 0 holds the lock and writes the files
+    with FileLock(str(folder) + ".lock") if crew.main else contextlib.nullcontext():
+        if crew.on_main(lambda: not done.exists()):
+            crew.on_main(shutil.rmtree, folder / "run", ignore_errors=True)  # what an interrupted warm start left
             log.info("warm start %s: training it once (%d rounds), kept in %s", key, stage.loop.rounds, folder)
-            print(f"teachgym: warm start {key} ({stage.student.name}, {stage.policy.name}, {stage.loop.rounds} rounds "
-                  f"x {stage.loop.examples_per_round}): trained once, kept in {folder}", flush=True)
+            if crew.main:
+                print(f"teachgym: warm start {key} ({stage.student.name}, {stage.policy.name}, {stage.loop.rounds} "
+                      f"rounds x {stage.loop.examples_per_round}): trained once, kept in {folder}", flush=True)
             result = run(stage)
             info = {"key": key, "model": str(Path(result.output_dir, "student").resolve()), "run_id": result.run_id,
                     "mean_accuracy": result.rounds[-1].mean_accuracy, "config": stage.model_dump()}
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(info, indent=2, default=str))
-            tmp.replace(done)
+            crew.on_main(_write_json, done, info)
     info = json.loads(done.read_text())
     ws = WarmStart(key, info["model"], info.get("run_id"), float(info["mean_accuracy"]))
     student = ComponentConfig(**{**config.student.model_dump(), "model": ws.model})
