@@ -365,7 +365,9 @@ class GRPOStudent(HFStudent):
         if self.reference is not None:
             from safetensors.torch import save_file
 
-            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.reference.state_dict().items()}
+            names = self._state_names()  # with LoRA, the reference's adapters (its base is the student's)
+            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.reference.state_dict().items()
+                       if names is None or k in names}
             save_file(tensors, os.path.join(path, "reference.safetensors"))
 
     def load_state(self, path: str) -> None:

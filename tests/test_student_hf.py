@@ -64,6 +64,25 @@ def test_lora_student_trains_and_saves_a_plain_model(tmp_path):
     check_student(student, ROWS[:2], str(tmp_path / "lora"), load=lambda p: HFStudent(model=p))
 
 
+def test_lora_round_state_is_the_adapters_and_restores_exactly(tmp_path):
+    pytest.importorskip("peft")
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+    tiny = {**TINY, "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2}
+    make = lambda: HFStudent(model="tiny", tiny=tiny, lora=lora, learning_rate=1e-2, batch_size=4, epochs=8)  # noqa: E731
+    student = make()
+    # save -> a fresh student of the same config -> load: the same losses, and the same next round of training
+    check_student(student, ROWS, str(tmp_path / "lora"), load=lambda p: HFStudent(model=p), make=make)
+    student.save_state(str(tmp_path / "state"))
+    full = HFStudent(model="tiny", tiny=tiny, batch_size=4)
+    full.save_state(str(tmp_path / "full"))
+    lean, whole = ((tmp_path / d / "model.safetensors").stat().st_size for d in ("state", "full"))
+    assert lean < 0.2 * whole  # the adapters, not the base
+
+    other = HFStudent(model="tiny", tiny=tiny, lora=lora, seed=1)  # another base (its weights seeded differently)
+    with pytest.raises(ValueError, match="another base model"):
+        other.load_state(str(tmp_path / "state"))
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="LlamaConfig does not know"):
         HFStudent(model="tiny", tiny={"hiden_size": 8})
