@@ -157,6 +157,27 @@ def _trainer_class() -> type:
     return RecordingGRPOTrainer
 
 
+def _release_vllm(trainer: Any) -> None:
+    """Let go of the round's vLLM: close the weight-sync communicator with a ``trl vllm-serve`` server (the
+    next round's trainer opens its own, and the server accepts one at a time), or free a colocated engine's
+    GPU memory (each round's trainer would otherwise add an engine)."""
+    vllm = getattr(trainer, "vllm_generation", None)
+    if vllm is None:
+        return
+    client = getattr(vllm, "vllm_client", None)
+    if client is not None:
+        client.close_communicator()
+    if getattr(vllm, "llm", None) is not None:
+        import gc
+
+        import torch
+
+        vllm.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
 class GRPOStudent(HFStudent):
     """A causal LM trained by GRPO on the env's verifier (TRL ``GRPOTrainer``), one trainer per round."""
 
@@ -229,8 +250,12 @@ class GRPOStudent(HFStudent):
                 f"and the round's budget is not what every policy gets; e.g. loop.examples_per_round="
                 f"{max(prompts_per_batch, examples_per_round // prompts_per_batch * prompts_per_batch)}"
             )
-        if use_vllm and importlib.util.find_spec("vllm") is None:
-            raise ValueError("student.use_vllm needs vLLM and a GPU: pip install 'teachgym[vllm]' (or use_vllm=false)")
+        if vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"vllm_mode must be colocate or server, not {vllm_mode!r}")
+        if use_vllm:  # refused before round 0 without vLLM and a GPU, with the install hint
+            from teachgym.vllm_eval import require_vllm
+
+            require_vllm("student.use_vllm")
         if scale_rewards not in ("group", "batch", "none"):
             raise ValueError(f"scale_rewards must be group, batch or none, not {scale_rewards!r}")
         super().__init__(model=model, tiny=tiny, lora=lora, precision=precision, device=device, seed=seed)
@@ -338,7 +363,10 @@ class GRPOStudent(HFStudent):
             trainer.remove_callback(PrinterCallback)
             trainer.add_callback(_stop_check())
             start = time.perf_counter()
-            result = trainer.train()
+            try:
+                result = trainer.train()
+            finally:
+                _release_vllm(trainer)  # the next round builds a new trainer, which connects again
             runtime = time.perf_counter() - start
         self.model = trainer.model
         _drop_forward_patch(self.model)  # the trainer's fused-LM-head patch, which would stack round after round

@@ -63,6 +63,21 @@ class LoopConfig(_Strict):
     )
 
 
+class EvalConfig(_Strict):
+    """How the per-skill evaluation generates its answers."""
+
+    backend: Literal["generate", "vllm"] = Field(
+        "generate",
+        description="generate: the student's own batched generate(); vllm: each round's weights answered by a "
+        "fresh vLLM engine in a subprocess (pip install 'teachgym[vllm]'; Linux with a CUDA GPU).",
+    )
+    vllm: dict[str, Any] = Field(
+        default_factory=lambda: {"gpu_memory_utilization": 0.3},
+        description="vllm: keyword arguments of vllm.LLM (e.g. gpu_memory_utilization, max_model_len, dtype); "
+        "the training process keeps its share of the GPU, so the default leaves it 70%.",
+    )
+
+
 class TrackingConfig(_Strict):
     """MLflow logging."""
 
@@ -182,6 +197,7 @@ class ExperimentConfig(_Strict):
     policy: ComponentConfig = Field(description="The teacher policy.")
     loop: LoopConfig = Field(default_factory=LoopConfig, description="Rounds, budget, seed.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow logging.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="How evaluation generates (generate, vllm).")
     synthesis: SynthesisConfig | None = Field(
         None, description="LLM data engine for Synthesize requests (default: the env's own generator)."
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,7 @@ def evaluate(
     batch_size: int = 256,
     num_failures: int = 20,
     previous_subskills: Mapping[str, Mapping[int, SkillStats]] | None = None,
+    generate: Callable[..., list[str]] | None = None,
 ) -> EvalResult:
     """Answer every eval item, verify each answer, and aggregate per skill.
 
@@ -61,6 +62,8 @@ def evaluate(
         batch_size: Prompts per generation batch.
         num_failures: Failed items to keep for the teacher, taken from each skill in turn (eval order).
         previous_subskills: Last round's per-level stats, for their ``change``.
+        generate: What answers the prompts, called like ``student.generate`` (default: it); e.g. a vLLM
+            engine's (:class:`teachgym.vllm_eval.VLLMAnswers`).
     """
     prompts, golds, skills, levels = eval_columns(env)
     # A student with the fast path (e.g. the simulated one) gives the same answers, verdicts and losses
@@ -70,8 +73,8 @@ def evaluate(
         outputs, correct, losses = answered[0], [bool(c) for c in answered[1]], [float(x) for x in answered[2]]
     else:
         # With several processes (accelerate) each answers its share of the items; all get every answer.
-        split = team().map_split
-        outputs = split(lambda ps: student.generate(ps, max_new_tokens=max_new_tokens, batch_size=batch_size), prompts)
+        split, answer = team().map_split, generate or student.generate
+        outputs = split(lambda ps: answer(ps, max_new_tokens=max_new_tokens, batch_size=batch_size), prompts)
         losses = split(lambda ps, gs: student.loss(ps, gs, batch_size=batch_size), prompts, golds)
         correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
 

@@ -107,6 +107,7 @@ class Experiment:
     counts_only: bool  # the fast path: the student learns from rows per skill, no text is built
     process: dict[str, Any]
     team: Team  # several processes (accelerate): process 0 decides, saves and logs; see teachgym.distributed
+    generate: Callable[..., list[str]] | None = None  # eval.backend=vllm: a vLLM engine answers the eval prompts
 
     @property
     def skills(self) -> list[str]:
@@ -219,7 +220,8 @@ def play_round_zero(exp: Experiment) -> RoundState:
     """Round 0: evaluate the untrained student, save and log it."""
     loop, t0 = exp.config.loop, time.perf_counter()
     with exp.tracker.round(0):
-        result = evaluate(exp.student, exp.env, None, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures)
+        result = evaluate(exp.student, exp.env, None, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures,
+                          generate=exp.generate)
         done = Round(0, result, round_metrics(result, None, None, 0, exp.skills), seconds=time.perf_counter() - t0)
         state = RoundState(0, 0, [done.record()], [done.history_entry()], result, _policy_state(exp.policy),
                            None, None, pending_log=done)
@@ -250,7 +252,7 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
         check()
         used = state.used + len(data) + probed
         result = evaluate(student, env, state.result.profile, loop.max_new_tokens, loop.eval_batch_size,
-                          loop.num_failures, state.result.subskills)
+                          loop.num_failures, state.result.subskills, exp.generate)
         metrics = round_metrics(result, action, report, used, exp.skills)
         metrics.update(rollout_metrics(train))  # an RL student's per-skill rollout statistics
         if probed:
@@ -276,6 +278,11 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Expe
     student = build_component("students", "student", student_config, seed=loop.seed, env=env,
                               examples_per_round=loop.examples_per_round)
     check_plugin("student", student, config.student.name)
+    generate = None
+    if config.eval.backend == "vllm":  # refused here, before any folder or run exists, without vLLM and a GPU
+        from teachgym.vllm_eval import VLLMAnswers
+
+        generate = VLLMAnswers(student, config.eval.vllm).generate
     policy = build_component("policies", "policy", config.policy, seed=loop.seed)
     check_plugin("policy", policy, config.policy.name)
     if loop.state not in policy_levels(policy):
@@ -301,7 +308,7 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Expe
     if config.tracking.enabled and crew.main:  # one set of MLflow runs, however many processes train
         tracker = _mlflow_tracker(config, env, run_name, run_dir, process, warm.tags if warm else {}, counts_only)
     return Experiment(config, env, student, policy, synthesizer, tracker, run_dir, eval_prompts, counts_only, process,
-                      crew)
+                      crew, generate)
 
 
 def _mlflow_tracker(config: ExperimentConfig, env: Any, run_name: str, run_dir: RunDir, process: dict[str, Any],
