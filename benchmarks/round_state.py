@@ -72,7 +72,7 @@ def _base(folder: str, dtype: str) -> None:
     from teachgym.students.hf import byte_tokenizer
 
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(**QWEN2_05B, torch_dtype=dtype))
+    model = Qwen2ForCausalLM(Qwen2Config(**QWEN2_05B))
     model.to(torch.bfloat16 if dtype == "bf16" else torch.float32).save_pretrained(folder)
     byte_tokenizer().save_pretrained(folder)
 

@@ -48,7 +48,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from teachgym.distributed import team
-from teachgym.students.hf import HFStudent, _drop_forward_patch, _stop_check
+from teachgym.students.hf import HFStudent, _drop_forward_patch, _stop_check, load_tensors, save_tensors
 from teachgym.types import RolloutStats, TrainReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -391,18 +391,11 @@ class GRPOStudent(HFStudent):
         """As the ``hf`` student, plus the reference model when ``beta > 0``."""
         super().save_state(path)
         if self.reference is not None:
-            from safetensors.torch import save_file
-
-            names = self._state_names()  # with LoRA, the reference's adapters (its base is the student's)
-            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.reference.state_dict().items()
-                       if names is None or k in names}
-            save_file(tensors, os.path.join(path, "reference.safetensors"))
+            # with LoRA, the reference's adapters (its base is the student's)
+            save_tensors(self.reference, os.path.join(path, "reference.safetensors"), self._state_names())
 
     def load_state(self, path: str) -> None:
         """Restore what :meth:`save_state` wrote."""
         super().load_state(path)
         if self.reference is not None:
-            from safetensors.torch import load_file
-
-            tensors = load_file(os.path.join(path, "reference.safetensors"), device=str(self.device))
-            self.reference.load_state_dict(tensors, strict=False)
+            load_tensors(self.reference, os.path.join(path, "reference.safetensors"), str(self.device))

@@ -111,6 +111,26 @@ def _stop_check() -> Any:
     return StopCheck()
 
 
+def save_tensors(model: Any, file: str, names: set[str] | None = None) -> None:
+    """``model``'s tensors (only ``names``, if given) in a safetensors file; tied weights (an LM head that is
+    the embedding) are written once, as transformers writes them (a 0.5B Qwen2: 136M parameters fewer)."""
+    from safetensors.torch import save_file, save_model
+
+    if names is None:
+        save_model(model, file, force_contiguous=True)
+    else:
+        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items() if k in names},
+                  file)
+
+
+def load_tensors(model: Any, file: str, device: str) -> tuple[list[str], list[str]]:
+    """Load what :func:`save_tensors` wrote into ``model``; the missing and unexpected names (tied ones excluded)."""
+    from safetensors.torch import load_model
+
+    missing, unexpected = load_model(model, file, strict=False, device=device)
+    return list(missing), list(unexpected)
+
+
 class HFStudent:
     """A causal LM (built-in tiny Llama, a local path or a hub name) trained with TRL's SFTTrainer."""
 
@@ -347,14 +367,9 @@ class HFStudent:
         """
         import json
 
-        from safetensors.torch import save_file
-
         os.makedirs(path, exist_ok=True)
         names = self._state_names()
-        # contiguous clones: tied weights share storage, which safetensors refuses to write twice
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.model.state_dict().items()
-                   if names is None or k in names}
-        save_file(tensors, os.path.join(path, "model.safetensors"))
+        save_tensors(self.model, os.path.join(path, "model.safetensors"), names)
         self.tokenizer.save_pretrained(path)
         info: dict[str, Any] = {"rounds_trained": self.rounds_trained}
         if names is not None:
@@ -366,8 +381,6 @@ class HFStudent:
         """Restore what :meth:`save_state` wrote into this (identically configured) student."""
         import json
 
-        from safetensors.torch import load_file
-
         with open(os.path.join(path, "student_state.json")) as f:
             info = json.load(f)
         if "base" in info and info["base"] != self._base_fingerprint():
@@ -375,8 +388,7 @@ class HFStudent:
                 f"the saved student in {path} holds LoRA adapters for another base model than this student's "
                 f"{self.model_name!r} (its frozen weights differ); resume with the base it was trained on"
             )
-        tensors = load_file(os.path.join(path, "model.safetensors"), device=str(self.device))
-        missing, unexpected = self.model.load_state_dict(tensors, strict=False)
+        missing, unexpected = load_tensors(self.model, os.path.join(path, "model.safetensors"), str(self.device))
         if "base" in info:  # adapters only: the frozen base is not in the file
             missing = [k for k in missing if k in (self._state_names() or ())]
         if missing or unexpected:
