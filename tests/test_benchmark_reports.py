@@ -15,7 +15,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     yield lambda name: importlib.import_module(name)
-    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency"):
+    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state"):
         sys.modules.pop(name, None)
 
 
@@ -36,3 +36,11 @@ def test_reasoning_gym_curve_report_matches_its_results(benchmarks):
     assert (RESULTS / "reasoning_gym_curve.png").stat().st_size > 10_000
     # The README shows the generated figure, not numbers typed from it.
     assert "benchmarks/results/reasoning_gym_curve.png" in (ROOT / "README.md").read_text()
+
+
+def test_round_state_report_matches_its_results(benchmarks):
+    report = benchmarks("round_state")
+    rows = json.loads((RESULTS / "round_state.json").read_text())
+    assert (RESULTS / "round_state.md").read_text() == report.markdown(rows, "python benchmarks/round_state.py")
+    full = {r["dtype"]: r["state_mb"] for r in rows if r["mode"] == "full"}
+    assert all(r["state_mb"] < 0.05 * full[r["dtype"]] for r in rows if r["r"] == 16)  # LoRA: a small fraction

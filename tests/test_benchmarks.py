@@ -176,3 +176,17 @@ def test_the_grpo_report_on_rows_computed_by_hand(mlflow_store):
     line = next(x for x in text.splitlines() if x.startswith("| sec |"))
     assert line.endswith("| 100, – |") and "| 0.400 ±" in line and "| b |" in line
     assert "### Paired with uniform" in text and "| sec |" in text.split("### Paired with uniform")[1]
+
+
+def test_the_gpu_benchmark_runs_its_smoke_mode_and_refuses_a_cpu_otherwise():
+    """benchmarks/gpu.py is for a CUDA machine; --smoke runs every part but vLLM on the CPU at tiny size."""
+    import torch
+
+    script = str(ROOT / "benchmarks" / "gpu.py")
+    out = subprocess.run([sys.executable, script, "--smoke"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| SFT round, 64 rows" in out.stdout and "bare TRL" in out.stdout and "GRPO round, 8 prompts" in out.stdout
+    if not torch.cuda.is_available():
+        refused = subprocess.run([sys.executable, script], capture_output=True, text=True)
+        assert refused.returncode == 2 and "needs a CUDA GPU" in refused.stderr
+        assert "Traceback" not in refused.stderr
