@@ -44,7 +44,9 @@ def _commands() -> list[tuple[str, list[str]]]:
         joined = re.sub(r"\\\n\s*", " ", body)
         for line in joined.splitlines():
             line = line.split(" #", 1)[0].strip()
-            m = re.match(r"^(?:\.venv/bin/|\$ )?teachgym (.*)$", line)
+            # `teachgym ...`, and `python -m teachgym ...` / `accelerate launch ... -m teachgym ...`
+            m = re.match(r"^(?:\.venv/bin/|\$ )?(?:teachgym|\S*python3? -m teachgym|\S*accelerate launch .*-m teachgym) (.*)$",
+                         line)
             if m and not re.search(r"[<\[]|\.\.\.", m.group(1)):
                 out.append((page, shlex.split(m.group(1))))
     return out
