@@ -124,8 +124,9 @@ def test_two_processes_train_one_student_and_log_one_experiment(workdir, mlflow_
     (acc_one, loss_one), (acc_two, loss_two) = _curves(runs, "one"), _curves(runs, "two")
     assert len(acc_one) == len(acc_two) == len(loss_two) == rounds + 1
     # The same optimizer steps on the same rows; gloo's all-reduce adds in another order than one process.
-    assert max(abs(a - b) for a, b in zip(acc_one, acc_two)) <= 0.05, (acc_one, acc_two)
-    assert max(abs(a - b) / a for a, b in zip(loss_one, loss_two)) <= 0.02, (loss_one, loss_two)
+    assert max(abs(a - b) for a, b in zip(acc_one, acc_two)) <= 0.05, (acc_one, acc_two)  # greedy answers can flip
+    # Measured: 1e-8 relative (float sums in another order); 1e-4 leaves room for other CPUs, not for other steps.
+    assert max(abs(a - b) / a for a, b in zip(loss_one, loss_two)) <= 1e-4, (loss_one, loss_two)
     print(f"\n1 process: acc/mean {acc_one} loss {loss_one}\n2 processes: acc/mean {acc_two} loss {loss_two}")
     assert loss_two[-1] < 0.8 * loss_two[0]  # it learned: the comparison is not between two untrained students
 

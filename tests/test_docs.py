@@ -37,6 +37,10 @@ def _blocks(lang: set[str]) -> list[tuple[str, str]]:
     return out
 
 
+#: How a docs line starts the CLI: ``teachgym``, ``python -m teachgym``, ``accelerate launch ... -m teachgym``.
+LAUNCH = r"^(?:\.venv/bin/|\$ )?(?:teachgym|\S*python3? -m teachgym|\S*accelerate launch .*-m teachgym) "
+
+
 def _commands() -> list[tuple[str, list[str]]]:
     """Each ``teachgym ...`` command line of the shell blocks, as argv (comments and continuations joined)."""
     out = []
@@ -44,9 +48,7 @@ def _commands() -> list[tuple[str, list[str]]]:
         joined = re.sub(r"\\\n\s*", " ", body)
         for line in joined.splitlines():
             line = line.split(" #", 1)[0].strip()
-            # `teachgym ...`, and `python -m teachgym ...` / `accelerate launch ... -m teachgym ...`
-            m = re.match(r"^(?:\.venv/bin/|\$ )?(?:teachgym|\S*python3? -m teachgym|\S*accelerate launch .*-m teachgym) (.*)$",
-                         line)
+            m = re.match(LAUNCH + r"(.*)$", line)
             if m and not re.search(r"[<\[]|\.\.\.", m.group(1)):
                 out.append((page, shlex.split(m.group(1))))
     return out
