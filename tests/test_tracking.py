@@ -6,6 +6,7 @@ An MLflow release that moves or changes one fails here, by name, rather than in 
 from __future__ import annotations
 
 import mlflow
+import pytest
 
 from teachgym.tracking import mlflow_private
 from teachgym.tracking.schema import round_name
@@ -56,3 +57,18 @@ def test_unloggable_skills_are_exactly_the_names_mlflow_refuses():
 
     assert unloggable_skills(names) == [n for n in names if refused(n)]
     assert {"math@easy", ".", "a/", "a//b", "a/../b"} <= set(unloggable_skills(names))
+
+
+def test_a_store_mlflow_refuses_is_a_config_error_before_anything_runs(tmp_path, monkeypatch):
+    """A plain folder as the tracking URI: MLflow's file store refuses it (maintenance mode) -- said in one line."""
+    from teachgym.config import ConfigError, load_config
+    from teachgym.loop import run_experiment
+
+    from conftest import tiny_config
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    cfg = tiny_config(tmp_path)
+    cfg["tracking"]["tracking_uri"] = str(tmp_path / "mlruns")
+    with pytest.raises(ConfigError, match=r"tracking.tracking_uri .*MLflow cannot use this store.*sqlite:///"):
+        run_experiment(load_config(cfg))
+    assert not (tmp_path / "out").exists()

@@ -82,6 +82,26 @@ def unreachable_message(uri: str) -> str:
     )
 
 
+def _check_other_store(uri: str) -> None:
+    """A store that is neither a server nor sqlite (a folder, ``file:``, another database): MLflow must open it.
+
+    Raises:
+        ConfigError: MLflow refuses it (e.g. a plain folder: MLflow's file store is in maintenance mode).
+    """
+    import mlflow
+
+    from teachgym.config import ConfigError
+
+    try:
+        mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001 - whatever MLflow raises, the store cannot be used
+        first = str(e).strip().splitlines()[0][:400] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"tracking.tracking_uri (or $MLFLOW_TRACKING_URI) {uri!r}: MLflow cannot use this store ({first}). "
+            "A local store is sqlite:///<path>/mlflow.db"
+        ) from None
+
+
 def prepare_store(uri: str, experiment: str | None) -> None:
     """Make the store ready before any training: reachable, schema created, experiment present.
 
@@ -109,6 +129,7 @@ def prepare_store(uri: str, experiment: str | None) -> None:
             ensure_experiment(client, experiment)
         return
     if not uri.startswith("sqlite:///"):
+        _check_other_store(uri)
         return
     import mlflow
     from filelock import FileLock
