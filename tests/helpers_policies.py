@@ -75,3 +75,11 @@ class OnlyFirst:
 
     def act(self, obs):
         return Mixture({obs.skill_names[0]: 1.0})
+
+
+class WeakestFirst:
+    """A user's teacher by import path for the bench: the whole round on the three weakest skills."""
+
+    def act(self, obs):
+        acc = obs.accuracies()
+        return Mixture({s: 1.0 for s in sorted(obs.skill_names, key=lambda s: acc[s])[:3]})

@@ -23,6 +23,10 @@ def test_check_env_on_every_builtin_env(name, tmp_path):
     if name == "reasoning-gym":  # two tasks at two levels of their curricula
         pytest.importorskip("reasoning_gym")
         kwargs = {"tasks": ["basic_arithmetic", "spell_backward"], "levels": [0, 1], "eval_per_skill": 100}
+    if name == "bench":  # a rule, a composition of two and a noise skill
+        kwargs = {"skills": {"c": {"rule": "cipher"}, "r": {"rule": "reverse"},
+                             "cr": {"rule": "compose", "of": ["c", "r"]}, "n": {"rule": "noise"}},
+                  "eval_per_skill": 100}
     env = build_component("envs", "env", ComponentConfig(name=name, **kwargs))
     assert isinstance(env, Env)
     check_env(env, min_eval_per_skill=100)

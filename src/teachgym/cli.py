@@ -288,6 +288,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from teachgym.bench import bench_command, load_challenges
+    from teachgym.config import ConfigError
+
+    if os.getcwd() not in sys.path:  # a teacher given by import path, as in `teachgym run`
+        sys.path.insert(0, os.getcwd())
+    quiet_libraries()
+    try:
+        if args.list:
+            for ch in load_challenges(args.dir, args.challenges):
+                print(f"{ch.name:<16} {ch.bench.description}")
+            return 0
+        command = shlex.join(["teachgym", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "teachgym bench"
+        return bench_command(args.policies, args.challenges, args.seeds, args.simulated, args.format, args.dir,
+                             args.results, args.work, args.sequential, not args.no_mlflow, command)
+    except (ConfigError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from teachgym.compare import CompareError, group_rows, load_runs, paired_rows, plot, render, render_paired, run_rows
 
@@ -436,6 +458,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.add_argument("--sequential", action="store_true", help="run the trials one by one in this process (no Ray)")
     p_sw.add_argument("--dry-run", action="store_true", help="list the trials and exit")
     p_sw.set_defaults(func=cmd_sweep)
+    p_b = sub.add_parser("bench", help="teacher unit tests: challenges with an oracle anchor, and a leaderboard")
+    p_b.add_argument("policies", nargs="*", help="teachers to rank (built-in names or module:Class; default: every "
+                     "built-in); uniform and oracle always run")
+    p_b.add_argument("--list", action="store_true", help="name the challenges, one line each, and exit")
+    p_b.add_argument("--challenges", nargs="+", metavar="NAME", help="only these challenges (default: all)")
+    p_b.add_argument("--seeds", default="0-4", help="a range 0-4 or a list 0,1,2 (default 0-4)")
+    p_b.add_argument("--simulated", action="store_true", help="the simulated twins (seconds) instead of the LM")
+    p_b.add_argument("--format", choices=["table", "json"], default="table",
+                     help="json: print the rows (challenge, policy, seed, score, normalised) for scripts")
+    p_b.add_argument("--dir", default="configs/bench", help="the challenge folder (default configs/bench)")
+    p_b.add_argument("--results", default="benchmarks/results/bench", help="results and reports folder")
+    p_b.add_argument("--work", default="outputs/bench", help="the cases' run folders")
+    p_b.add_argument("--sequential", action="store_true", help="run the cases one by one in this process (no Ray)")
+    p_b.add_argument("--no-mlflow", action="store_true", help="do not log the cases to MLflow")
+    p_b.set_defaults(func=cmd_bench)
     p_ui = sub.add_parser("ui", help="start the MLflow UI on the project's store (127.0.0.1) and print its URL")
     p_ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
     p_ui.add_argument("--port", type=int, default=5000)

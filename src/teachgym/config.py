@@ -189,6 +189,27 @@ class WarmStartConfig(_Strict):
     )
 
 
+class BenchConfig(_Strict):
+    """A ``teachgym bench`` challenge: what it tests, its hidden structure, its score and its simulated twin.
+
+    The structure (``noise``, ``mastery``, ``replay``) goes to the ``oracle`` policy and the scorer only;
+    every other teacher sees what it always sees.
+    """
+
+    description: str = Field(description="One line: the difficulty this challenge holds for a teacher.")
+    noise: list[str] = Field(default_factory=list, description="Skills with nothing to learn (hidden from teachers).")
+    mastery: float = Field(0.9, gt=0, le=1, description="Accuracy at which the oracle counts a skill as learned.")
+    replay: float = Field(0.0, ge=0, lt=1, description="Share the oracle keeps on mastered skills (forgetting).")
+    score: Literal["final", "auc"] = Field(
+        "final", description="final: mean accuracy over the learnable skills after the last round; auc: its "
+        "mean over the rounds (how fast)."
+    )
+    simulated: ComponentConfig = Field(
+        description="The simulated twin's student (name: simulated, with the same structure: difficulty, "
+        "prerequisites, half_life), run by --simulated in place of the LM student."
+    )
+
+
 class ExperimentConfig(_Strict):
     """A whole curriculum experiment."""
 
@@ -203,6 +224,9 @@ class ExperimentConfig(_Strict):
     )
     warm_start: WarmStartConfig | None = Field(
         None, description="A supervised warm start shared by every policy and seed; the student starts from it."
+    )
+    bench: BenchConfig | None = Field(
+        None, description="A teachgym bench challenge's declaration (configs/bench/); teachgym run ignores it."
     )
     sweep: SweepConfig | None = Field(
         None, description="The grid `teachgym sweep` runs; `teachgym run` ignores it (one experiment, base values)."

@@ -48,6 +48,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
             "teachgym.envs.dataset:DatasetEnv",
             "your own JSONL/CSV/Parquet/save_to_disk rows with a skills column; exact/numeric/regex/custom checker",
         ),
+        "bench": Entry(
+            "teachgym.envs.bench:BenchEnv",
+            "letter-string rules (copy, reverse, shift, cipher, compose, noise) declared per skill: the bench's tasks",
+        ),
         "reasoning-gym": Entry(
             "teachgym.envs.reasoning:ReasoningGymEnv",
             "reasoning-gym's procedural tasks, one skill per task@level of their curricula, scored by the package",
@@ -113,6 +117,10 @@ BUILTINS: dict[str, dict[str, Entry]] = {
         "llm-agent": Entry(
             "teachgym.policies.llm_agent:LLMAgentPolicy",
             "DataEnvGym's agent: a language model reads the profile (or failures) and answers a mixture or requests",
+        ),
+        "oracle": Entry(
+            "teachgym.policies.oracle:OraclePolicy",
+            "the bench's upper anchor: knows the noise skills; trains the unmastered frontier, prerequisites first",
         ),
         "learned": Entry(
             "teachgym.policies.learned:LearnedPolicy",

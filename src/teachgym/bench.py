@@ -1,0 +1,335 @@
+"""``teachgym bench``: teacher unit tests with a known upper anchor, and a leaderboard anyone's teacher can join.
+
+A **challenge** is an experiment config in ``configs/bench/`` with a ``bench:`` section: one line on the
+difficulty it holds for a teacher, the hidden structure (which skills are noise; the mastery level; a
+replay share for students that forget), the score, and a **simulated twin** (the simulated student with
+the same structure). Every teacher runs it as it runs anything; the structure goes to the ``oracle``
+policy and to the scorer only.
+
+A **case** is (challenge, policy, seed). Cases run through the sweep runner, one sweep per (challenge,
+policy) whose folder is named by the case's provenance key: the resolved config, the policy's source,
+a hash of the code that decides the numbers (:data:`DECIDING`), the package versions and the hardware.
+A changed key is a new sweep (the case reruns); a finished case of the same key is reused, never rerun.
+Each row also records the commit and whether the tree was dirty. Rows go to
+``<results>/<lm|simulated>.jsonl``; :mod:`teachgym.bench_report` makes the leaderboard from them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, load_config
+
+#: The sources whose code decides a case's numbers (not the CLI, the docs or the report): in every key.
+DECIDING = ("envs/bench.py", "envs/_generated.py", "students/hf.py", "students/grpo.py", "students/simulated.py",
+            "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py", "src/teachgym/evaluation.py",
+            "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py", "src/teachgym/runner.py")
+#: Policies every leaderboard has: the normalised score is (policy - uniform) / (oracle - uniform).
+ANCHORS = ("uniform", "oracle")
+#: Built-ins that need what a bench cannot give them (a language-model server; a model trained for another env).
+NOT_BENCHED = {"llm-agent": "needs a language-model endpoint", "learned": "needs a teacher trained for this env"}
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """One challenge: its name (the file's stem), config and declaration."""
+
+    name: str
+    path: Path
+    config: ExperimentConfig
+
+    @property
+    def bench(self) -> BenchConfig:
+        assert self.config.bench is not None
+        return self.config.bench
+
+    @property
+    def learnable(self) -> list[str]:
+        """The skills the score averages over (every skill but the declared noise)."""
+        from teachgym.config import build_component
+
+        env = build_component("envs", "env", self.config.env, seed=0)
+        return [s.name for s in env.skills if s.name not in set(self.bench.noise)]
+
+
+def load_challenges(directory: str | Path = "configs/bench", names: Sequence[str] | None = None) -> list[Challenge]:
+    """The challenges in ``directory`` (every ``*.yaml``), or the ``names`` among them, in file-name order.
+
+    Raises:
+        ConfigError: No such folder, an unknown name (with near names), a file without a ``bench:`` section.
+    """
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ConfigError(f"no challenge folder {str(folder)!r} (run from the repository root, or pass --dir)")
+    found = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    wanted = list(names or found)
+    for name in wanted:
+        if name not in found:
+            near = difflib.get_close_matches(name, list(found), n=3)
+            raise ConfigError(f"no challenge {name!r} in {folder}" + (f"; did you mean {near}?" if near else "")
+                              + f"; challenges: {sorted(found)}")
+    out = []
+    for name in wanted:
+        config = load_config(found[name])
+        if config.bench is None:
+            raise ConfigError(f"{found[name]}: a challenge needs a bench: section (description, noise, simulated)")
+        out.append(Challenge(name, found[name], config))
+    return out
+
+
+def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
+    """The config's ``policy:`` for ``policy``; the oracle gets the challenge's hidden structure."""
+    if policy == "oracle":
+        b = challenge.bench
+        return {"name": "oracle", "noise": list(b.noise), "mastery": b.mastery, "replay": b.replay}
+    return {"name": policy}
+
+
+def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bool = True) -> dict[str, Any]:
+    """The resolved config of a challenge's cases for one policy (the seed is the sweep's axis)."""
+    data = challenge.config.model_dump(mode="json")
+    data.pop("bench")
+    data.pop("sweep", None)
+    data["policy"] = policy_section(challenge, policy)
+    if simulated:
+        data["student"] = challenge.bench.simulated.model_dump(mode="json")
+    data["tracking"]["enabled"] = tracking
+    data["tracking"]["experiment"] = f"teachgym-bench/{challenge.name}" + ("-simulated" if simulated else "")
+    data["loop"]["save_student"] = False
+    return data
+
+
+def policy_source(policy: str) -> str:
+    """A hash of the policy's source file (a built-in or ``module:Class``), so an edited teacher reruns."""
+    from teachgym.registry import resolve
+
+    target = resolve("policies", policy)
+    try:
+        text = inspect.getsource(sys.modules[target.__module__])
+    except (OSError, TypeError, KeyError):
+        text = repr(target)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def machine() -> dict[str, Any]:
+    """What decides floating-point results besides the code: packages, CPU, cores, GPU (read, not typed)."""
+    import torch
+
+    packages = {}
+    for name in ("torch", "transformers", "trl", "datasets", "accelerate", "numpy"):
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = "-"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"packages": packages, "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu}
+
+
+def code_hash(root: Path) -> str:
+    """sha256 over the :data:`DECIDING` sources (their paths and bytes)."""
+    digest = hashlib.sha256()
+    for rel in DECIDING:
+        path = root / rel
+        digest.update(rel.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-"))
+    return digest.hexdigest()[:16]
+
+
+def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool) -> dict[str, Any]:
+    """The case's key (config, policy source, code, packages, hardware) and, beside it, commit and dirty flag."""
+    hardware = machine()
+    if simulated:  # numpy arithmetic on any machine: the packages decide, not the CPU
+        hardware = {"packages": {"numpy": hardware["packages"]["numpy"]}}
+    keyed = {"config": config, "policy": policy_source(policy), "code": code_hash(root), **hardware}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    commit, dirty = _git(root)
+    return {"key": key, "code": keyed["code"], "policy_source": keyed["policy"], "commit": commit, "dirty": dirty,
+            **machine()}
+
+
+def score(challenge: Challenge, accs: Sequence[dict[str, float]], learnable: Sequence[str]) -> float:
+    """The challenge's score from a run's per-round accuracies: the learnable skills' mean, final or over rounds."""
+    means = [sum(a[s] for s in learnable) / len(learnable) for a in accs]
+    return means[-1] if challenge.bench.score == "final" else sum(means[1:]) / max(1, len(means) - 1)
+
+
+def run_bench(
+    challenges: Sequence[Challenge],
+    policies: Sequence[str],
+    seeds: Sequence[int],
+    simulated: bool,
+    results: Path,
+    work: Path,
+    root: Path,
+    sequential: bool = False,
+    tracking: bool = True,
+    on_case: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
+
+    The anchors (:data:`ANCHORS`) are always run. Rows are written to ``results/<lm|simulated>.jsonl``
+    as each sweep ends; rows of other keys stay in the file (another machine's, another commit's).
+    """
+    from teachgym.sweep import plan_sweep, run_sweep
+
+    file = results / ("simulated.jsonl" if simulated else "lm.jsonl")
+    stored = [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
+    wanted = list(dict.fromkeys([*ANCHORS, *policies]))
+    rows: list[dict[str, Any]] = []
+    for ch in challenges:
+        learnable = ch.learnable
+        for policy in wanted:
+            config = case_config(ch, policy, simulated, tracking)
+            prov = provenance(config, policy, root, simulated)
+            have = {r["seed"]: r for r in stored if r["provenance"]["key"] == prov["key"]}
+            missing = [s for s in seeds if s not in have]
+            if missing:
+                runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
+                plan = plan_sweep(runnable, grid={"loop.seed": [str(s) for s in missing]},
+                                  name=f"bench-{ch.name}-{policy.replace(':', '.')}-{prov['key']}")
+                result = run_sweep(plan, sequential=sequential)
+                for r in result.results:
+                    row = _row(ch, policy, r.trial.seed, r.status, r.row, learnable, prov, simulated)
+                    if row["status"] == "finished":
+                        stored = [x for x in stored
+                                  if (x["provenance"]["key"], x["seed"]) != (prov["key"], row["seed"])] + [row]
+                        have[row["seed"]] = row
+                    else:  # reported, never stored: the next run tries it again
+                        rows.append(row)
+                        if on_case:
+                            on_case(row)
+                _write(file, stored)
+                if result.interrupted is not None:
+                    raise result.interrupted
+            for s in seeds:
+                if s in have:
+                    rows.append(have[s])
+                    if on_case:
+                        on_case(have[s])
+    return rows
+
+
+def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, Any], learnable: Sequence[str],
+         prov: dict[str, Any], simulated: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"challenge": ch.name, "policy": policy, "seed": int(seed), "status": status,
+                           "student": "simulated" if simulated else "lm", "provenance": prov}
+    if status == "finished":
+        row.update(score=score(ch, trial["acc"], learnable), acc_mean=trial["acc_mean"],
+                   examples=trial["examples"], wall_s=trial.get("wall_s"), run_id=trial.get("run_id"))
+    else:
+        row["error"] = trial.get("error", status)
+    return row
+
+
+def _write(file: Path, rows: list[dict[str, Any]]) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    tmp.replace(file)
+
+
+def _git(root: Path) -> tuple[str, bool]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
+        return commit, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", True
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-4`` or ``0,2,5`` (or one seed) as a list of seeds.
+
+    Raises:
+        ConfigError: Anything else.
+    """
+    try:
+        if "-" in text.strip().lstrip("-"):
+            lo, hi = text.split("-", 1)
+            seeds = list(range(int(lo), int(hi) + 1))
+        else:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise ConfigError(f"--seeds {text!r}: give a range 0-4 or a list 0,1,2")
+    return seeds
+
+
+def default_policies() -> list[str]:
+    """Every built-in teacher the bench can run (not the anchors, nor those in :data:`NOT_BENCHED`)."""
+    from teachgym.registry import BUILTINS
+
+    return [p for p in BUILTINS["policies"] if p not in ANCHORS and p not in NOT_BENCHED]
+
+
+def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
+                  fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
+                  command: str) -> int:
+    """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows)."""
+    from teachgym import bench_report
+    from teachgym.registry import resolve
+
+    challenges = load_challenges(directory, challenge_names)
+    chosen = list(policies) or default_policies()
+    for p in chosen:
+        resolve("policies", p)  # an unknown teacher fails now, with near names
+    out = Path(results)
+    root = Path(__file__).resolve().parents[2]
+    ray = importlib.util.find_spec("ray") is not None
+    say = (lambda *a, **k: None) if fmt == "json" else print
+
+    def progress(row: dict[str, Any]) -> None:
+        what = f"{row['score']:.3f}" if row["status"] == "finished" else f"{row['status']}: {row.get('error', '')}"
+        say(f"  {row['challenge']:<14} {row['policy']:<22} seed {row['seed']}  {what}", flush=True)
+
+    rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
+                     sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress)
+    kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
+    other_file = out / f"{other}.jsonl"
+    other_rows = [json.loads(x) for x in other_file.read_text().splitlines()] if other_file.exists() else None
+    footer = _footer(rows, command)
+    text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, footer, other_rows,
+                                 "LM" if simulated else "simulated")
+    (out / f"{kind}.md").write_text(f"## teachgym bench: {kind} students\n\n" + text)
+    (out / f"{kind}.json").write_text(json.dumps(bench_report.leaderboard(rows), indent=1, default=str) + "\n")
+    bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"))
+    if fmt == "json":
+        print(json.dumps(bench_report.normalised(rows), indent=1))
+    else:
+        print("\n" + text + f"written: {out / (kind + '.md')}, {kind}.json, {kind}_profile.png")
+    return 0 if all(r["status"] == "finished" for r in rows) else 1
+
+
+def _footer(rows: Sequence[dict[str, Any]], command: str) -> str:
+    """Facts read from the rows and the machine, not typed: the command, hardware, packages, commits."""
+    provs = [r["provenance"] for r in rows]
+    if not provs:
+        return f"Command: `{command}`; no case ran."
+    p = provs[-1]
+    commits = sorted({f"{x['commit']}{' (dirty)' if x['dirty'] else ''}" for x in provs})
+    pk = p["packages"]
+    return (f"Command: `{command}`. Machine: {p['cpu']}, {p['cores']} cores, GPU {p['gpu']}; torch {pk['torch']}, "
+            f"transformers {pk['transformers']}, trl {pk['trl']}, numpy {pk['numpy']}. Rows from commit(s) "
+            f"{', '.join(commits)}; code hash {p['code']}.")

@@ -1,0 +1,204 @@
+"""The bench's leaderboard: headroom, normalised scores, IQM with a stratified bootstrap, performance profiles.
+
+From the rows :func:`teachgym.bench.run_bench` returns (one per challenge, policy and seed):
+
+* **headroom** per challenge: oracle − uniform on the challenge score, paired by seed, with the 95%
+  t-interval; the target is ≥ 0.15 with the interval above 0.
+* **normalised score** of a policy on a challenge, seed by seed: ``(T_s − U_s) / H`` with ``U_s`` uniform's
+  score on the same seed and ``H`` the challenge's mean headroom: 0 is uniform, 1 is the oracle.
+* **aggregate**: the interquartile mean (IQM) of a policy's normalised scores over every (challenge,
+  seed), with a 95% interval from a stratified bootstrap (seeds resampled within each challenge), as
+  rliable (Agarwal et al., NeurIPS 2021) computes it; here in numpy, 2,000 resamples, seeded.
+* **performance profile**: the share of a policy's (challenge, seed) runs whose normalised score
+  exceeds τ, for τ from −1 to 1.5.
+* **rank agreement** between two leaderboards (the simulated twins and the LM): Kendall's τ of the
+  policies' IQMs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from teachgym.analysis import format_interval, paired_difference
+
+BOOTSTRAP = 2000
+TARGET = 0.15
+
+
+def _scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
+    """``{challenge: {policy: {seed: score}}}`` over the finished rows."""
+    out: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        if r.get("status") == "finished":
+            out[r["challenge"]][r["policy"]][int(r["seed"])] = float(r["score"])
+    return out
+
+
+def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[list[float], list[float]]:
+    seeds = sorted(set(a) & set(b))
+    return [a[s] for s in seeds], [b[s] for s in seeds]
+
+
+def headroom(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per challenge: uniform's and the oracle's mean score, and oracle − uniform paired by seed [95% CI]."""
+    out = []
+    for ch, by_policy in _scores(rows).items():
+        o, u = _paired(by_policy.get("oracle", {}), by_policy.get("uniform", {}))
+        if len(o) < 2:
+            continue
+        mean, low, high = paired_difference(o, u)
+        out.append({"challenge": ch, "seeds": len(o), "uniform": float(np.mean(u)), "oracle": float(np.mean(o)),
+                    "headroom": mean, "low": low, "high": high, "met": bool(mean >= TARGET and low > 0)})
+    return out
+
+
+def normalised(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every finished (challenge, policy, seed) row with its normalised score (None where uniform is missing)."""
+    scores = _scores(rows)
+    room = {h["challenge"]: h["headroom"] for h in headroom(rows)}
+    out = []
+    for ch, by_policy in scores.items():
+        uniform = by_policy.get("uniform", {})
+        for policy, seeds in by_policy.items():
+            for seed, value in sorted(seeds.items()):
+                norm = None
+                if seed in uniform and room.get(ch, 0) > 0:
+                    norm = (value - uniform[seed]) / room[ch]
+                out.append({"challenge": ch, "policy": policy, "seed": seed, "score": value, "normalised": norm})
+    return out
+
+
+def iqm(values: Sequence[float]) -> float:
+    """The interquartile mean: the mean of the middle 50% (scipy's trim_mean(x, 0.25))."""
+    x = np.sort(np.asarray(values, dtype=float))
+    cut = int(math.floor(0.25 * len(x)))
+    return float(x[cut: len(x) - cut].mean()) if len(x) else float("nan")
+
+
+def stratified_iqm(by_challenge: Mapping[str, Sequence[float]], seed: int = 0) -> tuple[float, float, float]:
+    """IQM over every run, and its 95% stratified-bootstrap interval (seeds resampled within each challenge)."""
+    groups = [np.asarray(v, dtype=float) for v in by_challenge.values() if len(v)]
+    point = iqm(np.concatenate(groups)) if groups else float("nan")
+    if not groups:
+        return point, point, point
+    rng = np.random.default_rng(seed)
+    stats = [iqm(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])) for _ in range(BOOTSTRAP)]
+    return point, float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per policy (anchors included), best IQM first: the aggregate and each challenge's paired mean."""
+    norm = [r for r in normalised(rows) if r["normalised"] is not None]
+    room = {h["challenge"]: h["headroom"] for h in headroom(rows)}
+    scores = _scores(rows)
+    out = []
+    for policy in sorted({r["policy"] for r in norm}):
+        mine = [r for r in norm if r["policy"] == policy]
+        by_ch: dict[str, list[float]] = defaultdict(list)
+        for r in mine:
+            by_ch[r["challenge"]].append(r["normalised"])
+        point, low, high = stratified_iqm(by_ch)
+        per = {}
+        for ch, values in by_ch.items():
+            t, u = _paired(scores[ch][policy], scores[ch]["uniform"])
+            if policy == "uniform" or len(t) < 2:
+                per[ch] = {"mean": float(np.mean(values)), "low": float("nan"), "high": float("nan"), "n": len(t)}
+                continue
+            mean, lo, hi = paired_difference(t, u)
+            per[ch] = {"mean": mean / room[ch], "low": lo / room[ch], "high": hi / room[ch], "n": len(t)}
+        loses = [ch for ch, v in per.items() if v["high"] < 0]
+        out.append({"policy": policy, "iqm": point, "low": low, "high": high, "challenges": per,
+                    "loses_to_uniform": loses})
+    return sorted(out, key=lambda r: (-r["iqm"] if not math.isnan(r["iqm"]) else math.inf, r["policy"]))
+
+
+def profile(rows: Sequence[Mapping[str, Any]], taus: Sequence[float] | None = None) -> dict[str, list[float]]:
+    """Per policy: the share of its (challenge, seed) runs with normalised score > τ, for each τ."""
+    taus = list(np.linspace(-1.0, 1.5, 26)) if taus is None else list(taus)
+    norm = [r for r in normalised(rows) if r["normalised"] is not None]
+    out = {}
+    for policy in sorted({r["policy"] for r in norm}):
+        values = np.array([r["normalised"] for r in norm if r["policy"] == policy])
+        out[policy] = [float((values > t).mean()) for t in taus]
+    return {"tau": taus, **out}
+
+
+def rank_agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Kendall's τ between two leaderboards' IQMs, over the policies both have (anchors excluded)."""
+    from scipy.stats import kendalltau
+
+    x = {r["policy"]: r["iqm"] for r in a}
+    y = {r["policy"]: r["iqm"] for r in b}
+    common = sorted(p for p in set(x) & set(y) if p not in ("uniform", "oracle"))
+    if len(common) < 3:
+        return {"policies": common, "tau": None, "p": None}
+    tau, p = kendalltau([x[c] for c in common], [y[c] for c in common])
+    return {"policies": common, "tau": float(tau), "p": float(p)}
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str], footer: str,
+             other: Sequence[Mapping[str, Any]] | None = None, other_name: str = "") -> str:
+    """The report: headroom table, leaderboard, the failed cases, the rank agreement, the footer (read facts)."""
+    lines = ["### Headroom: oracle − uniform, paired by seed (target ≥ 0.15, interval above 0)", "",
+             "| challenge | what it tests | uniform | oracle | oracle − uniform [95% CI] | target |",
+             "|---|---|---:|---:|---|---|"]
+    for h in headroom(rows):
+        lines.append(f"| {h['challenge']} | {descriptions.get(h['challenge'], '')} | {h['uniform']:.3f} | "
+                     f"{h['oracle']:.3f} | {format_interval(h['headroom'], h['low'], h['high'])} (n={h['seeds']}) | "
+                     f"{'met' if h['met'] else 'missed'} |")
+    board = leaderboard(rows)
+    challenges = [h["challenge"] for h in headroom(rows)]
+    lines += ["", "### Leaderboard: normalised score, 0 = uniform, 1 = oracle", "",
+              "IQM over every (challenge, seed) with a stratified-bootstrap 95% interval; per challenge the mean "
+              "paired difference from uniform over the headroom [95% t-interval].", "",
+              "| policy | IQM [95% CI] | " + " | ".join(challenges) + " |",
+              "|---|---|" + "---|" * len(challenges)]
+    for r in board:
+        cells = []
+        for ch in challenges:
+            v = r["challenges"].get(ch)
+            cells.append("" if v is None else f"{v['mean']:+.2f}" if math.isnan(v["low"])
+                         else format_interval(v["mean"], v["low"], v["high"], digits=2))
+        lines.append(f"| {r['policy']} | {format_interval(r['iqm'], r['low'], r['high'], digits=2)} | "
+                     + " | ".join(cells) + " |")
+    losing = [(r["policy"], ch) for r in board for ch in r["loses_to_uniform"]]
+    if losing:
+        lines += ["", "Clearly below uniform (the whole interval under 0): "
+                  + ", ".join(f"{p} on {c}" for p, c in losing) + "."]
+    failed = [r for r in rows if r.get("status") != "finished"]
+    if failed:
+        lines += ["", "Failed cases (not in the table): " + "; ".join(
+            f"{r['policy']} on {r['challenge']} seed {r['seed']}: {str(r.get('error', ''))[:120]}" for r in failed)]
+    if other is not None:
+        agree = rank_agreement(board, leaderboard(other))
+        tau = "n/a (fewer than 3 policies in both)" if agree["tau"] is None else \
+            f"{agree['tau']:+.2f} (p = {agree['p']:.3f}, {len(agree['policies'])} policies)"
+        lines += ["", f"Rank agreement with the {other_name} leaderboard (Kendall's τ of the IQMs): {tau}."]
+    return "\n".join(lines) + "\n\n" + footer + "\n"
+
+
+def plot_profile(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+    """The performance profiles as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prof = profile(rows)
+    taus = prof.pop("tau")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for policy, share in prof.items():
+        style = {"uniform": "k--", "oracle": "k-"}.get(policy, "-")
+        ax.plot(taus, share, style, label=policy, linewidth=2 if policy in ("uniform", "oracle") else 1)
+    ax.set_xlabel("normalised score τ (0 = uniform, 1 = oracle)")
+    ax.set_ylabel("share of (challenge, seed) runs with score > τ")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

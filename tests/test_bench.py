@@ -1,0 +1,139 @@
+"""``teachgym bench``: the bench env, the oracle, the leaderboard's statistics by hand, and the simulated twins
+end to end (seconds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from teachgym.bench import load_challenges, parse_seeds, run_bench
+from teachgym.bench_report import headroom, iqm, leaderboard, normalised, rank_agreement, stratified_iqm
+from teachgym.checks import make_observation
+from teachgym.config import ConfigError
+from teachgym.envs.bench import BenchEnv
+from teachgym.policies.oracle import OraclePolicy
+from teachgym.types import Skill
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHGYM = str(Path(sys.executable).with_name("teachgym"))
+
+
+def test_the_bench_env_solves_every_rule_and_hides_the_noise():
+    env = BenchEnv({"c": {"rule": "cipher"}, "r": {"rule": "reverse"}, "s": {"rule": "shift", "shift": 2},
+                    "cr": {"rule": "compose", "of": ["c", "r"]}, "n": {"rule": "noise"}},
+                   eval_per_skill=20, pool_per_skill=50)
+    assert env.solve("r:abc=") == "cba" and env.solve("s:abh=") == "cdb"
+    c = env.solve("c:abc=")
+    assert env.solve("cr:abc=") == c[::-1]  # compose: c, then r
+    assert env.verify("n:abc=", env.solve("n:abc=")) and env.solve("n:abc=") != env.solve("n:abd=")
+    assert {s.name: s.prerequisites for s in env.skills}["cr"] == ("c", "r")
+    assert len({s.description for s in env.skills}) == 1  # a teacher cannot tell noise from a rule by its text
+    pool = env.pool()
+    assert not set(pool["prompt"]) & set(env.eval_set()["prompt"])
+    assert all(env.verify(p, a) for p, a in zip(pool["prompt"], pool["completion"]))
+
+
+@pytest.mark.parametrize("skills,match", [
+    ({"a": {"rule": "sort"}}, "rule"),
+    ({"a": {"rule": "compose", "of": ["b"]}}, "of"),
+    ({"a": {"rule": "compose", "of": ["n", "n"]}, "n": {"rule": "noise"}}, "noise skill"),
+    ({"a": {"rule": "copy", "prerequisites": ["b"]}, "b": {"rule": "copy", "prerequisites": ["a"]}}, "cycle"),
+    ({"a": {"rule": "copy", "lenght": 3}}, "unknown field"),
+])
+def test_a_bad_skill_declaration_names_the_field(skills, match):
+    with pytest.raises(ValueError, match=match):
+        BenchEnv(skills)
+
+
+def test_the_oracle_trains_the_unmastered_frontier_and_never_noise():
+    skills = [Skill("a"), Skill("b", prerequisites=("a",)), Skill("n"), Skill("m")]
+    oracle = OraclePolicy(noise=["n"], mastery=0.9)
+    first = oracle.act(make_observation(skills, [0.2, 0.0, 0.0, 0.95])).weights
+    assert first == {"a": 1.0}  # b waits for a; n is noise; m is mastered
+    later = OraclePolicy(noise=["n"], mastery=0.9, replay=0.2).act(make_observation(skills, [0.95, 0.3, 0.0, 0.95]))
+    assert later.weights == pytest.approx({"b": 0.8, "a": 0.1, "m": 0.1})
+    with pytest.raises(ValueError, match="not skills"):
+        OraclePolicy(noise=["zz"]).act(make_observation(skills, [0, 0, 0, 0]))
+
+
+def _rows(scores: dict[str, dict[str, list[float]]]) -> list[dict]:
+    return [{"challenge": ch, "policy": p, "seed": s, "status": "finished", "score": v}
+            for ch, by in scores.items() for p, vs in by.items() for s, v in enumerate(vs)]
+
+
+def test_the_leaderboard_statistics_by_hand():
+    rows = _rows({"x": {"uniform": [0.2, 0.3, 0.4], "oracle": [0.6, 0.7, 0.8], "t": [0.4, 0.5, 0.6]},
+                  "y": {"uniform": [0.5, 0.5, 0.5], "oracle": [0.7, 0.75, 0.8], "t": [0.45, 0.5, 0.55]}})
+    room = {h["challenge"]: h for h in headroom(rows)}
+    assert room["x"]["headroom"] == pytest.approx(0.4) and room["x"]["met"]
+    assert room["y"]["headroom"] == pytest.approx(0.25)
+    norm = {(r["challenge"], r["policy"], r["seed"]): r["normalised"] for r in normalised(rows)}
+    assert norm[("x", "t", 0)] == pytest.approx(0.5) and norm[("y", "t", 0)] == pytest.approx(-0.05 / 0.25)
+    assert iqm([1, 2, 3, 4, 100, -100, 5, 6]) == pytest.approx(np.mean([2, 3, 4, 5]))
+    board = {r["policy"]: r for r in leaderboard(rows)}
+    assert board["oracle"]["iqm"] == pytest.approx(1.0, abs=0.25) and board["uniform"]["iqm"] == 0
+    point, low, high = stratified_iqm({"x": [0.5, 0.5, 0.5], "y": [-0.2, 0.0, 0.2]})
+    assert low <= point <= high and point == pytest.approx(iqm([0.5, 0.5, 0.5, -0.2, 0.0, 0.2]))
+    agree = rank_agreement([{"policy": p, "iqm": v} for p, v in zip("abcd", [1, 2, 3, 4])],
+                           [{"policy": p, "iqm": v} for p, v in zip("abcd", [1, 2, 4, 3])])
+    assert agree["tau"] == pytest.approx(2 / 3)
+
+
+def test_challenges_load_and_a_wrong_name_suggests_the_near_one():
+    names = [c.name for c in load_challenges(ROOT / "configs" / "bench")]
+    assert "unlearnable" in names
+    with pytest.raises(ConfigError, match="did you mean"):
+        load_challenges(ROOT / "configs" / "bench", ["unlearnabel"])
+    assert parse_seeds("0-4") == [0, 1, 2, 3, 4] and parse_seeds("3,1") == [3, 1]
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds("a-b")
+
+
+def test_simulated_twins_run_cache_and_rank_a_user_teacher(tmp_path, monkeypatch):
+    """Uniform, the oracle and a teacher by import path on one challenge's twin; a second call reuses every case."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    challenges = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])
+    args = dict(challenges=challenges, policies=["helpers_policies:WeakestFirst"], seeds=[0, 1], simulated=True,
+                results=tmp_path / "res", work=tmp_path / "work", root=ROOT, sequential=True, tracking=False)
+    rows = run_bench(**args)
+    assert sorted({r["policy"] for r in rows}) == ["helpers_policies:WeakestFirst", "oracle", "uniform"]
+    assert all(r["status"] == "finished" and 0 <= r["score"] <= 1 for r in rows)
+    assert len({r["provenance"]["key"] for r in rows}) == 3  # one key per (challenge, policy)
+    room = headroom(rows)[0]
+    assert room["oracle"] > room["uniform"]  # the oracle skips the noise skills
+    stored = (tmp_path / "res" / "simulated.jsonl").read_text().splitlines()
+    assert len(stored) == 6
+    import teachgym.sweep
+
+    def no_run(*a, **k):
+        raise AssertionError("a case with a stored row of the same key ran again")
+
+    monkeypatch.setattr(teachgym.sweep, "run_sweep", no_run)
+    again = run_bench(**args)
+    assert [r["score"] for r in again] == [r["score"] for r in rows]
+    monkeypatch.undo()
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    moved = run_bench(**{**args, "seeds": [0, 2]})  # only seed 2 is new: it runs, seed 0 is reused
+    assert [r["seed"] for r in moved] == [0, 2, 0, 2, 0, 2]
+    assert len((tmp_path / "res" / "simulated.jsonl").read_text().splitlines()) == 9
+
+
+def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
+    listed = subprocess.run([TEACHGYM, "bench", "--list"], cwd=ROOT, capture_output=True, text=True)
+    assert listed.returncode == 0 and "unlearnable" in listed.stdout
+    done = subprocess.run([TEACHGYM, "bench", "uniform", "--simulated", "--challenges", "unlearnable", "--seeds",
+                           "0-1", "--no-mlflow", "--format", "json", "--results", str(tmp_path / "r"), "--work",
+                           str(tmp_path / "w")], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout)
+    assert {(r["policy"], r["seed"]) for r in rows} == {("uniform", 0), ("uniform", 1), ("oracle", 0), ("oracle", 1)}
+    assert all({"challenge", "policy", "seed", "score", "normalised"} <= set(r) for r in rows)
+    assert (tmp_path / "r" / "simulated.md").read_text().startswith("## teachgym bench: simulated")
+    assert (tmp_path / "r" / "simulated_profile.png").stat().st_size > 5000
+    bad = subprocess.run([TEACHGYM, "bench", "--challenges", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no challenge 'nope'" in bad.stderr and "Traceback" not in bad.stderr
