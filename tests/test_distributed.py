@@ -75,12 +75,12 @@ def _runs(uri: str) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def _curves(runs: list, parent_name: str) -> tuple[list[float], list[float]]:
+def _curves(uri: str, runs: list, parent_name: str) -> tuple[list[float], list[float]]:
     """acc/mean and the mean eval loss over the skills, per round, from the parent run."""
     import mlflow
 
     parent = next(r for r in runs if r.info.run_name == parent_name)
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(uri)  # not the process's current store: another test may have set one
 
     def series(key: str) -> list[float]:
         return [m.value for m in sorted(client.get_metric_history(parent.info.run_id, key), key=lambda m: m.step)]
@@ -121,7 +121,7 @@ def test_two_processes_train_one_student_and_log_one_experiment(workdir, mlflow_
     rec = _records(workdir / "rec2")
     assert set(rec) == {"rank0", "rank1"} and len(rec["rank0"]) == rounds
     assert rec["rank0"] == rec["rank1"]  # the same rows every round (process 0's decision) and the same weights
-    (acc_one, loss_one), (acc_two, loss_two) = _curves(runs, "one"), _curves(runs, "two")
+    (acc_one, loss_one), (acc_two, loss_two) = _curves(mlflow_store, runs, "one"), _curves(mlflow_store, runs, "two")
     assert len(acc_one) == len(acc_two) == len(loss_two) == rounds + 1
     # The same optimizer steps on the same rows; gloo's all-reduce adds in another order than one process.
     assert max(abs(a - b) for a, b in zip(acc_one, acc_two)) <= 0.05, (acc_one, acc_two)  # greedy answers can flip
@@ -156,5 +156,5 @@ def test_two_processes_stop_on_sigterm_and_resume(workdir, mlflow_store):
     runs = _runs(mlflow_store)
     parent = next(r for r in runs if r.info.run_name == "stopped")
     assert parent.info.status == "FINISHED"
-    assert len(_curves(runs, "stopped")[0]) == 4
+    assert len(_curves(mlflow_store, runs, "stopped")[0]) == 4
     assert not [r for r in runs if r.info.status == "RUNNING"]
