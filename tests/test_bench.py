@@ -137,3 +137,16 @@ def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
     assert (tmp_path / "r" / "simulated_profile.png").stat().st_size > 5000
     bad = subprocess.run([TEACHGYM, "bench", "--challenges", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "no challenge 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_every_shipped_challenge_declares_a_structure_that_fits_its_env():
+    for ch in load_challenges(ROOT / "configs" / "bench"):
+        from teachgym.config import build_component
+
+        env = build_component("envs", "env", ch.config.env, seed=0)
+        names = {s.name for s in env.skills}
+        assert set(ch.bench.noise) <= names, ch.name
+        assert ch.learnable and ch.bench.simulated.name == "simulated", ch.name
+        difficulty = ch.bench.simulated.kwargs.get("difficulty", {})
+        assert set(difficulty) <= names, ch.name  # the twin's structure names the env's skills
+    assert len(load_challenges(ROOT / "configs" / "bench")) >= 6

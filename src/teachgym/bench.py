@@ -104,8 +104,9 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
     data.pop("bench")
     data.pop("sweep", None)
     data["policy"] = policy_section(challenge, policy)
-    if simulated:
+    if simulated:  # the twin: the simulated student, which needs no warm start
         data["student"] = challenge.bench.simulated.model_dump(mode="json")
+        data["warm_start"] = None
     data["tracking"]["enabled"] = tracking
     data["tracking"]["experiment"] = f"teachgym-bench/{challenge.name}" + ("-simulated" if simulated else "")
     data["loop"]["save_student"] = False
@@ -124,10 +125,11 @@ def policy_source(policy: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def machine() -> dict[str, Any]:
-    """What decides floating-point results besides the code: packages, CPU, cores, GPU (read, not typed)."""
-    import torch
+def machine(gpu: bool = True) -> dict[str, Any]:
+    """What decides floating-point results besides the code: packages, CPU, cores, GPU (read, not typed).
 
+    ``gpu=False`` does not import torch to look (the simulated twins run numpy only): the GPU is then "-".
+    """
     packages = {}
     for name in ("torch", "transformers", "trl", "datasets", "accelerate", "numpy"):
         try:
@@ -140,8 +142,12 @@ def machine() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"packages": packages, "cpu": cpu, "cores": os.cpu_count(), "gpu": gpu}
+    name = "-"
+    if gpu:
+        import torch
+
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {"packages": packages, "cpu": cpu, "cores": os.cpu_count(), "gpu": name}
 
 
 def code_hash(root: Path) -> str:
@@ -155,14 +161,14 @@ def code_hash(root: Path) -> str:
 
 def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool) -> dict[str, Any]:
     """The case's key (config, policy source, code, packages, hardware) and, beside it, commit and dirty flag."""
-    hardware = machine()
+    hardware = found = machine(gpu=not simulated)
     if simulated:  # numpy arithmetic on any machine: the packages decide, not the CPU
         hardware = {"packages": {"numpy": hardware["packages"]["numpy"]}}
     keyed = {"config": config, "policy": policy_source(policy), "code": code_hash(root), **hardware}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     commit, dirty = _git(root)
     return {"key": key, "code": keyed["code"], "policy_source": keyed["policy"], "commit": commit, "dirty": dirty,
-            **machine()}
+            **found}
 
 
 def score(challenge: Challenge, accs: Sequence[dict[str, float]], learnable: Sequence[str]) -> float:
