@@ -8,7 +8,8 @@ From the rows :func:`teachgym.bench.run_bench` returns (one per challenge, polic
   score on the same seed and ``H`` the challenge's mean headroom: 0 is uniform, 1 is the oracle.
 * **aggregate**: the interquartile mean (IQM) of a policy's normalised scores over every (challenge,
   seed), with a 95% interval from a stratified bootstrap (seeds resampled within each challenge), as
-  rliable (Agarwal et al., NeurIPS 2021) computes it; here in numpy, 2,000 resamples, seeded.
+  rliable (Agarwal et al., NeurIPS 2021) computes it; here in numpy, 2,000 resamples, seeded (rliable 1.2.0
+  installs, but its ``arch`` 7.2 dependency fails to import with current pandas).
 * **performance profile**: the share of a policy's (challenge, seed) runs whose normalised score
   exceeds τ, for τ from −1 to 1.5.
 * **rank agreement** between two leaderboards (the simulated twins and the LM): Kendall's τ of the
