@@ -29,3 +29,9 @@ def new_rng(seed: int):
     import numpy as np
 
     return np.random.Generator(np.random.PCG64(seed))
+
+
+def default_floor(k: int) -> float:
+    """A floor policy's default minimum weight per skill with ``k`` skills: 0.05 up to 10 skills, then 1/(2k),
+    so that half of every round is still shared by the rule (a fixed 0.05 is more than 1/k beyond 20 skills)."""
+    return min(0.05, 0.5 / k)

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from teachgym.policies._common import default_floor
 from teachgym.types import Mixture, Observation
 
 
 class LearnabilityPolicy:
     """Mixture weights proportional to each skill's learnability ``p (1 - p)``, with a floor."""
 
-    def __init__(self, floor: float = 0.05) -> None:
+    def __init__(self, floor: float | None = None) -> None:
         """Args:
-        floor: Minimum weight per skill; in ``[0, 1/K]`` (checked when the skills are known).
+        floor: Minimum weight per skill; in ``[0, 1/K]`` (checked when the skills are known). Default:
+            0.05, or 1/(2K) beyond 10 skills (``policies/_common.py``).
         """
-        if floor < 0:
+        if floor is not None and floor < 0:
             raise ValueError(f"floor must be >= 0, got {floor}")
-        self.floor = float(floor)
+        self.floor = None if floor is None else float(floor)
         self.known: dict[str, float] = {}  # the last learnability measured from rollouts, per skill
 
     def learnability(self, observation: Observation) -> dict[str, float]:
@@ -51,11 +53,12 @@ class LearnabilityPolicy:
         """Weights from the skills' learnability (formula in the module docstring)."""
         names = observation.skill_names
         k = len(names)
-        if self.floor * k > 1 + 1e-12:
-            raise ValueError(f"floor={self.floor} is more than 1/K = 1/{k}; the weights could not sum to 1")
+        floor = default_floor(k) if self.floor is None else self.floor
+        if floor * k > 1 + 1e-12:
+            raise ValueError(f"floor={floor} is more than 1/K = 1/{k}; the weights could not sum to 1")
         learn = self.learnability(observation)
         total = sum(learn.values())
-        return Mixture({s: self.floor + (1 - k * self.floor) * (learn[s] / total if total > 0 else 1 / k)
+        return Mixture({s: floor + (1 - k * floor) * (learn[s] / total if total > 0 else 1 / k)
                         for s in names})
 
     def state_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from teachgym.policies._common import default_floor
 from teachgym.types import Mixture, Observation
 
 
@@ -25,31 +26,33 @@ class MissingSkillPolicy:
     #: It needs no profile (open-ended: missing rates come from the failure sample).
     state_levels = ("open-ended", "skill-list", "skill-tree")
 
-    def __init__(self, temperature: float = 1.0, floor: float = 0.05) -> None:
+    def __init__(self, temperature: float = 1.0, floor: float | None = None) -> None:
         """Configure the rule.
 
         Args:
             temperature: ``T`` above; must be > 0.
-            floor: Minimum weight per skill; must be in ``[0, 1/K]`` (checked when the skills are known).
+            floor: Minimum weight per skill; must be in ``[0, 1/K]`` (checked when the skills are known). Default:
+                0.05, or 1/(2K) beyond 10 skills (``policies/_common.py``).
         """
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        if floor < 0:
+        if floor is not None and floor < 0:
             raise ValueError(f"floor must be >= 0, got {floor}")
         self.temperature = float(temperature)
-        self.floor = float(floor)
+        self.floor = None if floor is None else float(floor)
 
     def act(self, observation: Observation) -> Mixture:
         """Weights from the observation's missing rates (formula in the module docstring)."""
         names = observation.skill_names
         k = len(names)
-        if self.floor * k > 1 + 1e-12:
-            raise ValueError(f"floor={self.floor} is more than 1/K = 1/{k}; the weights could not sum to 1")
+        floor = default_floor(k) if self.floor is None else self.floor
+        if floor * k > 1 + 1e-12:
+            raise ValueError(f"floor={floor} is more than 1/K = 1/{k}; the weights could not sum to 1")
         missing = observation.missing_rates()
         powered = {s: max(missing[s], 0.0) ** (1.0 / self.temperature) for s in names}
         total = sum(powered.values())
         q = {s: (powered[s] / total if total > 0 else 1.0 / k) for s in names}
-        return Mixture({s: self.floor + (1.0 - k * self.floor) * q[s] for s in names})
+        return Mixture({s: floor + (1.0 - k * floor) * q[s] for s in names})
 
     def state_dict(self) -> dict[str, Any]:
         """The rule is a pure function of the observation: no state."""
