@@ -44,3 +44,19 @@ def test_round_state_report_matches_its_results(benchmarks):
     assert (RESULTS / "round_state.md").read_text() == report.markdown(rows, "python benchmarks/round_state.py")
     full = {r["dtype"]: r["state_mb"] for r in rows if r["mode"] == "full"}
     assert all(r["state_mb"] < 0.05 * full[r["dtype"]] for r in rows if r["r"] == 16)  # LoRA: a small fraction
+
+
+@pytest.mark.parametrize("kind", ["simulated", "lm"])
+def test_bench_reports_match_their_results(kind):
+    """benchmarks/results/bench/<kind>.md is what `teachgym bench` makes of the rows its .json names."""
+    from teachgym.bench import load_challenges, report, reported_rows
+
+    results = RESULTS / "bench"
+    rows = reported_rows(results, kind)
+    assert rows, f"no {kind} rows"
+    index = json.loads((results / f"{kind}.json").read_text())
+    assert len(rows) == len(index["cases"]) + len(index["failed"])  # every case it names is in the results file
+    names = sorted({r["challenge"] for r in rows})
+    text = report(rows, load_challenges(ROOT / "configs" / "bench", names), results, kind == "simulated",
+                  index["command"])
+    assert (results / f"{kind}.md").read_text() == text

@@ -312,25 +312,50 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
 
     rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
                      sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress)
-    kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
-    other_file = out / f"{other}.jsonl"
-    other_rows = [json.loads(x) for x in other_file.read_text().splitlines()] if other_file.exists() else None
-    footer = _footer(rows, command)
-    text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, footer, other_rows,
-                                 "LM" if simulated else "simulated")
-    (out / f"{kind}.md").write_text(f"## teachgym bench: {kind} students\n\n" + text)
-    (out / f"{kind}.json").write_text(json.dumps(bench_report.leaderboard(rows), indent=1, default=str) + "\n")
+    kind = "simulated" if simulated else "lm"
+    cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
+    failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
+              for r in rows if r["status"] != "finished"]
+    (out / f"{kind}.json").write_text(json.dumps({"command": command, "cases": cases, "failed": failed,
+                                                  "leaderboard": bench_report.leaderboard(rows)},
+                                                 indent=1, default=str) + "\n")
+    text = report(rows, challenges, out, simulated, command)
+    (out / f"{kind}.md").write_text(text)
     bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"))
     if fmt == "json":
         print(json.dumps(bench_report.normalised(rows), indent=1))
     else:
-        print("\n" + text + f"written: {out / (kind + '.md')}, {kind}.json, {kind}_profile.png")
+        print("\n" + text + f"\nwritten: {out / (kind + '.md')}, {kind}.json, {kind}_profile.png")
     return 0 if all(r["status"] == "finished" for r in rows) else 1
+
+
+def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], results: Path, simulated: bool,
+           command: str) -> str:
+    """The markdown report of these rows (with the rank agreement when the other leaderboard's rows exist)."""
+    from teachgym import bench_report
+
+    kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
+    other_rows = reported_rows(results, other)
+    text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, _footer(rows, command),
+                                 other_rows, "LM" if simulated else "simulated")
+    return f"## teachgym bench: {kind} students\n\n" + text
+
+
+def reported_rows(results: Path, kind: str) -> list[dict[str, Any]] | None:
+    """The rows the last ``<kind>`` report was made of (its ``.json`` names their cases), or None without one."""
+    index, file = results / f"{kind}.json", results / f"{kind}.jsonl"
+    if not index.exists() or not file.exists():
+        return None
+    data = json.loads(index.read_text())
+    cases = {tuple(c) for c in data["cases"]}
+    finished = [r for r in map(json.loads, file.read_text().splitlines())
+                if (r["provenance"]["key"], r["seed"]) in cases]
+    return finished + list(data.get("failed", []))
 
 
 def _footer(rows: Sequence[dict[str, Any]], command: str) -> str:
     """Facts read from the rows and the machine, not typed: the command, hardware, packages, commits."""
-    provs = [r["provenance"] for r in rows]
+    provs = [r["provenance"] for r in rows if r.get("status") == "finished"]
     if not provs:
         return f"Command: `{command}`; no case ran."
     p = provs[-1]

@@ -93,9 +93,14 @@ def stratified_iqm(by_challenge: Mapping[str, Sequence[float]], seed: int = 0) -
 
 
 def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per policy (anchors included), best IQM first: the aggregate and each challenge's paired mean."""
+    """One row per policy (anchors included), best IQM first: the aggregate and each challenge's paired mean.
+
+    The IQM counts only the challenges whose headroom meets the target: where the oracle is barely
+    above uniform, (T − U) / headroom divides by noise. Every challenge keeps its own column.
+    """
     norm = [r for r in normalised(rows) if r["normalised"] is not None]
     room = {h["challenge"]: h["headroom"] for h in headroom(rows)}
+    met = {h["challenge"] for h in headroom(rows) if h["met"]}
     scores = _scores(rows)
     out = []
     for policy in sorted({r["policy"] for r in norm}):
@@ -103,7 +108,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         by_ch: dict[str, list[float]] = defaultdict(list)
         for r in mine:
             by_ch[r["challenge"]].append(r["normalised"])
-        point, low, high = stratified_iqm(by_ch)
+        point, low, high = stratified_iqm({ch: v for ch, v in by_ch.items() if ch in met})
         per = {}
         for ch, values in by_ch.items():
             t, u = _paired(scores[ch][policy], scores[ch]["uniform"])
@@ -119,9 +124,11 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def profile(rows: Sequence[Mapping[str, Any]], taus: Sequence[float] | None = None) -> dict[str, list[float]]:
-    """Per policy: the share of its (challenge, seed) runs with normalised score > τ, for each τ."""
+    """Per policy: the share of its (challenge, seed) runs with normalised score > τ, for each τ (on the
+    challenges whose headroom meets the target, as the IQM)."""
     taus = list(np.linspace(-1.0, 1.5, 26)) if taus is None else list(taus)
-    norm = [r for r in normalised(rows) if r["normalised"] is not None]
+    met = {h["challenge"] for h in headroom(rows) if h["met"]}
+    norm = [r for r in normalised(rows) if r["normalised"] is not None and r["challenge"] in met]
     out = {}
     for policy in sorted({r["policy"] for r in norm}):
         values = np.array([r["normalised"] for r in norm if r["policy"] == policy])
@@ -153,11 +160,13 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
                      f"{h['oracle']:.3f} | {format_interval(h['headroom'], h['low'], h['high'])} (n={h['seeds']}) | "
                      f"{'met' if h['met'] else 'missed'} |")
     board = leaderboard(rows)
-    challenges = [h["challenge"] for h in headroom(rows)]
+    challenges = [h["challenge"] for h in headroom(rows) if h["headroom"] > 0]
+    met = {h["challenge"] for h in headroom(rows) if h["met"]}
     lines += ["", "### Leaderboard: normalised score, 0 = uniform, 1 = oracle", "",
-              "IQM over every (challenge, seed) with a stratified-bootstrap 95% interval; per challenge the mean "
-              "paired difference from uniform over the headroom [95% t-interval].", "",
-              "| policy | IQM [95% CI] | " + " | ".join(challenges) + " |",
+              "IQM over every (challenge, seed) of the challenges whose headroom meets the target, with a "
+              "stratified-bootstrap 95% interval; per challenge the mean paired difference from uniform over the "
+              "headroom [95% t-interval] (columns marked * miss the target: not in the IQM).", "",
+              "| policy | IQM [95% CI] | " + " | ".join(c + ("" if c in met else " *") for c in challenges) + " |",
               "|---|---|" + "---|" * len(challenges)]
     for r in board:
         cells = []
