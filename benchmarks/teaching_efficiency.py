@@ -60,29 +60,17 @@ def git_commit() -> str:
 def environment() -> dict[str, str]:
     """This machine's package versions and CPU. The same case (config, policy, seed) need not give the same
     curve on two of them: floating-point kernels and library defaults differ, and training amplifies it."""
-    import importlib.metadata
+    from teachgym.bench import machine  # one way to read the machine, shared with `teachgym bench`
 
-    out = {}
-    for package in ("torch", "transformers", "trl", "datasets", "accelerate", "numpy"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = "-"
-    out["cpu"] = cpu_name()
-    return out
+    found = machine(gpu=False)
+    return {**found["packages"], "cpu": found["cpu"]}
 
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    import platform
+    from teachgym.bench import machine
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return cpu
+    return machine(gpu=False)["cpu"]
 
 
 def label(student: str, config: str | Path) -> str:
