@@ -10,6 +10,7 @@ has seen before (an LLM's, a teacher's).
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,26 @@ from teachgym.types import Skill
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
+
+
+#: Eval rows and pools of envs that say what decides them (:attr:`GeneratedEnv.cache_key`), newest last:
+#: a bench or a sweep builds the same env for every case, and drawing a 100-skill pool is most of a
+#: simulated case's time. Both are immutable (rows in a tuple, a ``datasets.Dataset``).
+_BUILT: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+_BUILT_MAX = 8
+
+
+def _built(key: tuple | None) -> dict[str, Any]:
+    """The shared store of an env's drawn rows (a fresh, unshared one when ``key`` is None)."""
+    if key is None:
+        return {}
+    if key in _BUILT:
+        _BUILT.move_to_end(key)
+    else:
+        _BUILT[key] = {}
+        while len(_BUILT) > _BUILT_MAX:
+            _BUILT.popitem(last=False)
+    return _BUILT[key]
 
 
 class GeneratedEnv:
@@ -27,6 +48,9 @@ class GeneratedEnv:
     #: The verifier computes the answer from the prompt, so it can check rows it has never seen.
     verifies_new_prompts = True
     ALL_SKILLS: tuple[Skill, ...] = ()
+    #: Everything that decides the drawn rows besides the sizes and seeds (set by a subclass whose rows
+    #: depend only on its constructor's arguments): envs with equal keys share their eval set and pool.
+    cache_key: tuple | None = None
 
     def __init__(
         self,
@@ -54,7 +78,12 @@ class GeneratedEnv:
         self.eval_seed = eval_seed
         self.pool_seed = pool_seed
         self._levels = {s.name: s.levels for s in self.ALL_SKILLS}
-        self._eval_rows = self._draw_eval()
+        key = None if self.cache_key is None else \
+            (type(self).__qualname__, self.cache_key, eval_per_skill, pool_per_skill, eval_seed, pool_seed)
+        self._shared = _built(key)
+        if "eval" not in self._shared:
+            self._shared["eval"] = tuple(self._draw_eval())
+        self._eval_rows = list(self._shared["eval"])
         self._eval_prompts = frozenset(r["prompt"] for r in self._eval_rows)
         self._pool: Dataset | None = None
         self._eval: Dataset | None = None
@@ -111,7 +140,8 @@ class GeneratedEnv:
         from datasets import Dataset
 
         if self._eval is None:
-            self._eval = Dataset.from_list(self._eval_rows)
+            self._eval = self._shared.get("eval_set") or Dataset.from_list(self._eval_rows)
+            self._shared["eval_set"] = self._eval
         return self._eval
 
     def pool(self) -> Dataset | None:
@@ -120,13 +150,15 @@ class GeneratedEnv:
 
         if self.pool_per_skill == 0:
             return None
+        if self._pool is None and "pool" in self._shared:
+            self._pool = self._shared["pool"]
         if self._pool is None:
             rng = random.Random(self.pool_seed)
             rows = []
             for s in self.skills:
                 drawn = self._draw(s.name, self.pool_per_skill, None, rng, self._eval_prompts)
                 rows += [{**r, "source": "pool"} for r in drawn]
-            self._pool = Dataset.from_list(rows)
+            self._pool = self._shared["pool"] = Dataset.from_list(rows)
         return self._pool
 
     def generate(self, skill: str, n: int, level: int | None = None, seed: int = 0) -> list[dict]:

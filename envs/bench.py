@@ -81,6 +81,8 @@ class BenchEnv(GeneratedEnv):
             Skill(n, f"a fixed rule on {s['length']} letters", tuple(s["prerequisites"]), (1,))
             for n, s in self.specs.items()
         )
+        # The rows depend on the alphabet and the declared skills only (a cipher's table on its name).
+        self.cache_key = (self.alphabet, repr(sorted((n, sorted(dict(sp).items())) for n, sp in skills.items())))
         super().__init__(eval_per_skill, pool_per_skill, eval_seed, pool_seed, None)
 
     def _check(self, name: str, spec: dict[str, Any], skills: Mapping[str, Any]) -> dict[str, Any]:

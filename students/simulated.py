@@ -12,7 +12,9 @@ skill ``k`` correctly. Training on ``n[k]`` examples of each skill (a round is s
    ``g[k] = prod_j clip((c[j] - gate_lo) / (gate_hi - gate_lo), 0, 1)`` over prerequisites ``j``.
    With ``onset > 0`` a shared *format* competence ``f`` (0 at first) is learned from every example,
    ``f += (1 - f) * (1 - exp(-N / onset))``, and gates every skill the same way: the slow start of a
-   language model, which first learns the answer format that all skills share.
+   language model, which first learns the answer format that all skills share. ``plateau[k] > 0`` is
+   the same stage for one skill, learned from that skill's own practice ``p[k]``: a hard rule whose
+   accuracy stays flat for a while and then rises (what a small LM shows on a cipher).
 4. *Saturating learning* — ``c[k] += (ceiling - c[k]) * (1 - exp(-g[k] * p[k] / difficulty[k]))``:
    ``difficulty[k]`` examples with the prerequisites mastered close 63% of the remaining gap.
    By default ``difficulty[k] = examples_to_learn * (1 + depth_scale * depth[k])``, ``depth`` being
@@ -60,6 +62,9 @@ class SimulatedStudent:
         onset: Examples of any skill that close 63% of the gap of a shared *format* competence, which gates
             every skill like a prerequisite (what a language model learns first: the answer format); it
             gives learning curves a slow start. 0: no such stage.
+        plateau: Examples of a skill's own practice that close 63% of that skill's private stage, which
+            gates it the same way: a plateau, then a rise (a number for every skill, or ``{skill: examples}``;
+            0: none).
         gate: Prerequisite competence at which a skill starts to be learnable, and at which fully.
         ceiling: Competence a skill saturates at.
         initial: Starting competence, for every skill or ``{skill: value}``.
@@ -80,6 +85,7 @@ class SimulatedStudent:
         transfer: float | Mapping[str, Mapping[str, float]] = 0.2,
         half_life: float = 60_000.0,
         onset: float = 0.0,
+        plateau: float | Mapping[str, float] = 0.0,
         gate: tuple[float, float] = (0.3, 0.7),
         ceiling: float = 0.97,
         initial: float | Mapping[str, float] = 0.0,
@@ -160,6 +166,18 @@ class SimulatedStudent:
         self._initial = np.clip(init, 0.0, self.ceiling)
         self.competence = self._initial.copy()
 
+        plat = np.zeros(k)
+        if isinstance(plateau, Mapping):
+            _known(plateau, names, "plateau")
+            for s, v in plateau.items():
+                plat[idx[s]] = float(v)
+        else:
+            plat[:] = float(plateau)
+        if (plat < 0).any():
+            raise ValueError("every plateau must be >= 0")
+        self._plateau = plat.tolist()
+        self.stage = np.where(plat > 0, 0.0, 1.0)  # a skill's private stage; 1 (open) without a plateau
+
         # Eval items: a row of the item->skills incidence matrix per item, and the gold answers.
         self._index: dict[str, tuple[int, str]] = {}
         self._env = env
@@ -194,6 +212,7 @@ class SimulatedStudent:
         self.seed = self.seed if seed is None else int(seed)
         self.competence = self._initial.copy()
         self.format = 0.0 if self.onset > 0 else 1.0
+        self.stage = np.where(np.asarray(self._plateau) > 0, 0.0, 1.0)
         self._rng = np.random.default_rng(self.seed)
         self._draws = None
         self.examples_seen = 0
@@ -219,6 +238,7 @@ class SimulatedStudent:
         rate = [pk / d for pk, d in zip(p, self._difficulty_list)]
         c = self.competence.tolist()
         fmt = self.format
+        stage = self.stage.tolist()
         for _ in range(steps):
             c = [ci * ki for ci, ki in zip(c, keep)]
             ready = [min(1.0, max(0.0, (ci - lo) / span)) for ci in c]
@@ -228,12 +248,16 @@ class SimulatedStudent:
             new = []
             for k, ck in enumerate(c):
                 g = fmt_ready
+                if self._plateau[k] > 0:  # this skill's own stage, from its own practice
+                    stage[k] += (1.0 - stage[k]) * -math.expm1(-p[k] / self._plateau[k])
+                    g *= min(1.0, max(0.0, (stage[k] - lo) / span))
                 for j in self._prereq_lists[k]:
                     g *= ready[j]
                 new.append(ck + (ceiling - ck) * -math.expm1(-g * rate[k]))
             c = new
         self.competence = np.array(c)
         self.format = fmt
+        self.stage = np.array(stage)
         self.examples_seen += int(sum(n))
         self.version += 1
         self._draws = None
@@ -365,6 +389,7 @@ class SimulatedStudent:
             "rng": self._rng.bit_generator.state,
             "draws": None if self._draws is None else self._draws.tolist(),
             "format": self.format,
+            "stage": self.stage.tolist(),
         }
         (Path(path) / CHECKPOINT).write_text(json.dumps(state))
 
@@ -384,6 +409,8 @@ class SimulatedStudent:
             raise ValueError(f"checkpoint {file} is for skills {state['skills']}, this student has {self.skills}")
         self.competence = np.asarray(state["competence"], dtype=float)
         self.format = float(state.get("format", self.format))
+        if "stage" in state:  # states written before plateaus existed have every stage open
+            self.stage = np.asarray(state["stage"], dtype=float)
         self.examples_seen = int(state["examples_seen"])
         self.version = int(state["version"])
         self._rng.bit_generator.state = state["rng"]

@@ -38,6 +38,17 @@ def test_the_bench_env_solves_every_rule_and_hides_the_noise():
     assert all(env.verify(p, a) for p, a in zip(pool["prompt"], pool["completion"]))
 
 
+def test_envs_of_one_declaration_share_their_drawn_rows_and_others_do_not():
+    skills = {"c": {"rule": "cipher"}, "r": {"rule": "reverse"}}
+    a, b = BenchEnv(skills, pool_per_skill=30), BenchEnv(dict(skills), pool_per_skill=30)
+    assert a.pool() is b.pool() and a.eval_set() is b.eval_set()  # drawn once: every case of a bench builds it
+    other = BenchEnv({**skills, "r": {"rule": "reverse", "length": 4}}, pool_per_skill=30)
+    assert other.pool() is not a.pool()
+    assert {len(p) for p in other.pool()["prompt"] if p.startswith("r:")} == {len("r:abcd=")}
+    assert BenchEnv(skills, pool_per_skill=40).pool() is not a.pool()  # the sizes are in the key too
+    assert len(BenchEnv(skills, pool_per_skill=40).pool()) == 80
+
+
 @pytest.mark.parametrize("skills,match", [
     ({"a": {"rule": "sort"}}, "rule"),
     ({"a": {"rule": "compose", "of": ["b"]}}, "of"),
@@ -126,6 +137,9 @@ def test_simulated_twins_run_cache_and_rank_a_user_teacher(tmp_path, monkeypatch
 def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
     listed = subprocess.run([TEACHGYM, "bench", "--list"], cwd=ROOT, capture_output=True, text=True)
     assert listed.returncode == 0 and "unlearnable" in listed.stdout
+    two = subprocess.run([TEACHGYM, "bench", "--list", "--challenges", "mastered,wide"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert [line.split()[0] for line in two.stdout.splitlines()] == ["mastered", "wide"]
     done = subprocess.run([TEACHGYM, "bench", "uniform", "--simulated", "--challenges", "unlearnable", "--seeds",
                            "0-1", "--no-mlflow", "--format", "json", "--results", str(tmp_path / "r"), "--work",
                            str(tmp_path / "w")], cwd=ROOT, capture_output=True, text=True)

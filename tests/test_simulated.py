@@ -75,6 +75,25 @@ def test_unpractised_skills_decay(env):
     assert s.competence[SKILLS.index("mul_2x1")] == 0.0
 
 
+def test_a_plateau_keeps_a_skill_flat_then_it_rises(tmp_path, env):
+    s = SimulatedStudent(env=env, substeps=1, half_life=0, transfer=0.0, plateau={"add_nocarry": 3000},
+                         prerequisites={k: [] for k in SKILLS})
+    s.practice(vec(add_nocarry=1000, add_carry=1000))
+    # the stage is 1 - e^(-1/3) = 0.28, under the gate's 0.3: nothing learned yet, unlike add_carry
+    assert s.stage[0] == pytest.approx(1 - math.exp(-1 / 3))
+    assert s.competence[0] == 0.0 and s.competence[1] > 0.1
+    s.save_state(str(tmp_path))
+    s.practice(vec(add_nocarry=5000))  # the stage now passes the gate's top: the skill learns at full rate
+    assert s.stage[0] > 0.7 and s.competence[0] > 0.5
+    t = SimulatedStudent(env=env, substeps=1, half_life=0, transfer=0.0, plateau={"add_nocarry": 3000},
+                         prerequisites={k: [] for k in SKILLS})
+    t.load_state(str(tmp_path))  # the stage is part of the round state
+    t.practice(vec(add_nocarry=5000))
+    assert t.competence.tolist() == s.competence.tolist()
+    with pytest.raises(ValueError, match="plateau"):
+        SimulatedStudent(env=env, plateau=-1.0)
+
+
 def test_eval_is_noisy_like_a_finite_eval_set(env):
     s = SimulatedStudent(env=env, initial=0.5)
     accs = []

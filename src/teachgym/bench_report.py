@@ -174,7 +174,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
             v = r["challenges"].get(ch)
             cells.append("" if v is None else f"{v['mean']:+.2f}" if math.isnan(v["low"])
                          else format_interval(v["mean"], v["low"], v["high"], digits=2))
-        lines.append(f"| {r['policy']} | {format_interval(r['iqm'], r['low'], r['high'], digits=2)} | "
+        aggregate = "n/a (no challenge meets the target)" if math.isnan(r["iqm"]) else \
+            format_interval(r["iqm"], r["low"], r["high"], digits=2)
+        lines.append(f"| {r['policy']} | {aggregate} | "
                      + " | ".join(cells) + " |")
     losing = [(r["policy"], ch) for r in board for ch in r["loses_to_uniform"]]
     if losing:

@@ -297,6 +297,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if os.getcwd() not in sys.path:  # a teacher given by import path, as in `teachgym run`
         sys.path.insert(0, os.getcwd())
     quiet_libraries()
+    if args.challenges:  # `--challenges a b` and `--challenges a,b` alike
+        args.challenges = [n for arg in args.challenges for n in arg.split(",") if n]
     try:
         if args.list:
             for ch in load_challenges(args.dir, args.challenges):
