@@ -12,7 +12,9 @@ SFT warm start), run as a trial of the config's own sweep (`teachgym.sweep`: Ray
   t-intervals on the differences, wins, P(improvement), data-efficiency ratio).
 
 Finished cases are cached in `benchmarks/results/grpo_teachers.jsonl` (learning curves and rollout
-statistics), so `--report-only` rebuilds `grpo_teachers.md` and `.png` without running anything.
+statistics), so `--report-only` rebuilds `grpo_teachers.md` and `.png` without running anything. Rows
+carry `teachgym bench`'s provenance key, as in `teaching_efficiency.py`: reused only under the same key,
+reported only with rows of the current keys (a file from before keys existed is reported as it is).
 
     python benchmarks/grpo_teachers.py                       # the config's grid: 6 policies x seeds 0-4
     python benchmarks/grpo_teachers.py --policies uniform sec --seeds 0 1
@@ -22,6 +24,7 @@ statistics), so `--report-only` rebuilds `grpo_teachers.md` and `.png` without r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -33,7 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "arithmetic_grpo.yaml"
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from teaching_efficiency import curves, git_commit  # noqa: E402  (the same rows, the same paired table)
+from teaching_efficiency import current, curves, git_commit  # noqa: E402  (the same rows, the same paired table)
 
 
 def rollout_curves(client, run_id: str, skills: list[str]) -> dict[str, list[float]]:
@@ -54,6 +57,24 @@ def rollout_curves(client, run_id: str, skills: list[str]) -> dict[str, list[flo
     return out
 
 
+def overrides_for(args: argparse.Namespace) -> list[str]:
+    out = [f"loop.output_dir={args.work_dir}", "loop.save_student=false"]
+    return out + ([f"tracking.tracking_uri={args.tracking_uri}"] if args.tracking_uri else [])
+
+
+def case_keys(policies: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Each policy's provenance (``teachgym.bench``'s key) for this benchmark's cases, seed aside."""
+    from teachgym.bench import provenance
+    from teachgym.config import load_config
+
+    config = load_config(CONFIG, overrides_for(args)).model_dump(mode="json")
+    config.pop("tracking")
+    config.pop("sweep", None)
+    config["loop"].pop("output_dir")
+    config["loop"].pop("seed")
+    return {p: provenance({**config, "policy": {"name": p}}, p, ROOT, simulated=False) for p in policies}
+
+
 def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
     """Run policies x seeds as one sweep (the package's case runner); one row per finished case."""
     import mlflow
@@ -62,11 +83,11 @@ def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace) -
     from teachgym.sweep import plan_sweep, run_sweep
     from teachgym.tracking.store import resolve_tracking_uri
 
-    overrides = [f"loop.output_dir={args.work_dir}", "loop.save_student=false"]
-    if args.tracking_uri:
-        overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
+    overrides = overrides_for(args)
     grid = {"policy.name": policies, "loop.seed": [str(s) for s in seeds]}
-    plan = plan_sweep(CONFIG, overrides, grid=grid, name=args.name, max_concurrent=args.max_concurrent)
+    keys = case_keys(policies, args)
+    keyed = hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]  # a new key reruns
+    plan = plan_sweep(CONFIG, overrides, grid=grid, name=f"{args.name}-{keyed}", max_concurrent=args.max_concurrent)
     result = run_sweep(plan, sequential=args.sequential, on_event=Display())
     for r in result.failed:
         print(f"case {r.trial.name} failed: {r.error}", file=sys.stderr)
@@ -82,6 +103,7 @@ def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace) -
             "examples": r.row["examples"], "acc_mean": r.row["acc_mean"], "acc_min": r.row["acc_min"],
             "final_acc": r.row["final_acc"], "wall_s": r.row["wall_s"], "run_id": r.row.get("run_id"),
             **rollout_curves(client, r.row["run_id"], skills), "commit": git_commit(),
+            "provenance": keys[r.trial.policy],
         })
     return rows
 
@@ -161,15 +183,17 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     cache = results / "grpo_teachers.jsonl"
     rows = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()] if cache.exists() else []
+    keys = case_keys(args.policies, args)
+    rows = current(rows, keys)
     if not args.report_only:
-        done = {(r["policy"], r["seed"]) for r in rows}
+        done = {(r["policy"], r["seed"]) for r in rows if "provenance" in r}  # a row without a key reruns
         if any((p, s) not in done for p in args.policies for s in args.seeds):
             for row in run_cases(args.policies, args.seeds, args):
                 if (row["policy"], row["seed"]) not in done:
                     rows.append(row)
                     with cache.open("a") as f:
                         f.write(json.dumps(row) + "\n")
-    rows = [r for r in rows if r["policy"] in args.policies and r["seed"] in args.seeds]
+    rows = [r for r in current(rows, keys) if r["policy"] in args.policies and r["seed"] in args.seeds]
     if not rows:
         sys.exit("no finished cases")
     md, png = results / "grpo_teachers.md", results / "grpo_teachers.png"

@@ -14,8 +14,12 @@ logged to MLflow like any `teachgym run`. For each policy the report gives:
   uniform; seeds where it never gets there are counted and left out of its interval).
 
 Finished cases are appended to `benchmarks/results/teaching_efficiency_<student>.jsonl` (whole
-learning curves), so the report can be rebuilt without re-running (`--report-only`); an interrupted
-benchmark resumes through its sweep (`<work-dir>/sweep-teaching-efficiency-<student>`). Writes
+learning curves), so the report can be rebuilt without re-running (`--report-only`). Each row carries
+`teachgym bench`'s provenance key (the resolved config, the policy's and env's sources, a hash of the
+code that decides the numbers, the packages, the hardware, and the learned teacher's model file): a
+cached row is reused only under the same key, the report pairs only rows of the current keys (a file
+of rows written before keys existed is reported as it is), and each row records its commit; an interrupted
+benchmark resumes through its sweep (`<work-dir>/sweep-teaching-efficiency-<student>-<keys>`). Writes
 `teaching_efficiency_<student>.md` and `.png` there, and logs both to a `summary` run in the MLflow
 experiment `teachgym-benchmark/teaching-efficiency-<student>`.
 
@@ -78,6 +82,44 @@ def label(student: str, config: str | Path) -> str:
     return student if Path(config).resolve() == CONFIG else f"{student}-{Path(config).stem}"
 
 
+def overrides_for(student: str, args: argparse.Namespace) -> list[str]:
+    """The overrides every case of this benchmark gets (the policy and seed are the sweep's axes)."""
+    name = label(student, args.config)
+    out = [*STUDENTS[student], "loop.save_student=false", f"loop.output_dir={args.work_dir}",
+           f"tracking.experiment=teachgym-benchmark/teaching-efficiency-{name}", *args.extra]
+    return out + ([f"tracking.tracking_uri={args.tracking_uri}"] if args.tracking_uri else [])
+
+
+def policy_section(policy: str, args: argparse.Namespace) -> dict:
+    return {"name": policy, "path": args.learned} if policy == "learned" else {"name": policy}
+
+
+def case_keys(student: str, policies: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Each policy's provenance (``teachgym.bench``'s key) for this benchmark's cases, seed aside."""
+    from teachgym.bench import provenance
+    from teachgym.config import load_config
+
+    config = load_config(args.config, overrides_for(student, args)).model_dump(mode="json")
+    config.pop("tracking")  # where it is logged decides nothing
+    config.pop("sweep", None)
+    config["loop"].pop("output_dir")
+    config["loop"].pop("seed")
+    out = {}
+    for p in policies:
+        section, files = policy_section(p, args), []
+        if "path" in section:  # the model file's bytes are keyed, not where this machine keeps it
+            files = [Path(section.pop("path"))] if Path(args.learned).exists() else []
+        out[p] = provenance({**config, "policy": section}, p, ROOT, student == "simulated", files)
+    return out
+
+
+def current(rows: list[dict], keys: dict[str, dict]) -> list[dict]:
+    """The rows of the current keys; a file of rows written before keys existed, as it is."""
+    if not any("provenance" in r for r in rows):
+        return rows
+    return [r for r in rows if r.get("provenance", {}).get("key") == keys.get(r["policy"], {}).get("key")]
+
+
 def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
     """Run policies x seeds as one sweep (the package's case runner) and return one row per finished case."""
     from teachgym.console import Display
@@ -85,13 +127,13 @@ def run_cases(student: str, policies: list[str], seeds: list[int], args: argpars
 
     extra = " ".join(args.extra)
     name = label(student, args.config)
-    overrides = [*STUDENTS[student], "loop.save_student=false", f"loop.output_dir={args.work_dir}",
-                 f"tracking.experiment=teachgym-benchmark/teaching-efficiency-{name}", *args.extra]
-    if args.tracking_uri:
-        overrides.append(f"tracking.tracking_uri={args.tracking_uri}")
-    grid = {"policy": [{"name": p, "path": args.learned} if p == "learned" else {"name": p} for p in policies],
-            "loop.seed": [str(s) for s in seeds]}
-    sweep = f"teaching-efficiency-{name}" + (f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else "")
+    overrides = overrides_for(student, args)
+    grid = {"policy": [policy_section(p, args) for p in policies], "loop.seed": [str(s) for s in seeds]}
+    keys = case_keys(student, policies, args)
+    # The sweep's folder remembers finished trials: it is named by the cases' keys, so a changed key reruns.
+    keyed = hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]
+    sweep = f"teaching-efficiency-{name}" + (f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else "") \
+        + f"-{keyed}"
     plan = plan_sweep(args.config, overrides, grid=grid, name=sweep, max_concurrent=args.max_concurrent)
     result = run_sweep(plan, sequential=args.sequential, on_event=Display())
     for r in result.failed:
@@ -104,7 +146,7 @@ def run_cases(student: str, policies: list[str], seeds: list[int], args: argpars
         "student": student, "policy": r.trial.policy, "seed": r.trial.seed, "extra": extra, "budget": budget,
         "examples": r.row["examples"], "acc_mean": r.row["acc_mean"], "acc_min": r.row["acc_min"],
         "final_acc": r.row["final_acc"], "wall_s": r.row["wall_s"], "run_id": r.row.get("run_id"),
-        "commit": git_commit(), "environment": env,
+        "commit": git_commit(), "environment": env, "provenance": keys[r.trial.policy],
     } for r in result.finished]
 
 
@@ -263,9 +305,10 @@ def main() -> None:
         extra = " ".join(args.extra)
         rows = [] if args.fresh or not cache.exists() else [
             json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if r["extra"] == extra]
+        keys = case_keys(student, policies, args)
+        rows = current([r for r in rows if r["extra"] == extra], keys)
         if not args.report_only:
-            done = {(r["policy"], r["seed"]) for r in rows}
+            done = {(r["policy"], r["seed"]) for r in rows if "provenance" in r}  # a row without a key reruns
             todo = [(p, s) for p in policies for s in args.seeds if (p, s) not in done]
             if "learned" in policies and not Path(args.learned).exists():
                 print(f"skipping 'learned': no model at {args.learned} (benchmarks/train_learned_teacher.py makes one)",
@@ -289,7 +332,7 @@ def main() -> None:
                     rows.append(row)
                     with cache.open("a") as f:
                         f.write(json.dumps(row) + "\n")
-        rows = [r for r in rows if r["policy"] in policies and r["seed"] in args.seeds]
+        rows = [r for r in current(rows, keys) if r["policy"] in policies and r["seed"] in args.seeds]
         if not rows:
             continue
         stats = summarize(rows)

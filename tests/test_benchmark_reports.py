@@ -15,7 +15,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     yield lambda name: importlib.import_module(name)
-    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state"):
+    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state", "bench_readme"):
         sys.modules.pop(name, None)
 
 
@@ -60,3 +60,10 @@ def test_bench_reports_match_their_results(kind):
     text = report(rows, load_challenges(ROOT / "configs" / "bench", names), results, kind == "simulated",
                   index["command"])
     assert (results / f"{kind}.md").read_text() == text
+
+
+def test_the_readme_leaderboard_is_what_the_bench_results_make(benchmarks):
+    readme = benchmarks("bench_readme")
+    text = (ROOT / "README.md").read_text()
+    assert readme.current(text) == readme.block()
+    assert "| learnability |" in readme.block()  # every built-in has its row, not only the anchors

@@ -92,6 +92,14 @@ def test_teaching_efficiency_on_the_simulated_student(tmp_path, mlflow_store):
     md = (tmp_path / "teaching_efficiency_simulated.md").read_text()
     assert "**Caution: these rows come from 2 environments**" in md and "not recorded: uniform" in md
 
+    # A row of another key (another code, config, package or machine) is never reused: that case runs again.
+    assert len({r["provenance"]["key"] for r in old}) == 2 and all(r["provenance"]["commit"] for r in old)
+    old[0]["provenance"]["key"] = "0" * 16
+    (tmp_path / "teaching_efficiency_simulated.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    rerun = subprocess.run(cmd + ["--no-mlflow-summary"], capture_output=True, text=True,
+                           env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store})
+    assert rerun.returncode == 0 and "1 cases to run, 3 cached" in rerun.stderr, rerun.stderr[-2000:]
+
 
 def test_teaching_efficiency_on_another_config(tmp_path, mlflow_store):
     """--config: the cases run that config, and its stem names the files and the experiment."""

@@ -115,9 +115,14 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
 
 def policy_source(policy: str) -> str:
     """A hash of the policy's source file (a built-in or ``module:Class``), so an edited teacher reruns."""
+    return component_source("policies", policy)
+
+
+def component_source(kind: str, name: str) -> str:
+    """A hash of the source file of a registered component (``policies`` or ``envs``; a built-in or ``module:attr``)."""
     from teachgym.registry import resolve
 
-    target = resolve("policies", policy)
+    target = resolve(kind, name)
     try:
         text = inspect.getsource(sys.modules[target.__module__])
     except (OSError, TypeError, KeyError):
@@ -159,12 +164,20 @@ def code_hash(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool) -> dict[str, Any]:
-    """The case's key (config, policy source, code, packages, hardware) and, beside it, commit and dirty flag."""
+def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
+               files: Sequence[Path] = ()) -> dict[str, Any]:
+    """The case's key and, beside it, the commit and dirty flag.
+
+    The key covers the resolved config, the policy's and the env's sources, the :data:`DECIDING` code, the
+    packages and the hardware, and the bytes of ``files`` (model files the config names, e.g. a learned
+    teacher's).
+    """
     hardware = found = machine(gpu=not simulated)
     if simulated:  # numpy arithmetic on any machine: the packages decide, not the CPU
         hardware = {"packages": {"numpy": hardware["packages"]["numpy"]}}
-    keyed = {"config": config, "policy": policy_source(policy), "code": code_hash(root), **hardware}
+    keyed = {"config": config, "policy": policy_source(policy), "code": code_hash(root),
+             "env": component_source("envs", config["env"]["name"]),
+             "files": [hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files], **hardware}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     commit, dirty = _git(root)
     return {"key": key, "code": keyed["code"], "policy_source": keyed["policy"], "commit": commit, "dirty": dirty,
