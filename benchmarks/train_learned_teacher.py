@@ -16,7 +16,10 @@ Domain randomisation on a fitted simulator (`teachgym calibrate ... --out calibr
 the calibrated student with its parameters redrawn every episode around the fit, and compare there:
 
     python benchmarks/train_learned_teacher.py --student-config calibrated.yaml \
-        --randomize difficulty=0.5 transfer=0.5 half_life=0.5 onset=0.5 gate=0.2 --out dr.zip
+        --randomize difficulty=0.5 half_life=0.5 onset=0.3 gate=0.2 ceiling=0.05 --timesteps 150000 --out dr.zip
+
+(the arguments of `benchmarks/results/learned_teacher_dr.zip`; docs/developing-teachers.md says which of
+its steps can be repeated).
 
 Needs `pip install 'teachgym[rl]'`.
 """
