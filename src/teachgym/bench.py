@@ -224,7 +224,7 @@ def run_bench(
                 runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
                 plan = plan_sweep(runnable, grid={"loop.seed": [str(s) for s in missing]},
                                   name=f"bench-{ch.name}-{policy.replace(':', '.')}-{prov['key']}")
-                result = run_sweep(plan, sequential=sequential)
+                result = run_sweep(plan, sequential=sequential, plot=False)
                 for r in result.results:
                     row = _row(ch, policy, r.trial.seed, r.status, r.row, learnable, prov, simulated)
                     if row["status"] == "finished":

@@ -41,14 +41,15 @@ def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0
     return {"markdown": md, "curves": curves, "grouped_rows": grouped_rows, "paired_rows": rows}
 
 
-def write_summary(plan: SweepPlan, summary: Mapping[str, Any]) -> None:
+def write_summary(plan: SweepPlan, summary: Mapping[str, Any], curves_png: bool = True) -> None:
     from teachgym.compare import plot, render, render_paired
 
     d = plan.directory
     (d / "summary.md").write_text(summary["markdown"])
     if summary["curves"]:
         (d / "summary.csv").write_text(render(summary["grouped_rows"], "csv", 0.5, grouped=True))
-        plot(summary["curves"], str(d / "curves.png"))
+        if curves_png:
+            plot(summary["curves"], str(d / "curves.png"))
     if summary["paired_rows"]:
         (d / "paired.csv").write_text(render_paired(summary["paired_rows"], "csv"))
 

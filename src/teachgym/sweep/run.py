@@ -69,6 +69,7 @@ def run_sweep(
     plan: SweepPlan,
     sequential: bool = False,
     on_event: Callable[..., None] | None = None,
+    plot: bool = True,
 ) -> SweepResult:
     """Run every trial of ``plan`` not finished yet (on Ray, or one by one here), then compare them.
 
@@ -77,6 +78,8 @@ def run_sweep(
         sequential: Run the trials one after another in this process (no Ray).
         on_event: Called as ``on_event(kind, **info)`` for ``start``, ``round``, ``end`` and ``status``
             (the CLI's live display; see :class:`Display`).
+        plot: Draw the sweep's ``curves.png`` (the bench, which draws its own report, runs many small
+            sweeps and skips it).
 
     Returns:
         Every trial's result (finished ones of earlier runs included), the sweep run and the summary.
@@ -153,7 +156,7 @@ def run_sweep(
                     run.end("FAILED")
                 raise
             summary = summarize(plan, [results[t.key] for t in plan.trials if t.key in results])
-            write_summary(plan, summary)
+            write_summary(plan, summary, plot)
             if run:
                 failed = any(r.status != "finished" for r in results.values()) or len(results) < len(plan.trials)
                 run.finish(summary, "KILLED" if interrupted else "FAILED" if failed else "FINISHED")
