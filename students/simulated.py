@@ -156,23 +156,10 @@ class SimulatedStudent:
         self._prereq_lists = [[int(j) for j in np.flatnonzero(row)] for row in is_prereq]
         self._difficulty_list = diff.tolist()
 
-        init = np.zeros(k)
-        if isinstance(initial, Mapping):
-            _known(initial, names, "initial")
-            for s, v in initial.items():
-                init[idx[s]] = float(v)
-        else:
-            init[:] = float(initial)
-        self._initial = np.clip(init, 0.0, self.ceiling)
+        self._initial = np.clip(_per_skill(initial, names, "initial"), 0.0, self.ceiling)
         self.competence = self._initial.copy()
 
-        plat = np.zeros(k)
-        if isinstance(plateau, Mapping):
-            _known(plateau, names, "plateau")
-            for s, v in plateau.items():
-                plat[idx[s]] = float(v)
-        else:
-            plat[:] = float(plateau)
+        plat = _per_skill(plateau, names, "plateau")
         if (plat < 0).any():
             raise ValueError("every plateau must be >= 0")
         self._plateau = plat.tolist()
@@ -415,6 +402,17 @@ class SimulatedStudent:
         self.version = int(state["version"])
         self._rng.bit_generator.state = state["rng"]
         self._draws = None if state["draws"] is None else np.asarray(state["draws"])
+
+
+def _per_skill(value: float | Mapping[str, float], names: Sequence[str], what: str) -> np.ndarray:
+    """A value per skill (skill order) from one number for all, or ``{skill: value}`` (the rest 0)."""
+    if not isinstance(value, Mapping):
+        return np.full(len(names), float(value))
+    _known(value, names, what)
+    out = np.zeros(len(names))
+    for s, v in value.items():
+        out[names.index(s)] = float(v)
+    return out
 
 
 def _known(mapping: Mapping[str, Any], names: Sequence[str], what: str) -> None:
