@@ -24,7 +24,6 @@ reported only with rows of the current keys (a file from before keys existed is 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -36,7 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "arithmetic_grpo.yaml"
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from teaching_efficiency import current, curves, git_commit  # noqa: E402  (the same rows, the same paired table)
+from teaching_efficiency import current, curves, git_commit, keyed_name, keys_for  # noqa: E402  (the same rows, the same paired table, the same keys)
 
 
 def rollout_curves(client, run_id: str, skills: list[str]) -> dict[str, list[float]]:
@@ -64,19 +63,11 @@ def overrides_for(args: argparse.Namespace) -> list[str]:
 
 def case_keys(policies: list[str], args: argparse.Namespace) -> dict[str, dict]:
     """Each policy's provenance (``teachgym.bench``'s key) for this benchmark's cases, seed aside."""
-    from teachgym.bench import provenance
-    from teachgym.config import load_config
-
-    config = load_config(CONFIG, overrides_for(args)).model_dump(mode="json")
-    config.pop("tracking")
-    config.pop("sweep", None)
-    config["loop"].pop("output_dir")
-    config["loop"].pop("seed")
-    return {p: provenance({**config, "policy": {"name": p}}, p, ROOT, simulated=False) for p in policies}
+    return keys_for(CONFIG, overrides_for(args), {p: {"name": p} for p in policies}, simulated=False)
 
 
-def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
-    """Run policies x seeds as one sweep (the package's case runner); one row per finished case."""
+def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace, keys: dict[str, dict]) -> list[dict]:
+    """Run policies x seeds as one sweep (the package's case runner); one row per finished case, with its key."""
     import mlflow
 
     from teachgym.console import Display
@@ -85,9 +76,8 @@ def run_cases(policies: list[str], seeds: list[int], args: argparse.Namespace) -
 
     overrides = overrides_for(args)
     grid = {"policy.name": policies, "loop.seed": [str(s) for s in seeds]}
-    keys = case_keys(policies, args)
-    keyed = hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]  # a new key reruns
-    plan = plan_sweep(CONFIG, overrides, grid=grid, name=f"{args.name}-{keyed}", max_concurrent=args.max_concurrent)
+    plan = plan_sweep(CONFIG, overrides, grid=grid, name=f"{args.name}-{keyed_name(keys, policies)}",
+                      max_concurrent=args.max_concurrent)
     result = run_sweep(plan, sequential=args.sequential, on_event=Display())
     for r in result.failed:
         print(f"case {r.trial.name} failed: {r.error}", file=sys.stderr)
@@ -188,7 +178,7 @@ def main() -> None:
     if not args.report_only:
         done = {(r["policy"], r["seed"]) for r in rows if "provenance" in r}  # a row without a key reruns
         if any((p, s) not in done for p in args.policies for s in args.seeds):
-            for row in run_cases(args.policies, args.seeds, args):
+            for row in run_cases(args.policies, args.seeds, args, keys):
                 if (row["policy"], row["seed"]) not in done:
                     rows.append(row)
                     with cache.open("a") as f:

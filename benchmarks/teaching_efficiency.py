@@ -96,21 +96,36 @@ def policy_section(policy: str, args: argparse.Namespace) -> dict:
 
 def case_keys(student: str, policies: list[str], args: argparse.Namespace) -> dict[str, dict]:
     """Each policy's provenance (``teachgym.bench``'s key) for this benchmark's cases, seed aside."""
+    sections = {p: policy_section(p, args) for p in policies}
+    return keys_for(args.config, overrides_for(student, args), sections, student == "simulated")
+
+
+def keys_for(config: str | Path, overrides: list[str], sections: dict[str, dict], simulated: bool) -> dict[str, dict]:
+    """Each policy's provenance for a benchmark's cases of ``config`` with ``overrides``, seed aside.
+
+    Where a case is logged and run decides nothing, so it is left out; a policy section's ``path`` (a model
+    file) is keyed by the file's bytes, not by where this machine keeps it.
+    """
     from teachgym.bench import provenance
     from teachgym.config import load_config
 
-    config = load_config(args.config, overrides_for(student, args)).model_dump(mode="json")
-    config.pop("tracking")  # where it is logged decides nothing
-    config.pop("sweep", None)
-    config["loop"].pop("output_dir")
-    config["loop"].pop("seed")
+    resolved = load_config(config, overrides).model_dump(mode="json")
+    resolved.pop("tracking")
+    resolved.pop("sweep", None)
+    resolved["loop"].pop("output_dir")
+    resolved["loop"].pop("seed")
     out = {}
-    for p in policies:
-        section, files = policy_section(p, args), []
-        if "path" in section:  # the model file's bytes are keyed, not where this machine keeps it
-            files = [Path(section.pop("path"))] if Path(args.learned).exists() else []
-        out[p] = provenance({**config, "policy": section}, p, ROOT, student == "simulated", files)
+    for p, section in sections.items():
+        section = dict(section)
+        path = section.pop("path", None)
+        files = [Path(path)] if path and Path(path).exists() else []
+        out[p] = provenance({**resolved, "policy": section}, p, ROOT, simulated, files)
     return out
+
+
+def keyed_name(keys: dict[str, dict], policies: list[str]) -> str:
+    """A sweep folder remembers its finished trials: a suffix from its cases' keys makes a changed key rerun."""
+    return hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]
 
 
 def current(rows: list[dict], keys: dict[str, dict]) -> list[dict]:
@@ -120,8 +135,12 @@ def current(rows: list[dict], keys: dict[str, dict]) -> list[dict]:
     return [r for r in rows if r.get("provenance", {}).get("key") == keys.get(r["policy"], {}).get("key")]
 
 
-def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace) -> list[dict]:
-    """Run policies x seeds as one sweep (the package's case runner) and return one row per finished case."""
+def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace,
+              keys: dict[str, dict]) -> list[dict]:
+    """Run policies x seeds as one sweep (the package's case runner) and return one row per finished case.
+
+    ``keys`` holds each policy's provenance (:func:`case_keys`); the rows carry it.
+    """
     from teachgym.console import Display
     from teachgym.sweep import plan_sweep, run_sweep
 
@@ -129,11 +148,8 @@ def run_cases(student: str, policies: list[str], seeds: list[int], args: argpars
     name = label(student, args.config)
     overrides = overrides_for(student, args)
     grid = {"policy": [policy_section(p, args) for p in policies], "loop.seed": [str(s) for s in seeds]}
-    keys = case_keys(student, policies, args)
-    # The sweep's folder remembers finished trials: it is named by the cases' keys, so a changed key reruns.
-    keyed = hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]
     sweep = f"teaching-efficiency-{name}" + (f"-{hashlib.sha1(extra.encode()).hexdigest()[:6]}" if extra else "") \
-        + f"-{keyed}"
+        + f"-{keyed_name(keys, policies)}"
     plan = plan_sweep(args.config, overrides, grid=grid, name=sweep, max_concurrent=args.max_concurrent)
     result = run_sweep(plan, sequential=args.sequential, on_event=Display())
     for r in result.failed:
@@ -321,7 +337,7 @@ def main() -> None:
                 todo_policies = list(dict.fromkeys(p for p, _ in todo))
                 todo_seeds = sorted({s for _, s in todo})
                 try:
-                    new = run_cases(student, todo_policies, todo_seeds, args)
+                    new = run_cases(student, todo_policies, todo_seeds, args, keys)
                 except KeyboardInterrupt:  # Ctrl-C or a signal: the sweep stopped its trials cleanly
                     print(f"interrupted: the sweep in {args.work_dir} keeps the finished cases and each stopped "
                           "one's last round; run the same command again to resume", file=sys.stderr)
