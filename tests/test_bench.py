@@ -95,6 +95,19 @@ def test_the_leaderboard_statistics_by_hand():
     assert agree["tau"] == pytest.approx(2 / 3)
 
 
+def test_a_teacher_with_rows_on_some_challenges_says_its_iqm_covers_fewer():
+    from teachgym.bench_report import markdown, readme_block
+
+    rows = _rows({"x": {"uniform": [0.2, 0.3, 0.4], "oracle": [0.6, 0.7, 0.8], "t": [0.4, 0.5, 0.6]},
+                  "y": {"uniform": [0.1, 0.1, 0.2], "oracle": [0.6, 0.7, 0.7]}})
+    board = {r["policy"]: r for r in leaderboard(rows)}
+    assert board["t"]["in_iqm"] == ["x"] and board["oracle"]["in_iqm"] == ["x", "y"]
+    assert "fewer of the 2 challenges that meet the target (no rows on the others yet): t (x)." in \
+        markdown(rows, {}, "footer")
+    block = readme_block({"lm": rows})
+    assert "| t | +0.50 [+0.50, +0.50] (1 of 2) |" in block and "| oracle | +0.98 [+0.97, +1.06] |" in block
+
+
 def test_challenges_load_and_a_wrong_name_suggests_the_near_one():
     names = [c.name for c in load_challenges(ROOT / "configs" / "bench")]
     assert "unlearnable" in names
@@ -149,6 +162,16 @@ def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
     assert all({"challenge", "policy", "seed", "score", "normalised"} <= set(r) for r in rows)
     assert (tmp_path / "r" / "simulated.md").read_text().startswith("## teachgym bench: simulated")
     assert (tmp_path / "r" / "simulated_profile.png").stat().st_size > 5000
+    # --cached runs nothing: mastered has no rows, so only unlearnable's cases are reported
+    cached = subprocess.run([TEACHGYM, "bench", "--cached", "--simulated", "--challenges", "unlearnable,mastered",
+                             "--no-mlflow", "--results", str(tmp_path / "r"), "--work", str(tmp_path / "w2")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert cached.returncode == 0, cached.stderr[-2000:]
+    assert not (tmp_path / "w2").exists()
+    report = (tmp_path / "r" / "simulated.md").read_text()
+    assert "| unlearnable |" in report and "| mastered |" not in report and "--cached" in report
+    index = json.loads((tmp_path / "r" / "simulated.json").read_text())
+    assert len(index["cases"]) == 4
     bad = subprocess.run([TEACHGYM, "bench", "--challenges", "nope"], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "no challenge 'nope'" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -201,11 +201,13 @@ def run_bench(
     sequential: bool = False,
     tracking: bool = True,
     on_case: Callable[[dict[str, Any]], None] | None = None,
+    run: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
 
     The anchors (:data:`ANCHORS`) are always run. Rows are written to ``results/<lm|simulated>.jsonl``
     as each sweep ends; rows of other keys stay in the file (another machine's, another commit's).
+    ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
     """
     from teachgym.sweep import plan_sweep, run_sweep
 
@@ -220,7 +222,7 @@ def run_bench(
             prov = provenance(config, policy, root, simulated)
             have = {r["seed"]: r for r in stored if r["provenance"]["key"] == prov["key"]}
             missing = [s for s in seeds if s not in have]
-            if missing:
+            if missing and run:
                 runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
                 plan = plan_sweep(runnable, grid={"loop.seed": [str(s) for s in missing]},
                                   name=f"bench-{ch.name}-{policy.replace(':', '.')}-{prov['key']}")
@@ -305,8 +307,12 @@ def default_policies() -> list[str]:
 
 def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
                   fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
-                  command: str) -> int:
-    """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows)."""
+                  command: str, cached: bool = False) -> int:
+    """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows).
+
+    ``cached``: run nothing, and report the cases of the current keys already in the results file (a
+    leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they ran).
+    """
     from teachgym import bench_report
     from teachgym.registry import resolve
 
@@ -324,7 +330,7 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
         say(f"  {row['challenge']:<14} {row['policy']:<22} seed {row['seed']}  {what}", flush=True)
 
     rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
-                     sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress)
+                     sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached)
     kind = "simulated" if simulated else "lm"
     cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
     failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}

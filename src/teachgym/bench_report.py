@@ -119,7 +119,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             per[ch] = {"mean": mean / room[ch], "low": lo / room[ch], "high": hi / room[ch], "n": len(t)}
         loses = [ch for ch, v in per.items() if v["high"] < 0]
         out.append({"policy": policy, "iqm": point, "low": low, "high": high, "challenges": per,
-                    "loses_to_uniform": loses})
+                    "loses_to_uniform": loses, "in_iqm": sorted(set(by_ch) & met)})
     return sorted(out, key=lambda r: (-r["iqm"] if not math.isnan(r["iqm"]) else math.inf, r["policy"]))
 
 
@@ -178,6 +178,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
             format_interval(r["iqm"], r["low"], r["high"], digits=2)
         lines.append(f"| {r['policy']} | {aggregate} | "
                      + " | ".join(cells) + " |")
+    partial = [(r["policy"], r["in_iqm"]) for r in board if r["policy"] not in ("uniform", "oracle")
+               and 0 < len(r["in_iqm"]) < len(met)]
+    if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
+        lines += ["", f"IQM over fewer of the {len(met)} challenges that meet the target (no rows on the others yet): "
+                  + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
     losing = [(r["policy"], ch) for r in board for ch in r["loses_to_uniform"]]
     if losing:
         lines += ["", "Clearly below uniform (the whole interval under 0): "
@@ -186,6 +191,17 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
     if failed:
         lines += ["", "Failed cases (not in the table): " + "; ".join(
             f"{r['policy']} on {r['challenge']} seed {r['seed']}: {str(r.get('error', ''))[:120]}" for r in failed)]
+    walls: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.get("status") == "finished" and r.get("wall_s") is not None:
+            walls[r["challenge"]].append(float(r["wall_s"]))
+    if walls:  # what one more teacher costs, from the cases' own times (the anchors and built-ins are cached)
+        seeds = len({r["seed"] for r in rows if r.get("policy") == "uniform"}) or 1
+        per = {ch: float(np.mean(v)) for ch, v in sorted(walls.items())}
+        total = sum(per.values()) * seeds
+        lines += ["", "Mean time of a case: " + ", ".join(f"{ch} {t:.1f} s" for ch, t in per.items())
+                  + f". One more teacher on all of them, {seeds} seeds, one case at a time: about "
+                  + (f"{total / 60:.0f} min" if total >= 120 else f"{total:.0f} s") + " on the machine of the rows."]
     if other is not None:
         agree = rank_agreement(board, leaderboard(other))
         tau = "n/a (fewer than 3 policies in both)" if agree["tau"] is None else \
@@ -232,6 +248,7 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None]) -> st
     ranked = {k: leaderboard(boards[k] or []) for k in kinds}  # the bootstrap is the costly part: once per kind
     rooms = {k: sorted(headroom(boards[k] or []), key=lambda h: h["challenge"]) for k in kinds}
     tables = {k: {r["policy"]: r for r in ranked[k]} for k in kinds}
+    met = {k: sum(h["met"] for h in rooms[k]) for k in kinds}
     lines = [README_BEGIN, "",
              "| policy | " + " | ".join(f"{names.get(k, k)}: IQM [95% CI]" for k in kinds) + " |",
              "|---|" + "---|" * len(kinds)]
@@ -242,7 +259,8 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None]) -> st
         for k in kinds:
             r = tables[k].get(policy)
             cells.append("—" if r is None or math.isnan(r["iqm"]) else
-                         format_interval(r["iqm"], r["low"], r["high"], digits=2))
+                         format_interval(r["iqm"], r["low"], r["high"], digits=2)
+                         + ("" if len(r["in_iqm"]) == met[k] else f" ({len(r['in_iqm'])} of {met[k]})"))
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
     lines.append("")
     for k in kinds:
@@ -250,4 +268,7 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None]) -> st
                            for h in rooms[k])
         lines.append(f"* {names.get(k, k)}: {sum(h['met'] for h in rooms[k])} challenge(s) meet the headroom target "
                      f"(oracle − uniform: {listed}); `benchmarks/results/bench/{k}.md` has every column.")
+    if any(len(r["in_iqm"]) < met[k] for k in kinds for r in ranked[k] if not math.isnan(r["iqm"])):
+        lines.append("* (k of n): that IQM is over the k challenges with rows for that teacher, of the n that meet "
+                     "the target.")
     return "\n".join([*lines, "", README_END])

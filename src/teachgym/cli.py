@@ -306,7 +306,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 0
         command = shlex.join(["teachgym", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "teachgym bench"
         return bench_command(args.policies, args.challenges, args.seeds, args.simulated, args.format, args.dir,
-                             args.results, args.work, args.sequential, not args.no_mlflow, command)
+                             args.results, args.work, args.sequential, not args.no_mlflow, command, args.cached)
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -474,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_b.add_argument("--work", default="outputs/bench", help="the cases' run folders")
     p_b.add_argument("--sequential", action="store_true", help="run the cases one by one in this process (no Ray)")
     p_b.add_argument("--no-mlflow", action="store_true", help="do not log the cases to MLflow")
+    p_b.add_argument("--cached", action="store_true", help="run nothing: report the cases of the current keys already "
+                     "in the results file (teachers without rows are left out)")
     p_b.set_defaults(func=cmd_bench)
     p_ui = sub.add_parser("ui", help="start the MLflow UI on the project's store (127.0.0.1) and print its URL")
     p_ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
