@@ -48,7 +48,7 @@ def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[list[float]
 def headroom(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per challenge: uniform's and the oracle's mean score, and oracle − uniform paired by seed [95% CI]."""
     out = []
-    for ch, by_policy in _scores(rows).items():
+    for ch, by_policy in sorted(_scores(rows).items()):  # by name: the same report whatever order the rows came in
         o, u = _paired(by_policy.get("oracle", {}), by_policy.get("uniform", {}))
         if len(o) < 2:
             continue
@@ -83,7 +83,7 @@ def iqm(values: Sequence[float]) -> float:
 
 def stratified_iqm(by_challenge: Mapping[str, Sequence[float]], seed: int = 0) -> tuple[float, float, float]:
     """IQM over every run, and its 95% stratified-bootstrap interval (seeds resampled within each challenge)."""
-    groups = [np.asarray(v, dtype=float) for v in by_challenge.values() if len(v)]
+    groups = [np.asarray(by_challenge[ch], dtype=float) for ch in sorted(by_challenge) if len(by_challenge[ch])]
     point = iqm(np.concatenate(groups)) if groups else float("nan")
     if not groups:
         return point, point, point
@@ -110,7 +110,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             by_ch[r["challenge"]].append(r["normalised"])
         point, low, high = stratified_iqm({ch: v for ch, v in by_ch.items() if ch in met})
         per = {}
-        for ch, values in by_ch.items():
+        for ch, values in sorted(by_ch.items()):
             t, u = _paired(scores[ch][policy], scores[ch]["uniform"])
             if policy == "uniform" or len(t) < 2:
                 per[ch] = {"mean": float(np.mean(values)), "low": float("nan"), "high": float("nan"), "n": len(t)}
@@ -197,9 +197,9 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
             walls[r["challenge"]].append(float(r["wall_s"]))
     if walls:  # what one more teacher costs, from the cases' own times (the anchors and built-ins are cached)
         seeds = len({r["seed"] for r in rows if r.get("policy") == "uniform"}) or 1
-        per = {ch: float(np.mean(v)) for ch, v in sorted(walls.items())}
+        per = {ch: float(np.median(v)) for ch, v in sorted(walls.items())}  # a teacher that probes is an outlier
         total = sum(per.values()) * seeds
-        lines += ["", "Mean time of a case: " + ", ".join(f"{ch} {t:.1f} s" for ch, t in per.items())
+        lines += ["", "Median time of a case: " + ", ".join(f"{ch} {t:.1f} s" for ch, t in per.items())
                   + f". One more teacher on all of them, {seeds} seeds, one case at a time: about "
                   + (f"{total / 60:.0f} min" if total >= 120 else f"{total:.0f} s") + " on the machine of the rows."]
     if other is not None:
