@@ -108,7 +108,8 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         by_ch: dict[str, list[float]] = defaultdict(list)
         for r in mine:
             by_ch[r["challenge"]].append(r["normalised"])
-        point, low, high = stratified_iqm({ch: v for ch, v in by_ch.items() if ch in met})
+        in_iqm = sorted(set(by_ch) & met)
+        point, low, high = stratified_iqm({ch: by_ch[ch] for ch in in_iqm})
         per = {}
         for ch, values in sorted(by_ch.items()):
             t, u = _paired(scores[ch][policy], scores[ch]["uniform"])
@@ -119,7 +120,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             per[ch] = {"mean": mean / room[ch], "low": lo / room[ch], "high": hi / room[ch], "n": len(t)}
         loses = [ch for ch, v in per.items() if v["high"] < 0]
         out.append({"policy": policy, "iqm": point, "low": low, "high": high, "challenges": per,
-                    "loses_to_uniform": loses, "in_iqm": sorted(set(by_ch) & met)})
+                    "loses_to_uniform": loses, "in_iqm": in_iqm})
     return sorted(out, key=lambda r: (-r["iqm"] if not math.isnan(r["iqm"]) else math.inf, r["policy"]))
 
 
@@ -246,7 +247,7 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None]) -> st
     kinds = [k for k, rows in boards.items() if rows]
     names = {"simulated": "simulated twins", "lm": "LM student"}
     ranked = {k: leaderboard(boards[k] or []) for k in kinds}  # the bootstrap is the costly part: once per kind
-    rooms = {k: sorted(headroom(boards[k] or []), key=lambda h: h["challenge"]) for k in kinds}
+    rooms = {k: headroom(boards[k] or []) for k in kinds}  # by challenge name
     tables = {k: {r["policy"]: r for r in ranked[k]} for k in kinds}
     met = {k: sum(h["met"] for h in rooms[k]) for k in kinds}
     lines = [README_BEGIN, "",
@@ -266,7 +267,7 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None]) -> st
     for k in kinds:
         listed = ", ".join(f"{h['challenge']} {h['headroom']:+.2f}" + ("" if h["met"] else " (missed)")
                            for h in rooms[k])
-        lines.append(f"* {names.get(k, k)}: {sum(h['met'] for h in rooms[k])} challenge(s) meet the headroom target "
+        lines.append(f"* {names.get(k, k)}: {met[k]} challenge(s) meet the headroom target "
                      f"(oracle − uniform: {listed}); `benchmarks/results/bench/{k}.md` has every column.")
     if any(len(r["in_iqm"]) < met[k] for k in kinds for r in ranked[k] if not math.isnan(r["iqm"])):
         lines.append("* (k of n): that IQM is over the k challenges with rows for that teacher, of the n that meet "
