@@ -39,8 +39,11 @@ DECIDING = ("envs/bench.py", "envs/_generated.py", "students/hf.py", "students/g
             "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py", "src/teachgym/runner.py")
 #: Policies every leaderboard has: the normalised score is (policy - uniform) / (oracle - uniform).
 ANCHORS = ("uniform", "oracle")
-#: Built-ins that need what a bench cannot give them (a language-model server; a model trained for another env).
-NOT_BENCHED = {"llm-agent": "needs a language-model endpoint", "learned": "needs a teacher trained for this env"}
+#: Built-ins that need what a bench cannot give them (a language-model server).
+NOT_BENCHED = {"llm-agent": "needs a language-model endpoint"}
+#: Where the bench finds each challenge's ``learned`` teacher (``benchmarks/train_bench_teachers.py`` trains them
+#: on the simulated twins): ``<LEARNED_DIR>/<challenge>.zip``, relative to the repository root.
+LEARNED_DIR = "benchmarks/results/bench/learned"
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,15 @@ def load_challenges(directory: str | Path = "configs/bench", names: Sequence[str
 
 
 def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
-    """The config's ``policy:`` for ``policy``; the oracle gets the challenge's hidden structure."""
+    """The config's ``policy:`` for ``policy``; the oracle gets the challenge's hidden structure.
+
+    ``learned`` gets the model trained on this challenge's twin (a path under :data:`LEARNED_DIR`).
+    """
     if policy == "oracle":
         b = challenge.bench
         return {"name": "oracle", "noise": list(b.noise), "mastery": b.mastery, "replay": b.replay}
+    if policy == "learned":
+        return {"name": "learned", "path": f"{LEARNED_DIR}/{challenge.name}.zip"}
     return {"name": policy}
 
 
@@ -208,6 +216,8 @@ def run_bench(
     The anchors (:data:`ANCHORS`) are always run. Rows are written to ``results/<lm|simulated>.jsonl``
     as each sweep ends; rows of other keys stay in the file (another machine's, another commit's).
     ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
+    ``learned`` runs on the challenges that have a model under ``root`` / :data:`LEARNED_DIR` and is
+    skipped on the others (:func:`missing_learned` names them).
     """
     from teachgym.sweep import plan_sweep, run_sweep
 
@@ -219,11 +229,19 @@ def run_bench(
         learnable = ch.learnable
         for policy in wanted:
             config = case_config(ch, policy, simulated, tracking)
-            prov = provenance(config, policy, root, simulated)
+            files: list[Path] = []
+            runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
+            if policy == "learned":
+                model = root / config["policy"]["path"]
+                if not model.exists():
+                    continue
+                # The model's bytes and the observation/action code it was trained with decide its numbers.
+                files = [model, Path(__file__).with_name("gym.py")]
+                runnable["policy"] = {**config["policy"], "path": str(model)}  # any working directory
+            prov = provenance(config, policy, root, simulated, files)
             have = {r["seed"]: r for r in stored if r["provenance"]["key"] == prov["key"]}
             missing = [s for s in seeds if s not in have]
             if missing and run:
-                runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
                 plan = plan_sweep(runnable, grid={"loop.seed": [str(s) for s in missing]},
                                   name=f"bench-{ch.name}-{policy.replace(':', '.')}-{prov['key']}")
                 result = run_sweep(plan, sequential=sequential, plot=False)
@@ -298,6 +316,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def missing_learned(challenges: Sequence[Challenge], root: Path) -> list[str]:
+    """The challenges without a ``learned`` model under ``root`` / :data:`LEARNED_DIR` (the bench skips it there)."""
+    return [ch.name for ch in challenges if not (root / LEARNED_DIR / f"{ch.name}.zip").exists()]
+
+
 def default_policies() -> list[str]:
     """Every built-in teacher the bench can run (not the anchors, nor those in :data:`NOT_BENCHED`)."""
     from teachgym.registry import BUILTINS
@@ -329,6 +352,9 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
         what = f"{row['score']:.3f}" if row["status"] == "finished" else f"{row['status']}: {row.get('error', '')}"
         say(f"  {row['challenge']:<14} {row['policy']:<22} seed {row['seed']}  {what}", flush=True)
 
+    if "learned" in chosen and (untrained := missing_learned(challenges, root)):
+        say(f"learned: skipped on {', '.join(untrained)} (no model in {LEARNED_DIR}; train one: "
+            f"python benchmarks/train_bench_teachers.py {' '.join(untrained)})", flush=True)
     rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
                      sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached)
     kind = "simulated" if simulated else "lm"
