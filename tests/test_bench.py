@@ -108,6 +108,19 @@ def test_a_teacher_with_rows_on_some_challenges_says_its_iqm_covers_fewer():
     assert "| t | +0.50 [+0.50, +0.50] (1 of 2) |" in block and "| oracle | +0.98 [+0.97, +1.06] |" in block
 
 
+def test_a_challenge_without_headroom_reports_raw_differences_not_normalised_ones():
+    from teachgym.bench_report import markdown, without_headroom
+
+    rows = _rows({"x": {"uniform": [0.2, 0.3, 0.4], "oracle": [0.6, 0.7, 0.8], "t": [0.4, 0.5, 0.6]},
+                  "z": {"uniform": [0.9, 0.95, 1.0], "oracle": [0.9, 0.9, 0.95], "t": [0.7, 0.8, 0.8]}})
+    assert "z" not in leaderboard(rows)[0]["challenges"]  # no division by a headroom at or under 0
+    raw = without_headroom(rows)
+    assert list(raw) == ["z"] and raw["z"]["t"]["mean"] == pytest.approx(-0.55 / 3)
+    assert raw["z"]["t"]["high"] < 0 and raw["z"]["uniform"]["mean"] == 0
+    text = markdown(rows, {}, "footer")
+    assert "**z**: the oracle does not beat uniform" in text and "| t | 0.767 | -0.183 [" in text
+
+
 def test_challenges_load_and_a_wrong_name_suggests_the_near_one():
     names = [c.name for c in load_challenges(ROOT / "configs" / "bench")]
     assert "unlearnable" in names

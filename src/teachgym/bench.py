@@ -362,7 +362,8 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
     failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
               for r in rows if r["status"] != "finished"]
     (out / f"{kind}.json").write_text(json.dumps({"command": command, "cases": cases, "failed": failed,
-                                                  "leaderboard": bench_report.leaderboard(rows)},
+                                                  "leaderboard": bench_report.leaderboard(rows),
+                                                  "without_headroom": bench_report.without_headroom(rows)},
                                                  indent=1, default=str) + "\n")
     text = report(rows, challenges, out, simulated, command)
     (out / f"{kind}.md").write_text(text)

@@ -74,6 +74,29 @@ def normalised(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def without_headroom(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{challenge: {policy: mean score, paired difference from uniform [95% CI], n}}`` where oracle ≤ uniform.
+
+    There a normalised score would divide by zero or flip its sign, so these challenges have no column
+    in the leaderboard; their rows are reported as they are.
+    """
+    scores = _scores(rows)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for h in headroom(rows):
+        if h["headroom"] > 0:
+            continue
+        by_policy = scores[h["challenge"]]
+        per = {}
+        for policy, seeds in sorted(by_policy.items()):
+            t, u = _paired(seeds, by_policy["uniform"])
+            mean, low, high = paired_difference(t, u) if policy != "uniform" and len(t) >= 2 else \
+                (0.0 if policy == "uniform" else float("nan"), float("nan"), float("nan"))
+            per[policy] = {"score": float(np.mean(list(seeds.values()))), "mean": mean, "low": low, "high": high,
+                           "n": len(t)}
+        out[h["challenge"]] = per
+    return out
+
+
 def iqm(values: Sequence[float]) -> float:
     """The interquartile mean: the mean of the middle 50% (scipy's trim_mean(x, 0.25))."""
     x = np.sort(np.asarray(values, dtype=float))
@@ -184,6 +207,13 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
     if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
         lines += ["", f"IQM over fewer of the {len(met)} challenges that meet the target (no rows on the others yet): "
                   + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
+    for ch, per in without_headroom(rows).items():
+        lines += ["", f"**{ch}**: the oracle does not beat uniform on this student, so there is no normalised score; "
+                  "each teacher's mean score and its paired difference from uniform [95% t-interval]:", "",
+                  "| policy | score | − uniform [95% CI] |", "|---|---:|---|"]
+        for policy, v in sorted(per.items(), key=lambda kv: (-kv[1]["score"], kv[0])):
+            diff = f"{v['mean']:+.3f}" if math.isnan(v["low"]) else format_interval(v["mean"], v["low"], v["high"])
+            lines.append(f"| {policy} | {v['score']:.3f} | {diff} (n={v['n']}) |")
     losing = [(r["policy"], ch) for r in board for ch in r["loses_to_uniform"]]
     if losing:
         lines += ["", "Clearly below uniform (the whole interval under 0): "
