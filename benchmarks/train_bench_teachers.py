@@ -4,9 +4,11 @@ The `learned` policy acts with a model trained for one env's skills (`policies/l
 bench needs one model per challenge. This script trains it where a teacher developer would: in
 `teachgym.gym.TeachEnv` on the challenge's **simulated twin** (the `bench.simulated` student, the
 challenge's env, rounds and rows per round), never on the LM. The reward is the challenge's score on
-its learnable skills (the twin's own structure is *not* given to the network: it sees what every
-teacher sees, per-skill accuracy, loss and change, and the budget used), so the return of an episode
-is the score. Training seeds start at 100; the bench evaluates on seeds 0-4.
+its learnable skills, so the return of an episode is the score. The network sees what every teacher
+sees (per-skill accuracy, loss and change, and the budget used), with the skills **shuffled every
+episode**: the twin holds the challenge's hidden structure, and in a fixed order the network would
+learn it by position (which input is noise, which rule comes first) — knowing what only the oracle is
+told. Training seeds start at 100; the bench evaluates on seeds 0-4.
 
 Each model goes to `benchmarks/results/bench/learned/<challenge>.zip`, where `teachgym bench` finds it
 (the model's bytes are in every `learned` case's key, so a retrained model reruns its rows). The
@@ -62,6 +64,36 @@ def score_env(challenge: Any, seed_env: Any = None) -> Any:
     return ScoreReward(env)
 
 
+def shuffled(env: Any) -> Any:
+    """``env`` showing the skills in a new random order every episode (observation blocks and action alike).
+
+    Without it the network sees each skill at a fixed input position, and the twin's structure (which
+    position is noise, which is a prerequisite) is learnable from position alone: the teacher would know
+    what only the oracle is told. Shuffled, it must tell the skills apart by how they behave.
+    """
+    import gymnasium
+    import numpy as np
+
+    class Shuffled(gymnasium.Wrapper):
+        def reset(self, **kw: Any) -> Any:
+            obs, info = self.env.reset(**kw)
+            k = len(self.env.unwrapped.skills)
+            self.pos = self.env.unwrapped.np_random.permutation(k)  # env skill i shows at pos[i]
+            return self.show(obs), info
+
+        def show(self, obs: Any) -> Any:
+            k, out = len(self.pos), obs.copy()
+            for b in range(3):  # the accuracy, loss and change blocks; the budget fraction stays last
+                out[b * k + self.pos] = obs[b * k: (b + 1) * k]
+            return out
+
+        def step(self, action: Any) -> Any:
+            obs, reward, terminated, truncated, info = self.env.step(np.asarray(action)[self.pos])
+            return self.show(obs), reward, terminated, truncated, info
+
+    return Shuffled(env)
+
+
 def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from stable_baselines3 import PPO
@@ -70,7 +102,8 @@ def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
     from teachgym.policies.learned import save_teacher
 
     torch.set_num_threads(1)  # a small MLP: threads cost more than they give
-    venv = make_vec_env(lambda: score_env(challenge), n_envs=args.n_envs, seed=args.seed)
+    make = (lambda: score_env(challenge)) if args.fixed_order else (lambda: shuffled(score_env(challenge)))
+    venv = make_vec_env(make, n_envs=args.n_envs, seed=args.seed)
     model = PPO("MlpPolicy", venv, n_steps=args.n_steps, batch_size=args.batch_size, n_epochs=10, gamma=1.0,
                 gae_lambda=0.95, learning_rate=args.learning_rate, ent_coef=0.0, seed=args.seed, device="cpu",
                 verbose=0, policy_kwargs={"net_arch": [64, 64]})
@@ -87,7 +120,7 @@ def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
     OUT.mkdir(parents=True, exist_ok=True)
     path = save_teacher(model, OUT / f"{challenge.name}.zip", score_env(challenge), timesteps=int(model.num_timesteps),
                         seed=args.seed, train_seconds=round(wall, 1), algorithm="PPO", student="simulated twin",
-                        reward=f"challenge score ({challenge.bench.score})")
+                        reward=f"challenge score ({challenge.bench.score})", shuffled=not args.fixed_order)
     return {"challenge": challenge.name, "steps": int(model.num_timesteps), "first": first, "last": mean,
             "wall": wall, "path": path}
 
@@ -102,6 +135,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=100, help="first training seed (the bench evaluates on 0-4)")
+    parser.add_argument("--fixed-order", action="store_true",
+                        help="show the skills in the env's order every episode: the network can then learn the "
+                        "twin's hidden structure by position (a learned oracle, not a fair teacher)")
     args = parser.parse_args()
     from teachgym.bench import load_challenges
     from teachgym.console import quiet_libraries
