@@ -198,3 +198,26 @@ def test_the_gpu_benchmark_runs_its_smoke_mode_and_refuses_a_cpu_otherwise():
         refused = subprocess.run([sys.executable, script], capture_output=True, text=True)
         assert refused.returncode == 2 and "needs a CUDA GPU" in refused.stderr
         assert "Traceback" not in refused.stderr
+
+
+def test_the_bench_teachers_train_on_shuffled_skills_that_map_back_to_the_env():
+    """A shuffled episode shows env skill i at position pos[i], and the action at pos[i] trains skill i."""
+    import numpy as np
+
+    from teachgym.bench import load_challenges
+
+    bench = load_benchmark("train_bench_teachers")
+    challenge = load_challenges(ROOT / "configs" / "bench", ["prerequisites"])[0]
+    env = bench.shuffled(bench.score_env(challenge))
+    shown, info = env.reset(seed=3)
+    skills, pos = env.unwrapped.skills, env.pos
+    assert sorted(pos) == list(range(len(skills))) and list(pos) != list(range(len(skills)))
+    acc = np.array([info["accuracy"][s] for s in skills])
+    assert np.allclose(shown[pos], acc)  # the accuracy block, reordered
+    action = -np.ones(len(skills), dtype=np.float32)
+    action[pos[2]] = 1.0  # the shown position of env skill 2
+    _, reward, *_, info = env.step(action)
+    assert max(info["mixture"], key=info["mixture"].get) == skills[2]
+    learnable = challenge.learnable
+    assert reward == pytest.approx(np.mean([info["accuracy"][s] for s in learnable]) - np.mean(
+        [acc[skills.index(s)] for s in learnable]))  # score: final, so the reward is the learnable mean's gain
