@@ -119,6 +119,7 @@ def test_a_challenge_without_headroom_reports_raw_differences_not_normalised_one
     assert raw["z"]["t"]["high"] < 0 and raw["z"]["uniform"]["mean"] == 0
     text = markdown(rows, {}, "footer")
     assert "**z**: the oracle does not beat uniform" in text and "| t | 0.767 | -0.183 [" in text
+    assert "Clearly below uniform (the whole interval under 0): t on z." in text
 
 
 def test_challenges_load_and_a_wrong_name_suggests_the_near_one():

@@ -207,7 +207,8 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
     if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
         lines += ["", f"IQM over fewer of the {len(met)} challenges that meet the target (no rows on the others yet): "
                   + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
-    for ch, per in without_headroom(rows).items():
+    raw = without_headroom(rows)
+    for ch, per in raw.items():
         lines += ["", f"**{ch}**: the oracle does not beat uniform on this student, so there is no normalised score; "
                   "each teacher's mean score and its paired difference from uniform [95% t-interval]:", "",
                   "| policy | score | − uniform [95% CI] |", "|---|---:|---|"]
@@ -215,6 +216,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
             diff = f"{v['mean']:+.3f}" if math.isnan(v["low"]) else format_interval(v["mean"], v["low"], v["high"])
             lines.append(f"| {policy} | {v['score']:.3f} | {diff} (n={v['n']}) |")
     losing = [(r["policy"], ch) for r in board for ch in r["loses_to_uniform"]]
+    losing += [(p, ch) for ch, per in raw.items() for p, v in sorted(per.items()) if v["high"] < 0]
     if losing:
         lines += ["", "Clearly below uniform (the whole interval under 0): "
                   + ", ".join(f"{p} on {c}" for p, c in losing) + "."]
