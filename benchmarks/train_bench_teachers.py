@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "bench" / "learned"
 
 
-def score_env(challenge: Any, seed_env: Any = None) -> Any:
+def score_env(challenge: Any) -> Any:
     """The challenge's twin as a ``TeachEnv`` whose reward sums to the challenge's score."""
     import gymnasium
     import numpy as np
@@ -99,6 +98,7 @@ def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
+    from teachgym.bench import learned_path
     from teachgym.policies.learned import save_teacher
 
     torch.set_num_threads(1)  # a small MLP: threads cost more than they give
@@ -117,8 +117,9 @@ def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {challenge.name}: {model.num_timesteps:>7} steps  episode score (last {len(ep)}) {mean:.3f}",
               file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = save_teacher(model, OUT / f"{challenge.name}.zip", score_env(challenge), timesteps=int(model.num_timesteps),
+    out = ROOT / learned_path(challenge)  # where `teachgym bench` looks for it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = save_teacher(model, out, score_env(challenge), timesteps=int(model.num_timesteps),
                         seed=args.seed, train_seconds=round(wall, 1), algorithm="PPO", student="simulated twin",
                         reward=f"challenge score ({challenge.bench.score})", shuffled=not args.fixed_order)
     return {"challenge": challenge.name, "steps": int(model.num_timesteps), "first": first, "last": mean,
@@ -139,12 +140,12 @@ def main() -> None:
                         help="show the skills in the env's order every episode: the network can then learn the "
                         "twin's hidden structure by position (a learned oracle, not a fair teacher)")
     args = parser.parse_args()
-    from teachgym.bench import load_challenges
+    from teachgym.bench import LEARNED_DIR, load_challenges
     from teachgym.console import quiet_libraries
 
     quiet_libraries()
     done = [train(ch, args) for ch in load_challenges(args.dir, args.challenges or None)]
-    table = OUT / "train.md"
+    table = ROOT / LEARNED_DIR / "train.md"
     old = {}
     if table.exists():  # keep the rows of challenges not retrained now
         for line in table.read_text().splitlines():

@@ -161,29 +161,29 @@ def test_simulated_twins_run_cache_and_rank_a_user_teacher(tmp_path, monkeypatch
     assert len((tmp_path / "res" / "simulated.jsonl").read_text().splitlines()) == 9
 
 
-def _train_tiny_teacher(challenge, path: Path, seed: int) -> None:
-    """A PPO teacher trained for a few steps on the challenge's twin (what benchmarks/train_bench_teachers.py does)."""
+def _train_tiny_teacher(challenge, path: Path, seed: int, monkeypatch) -> None:
+    """A PPO teacher trained for a few steps on the challenge's twin, in benchmarks/train_bench_teachers.py's env."""
+    import importlib
+
     from stable_baselines3 import PPO
 
-    from teachgym.gym import TeachEnv
     from teachgym.policies.learned import save_teacher
 
-    cfg, twin = challenge.config, challenge.bench.simulated
-    env = TeachEnv(env=cfg.env.name, env_kwargs=cfg.env.kwargs, student=twin.name, student_kwargs=twin.kwargs,
-                   rounds=cfg.loop.rounds, examples_per_round=cfg.loop.examples_per_round)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    env = importlib.import_module("train_bench_teachers").score_env(challenge)
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=seed, device="cpu")
     model.learn(32)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_teacher(model, path, env)
 
 
-def test_learned_runs_where_its_challenge_has_a_model_and_a_new_model_reruns(tmp_path):
+def test_learned_runs_where_its_challenge_has_a_model_and_a_new_model_reruns(tmp_path, monkeypatch):
     """The bench's `learned` row uses the challenge's model (its bytes in the key); no model: skipped, named."""
     pytest.importorskip("stable_baselines3")
     root = tmp_path / "repo"  # a repository root with one trained teacher
     challenges = load_challenges(ROOT / "configs" / "bench", ["mastered", "unlearnable"])
     model = root / LEARNED_DIR / "unlearnable.zip"
-    _train_tiny_teacher(challenges[1], model, seed=0)
+    _train_tiny_teacher(challenges[1], model, seed=0, monkeypatch=monkeypatch)
     assert missing_learned(challenges, root) == ["mastered"]
     args = dict(challenges=challenges, policies=["learned"], seeds=[0], simulated=True, results=tmp_path / "res",
                 work=tmp_path / "work", root=root, sequential=True, tracking=False)
@@ -191,7 +191,8 @@ def test_learned_runs_where_its_challenge_has_a_model_and_a_new_model_reruns(tmp
     learned = [r for r in rows if r["policy"] == "learned"]
     assert [(r["challenge"], r["status"]) for r in learned] == [("unlearnable", "finished")]
     assert {r["policy"] for r in rows if r["challenge"] == "mastered"} == {"uniform", "oracle"}
-    _train_tiny_teacher(challenges[1], model, seed=1)  # another model: another key, so the case runs again
+    # another model: another key, so the case runs again
+    _train_tiny_teacher(challenges[1], model, seed=1, monkeypatch=monkeypatch)
     again = [r for r in run_bench(**args) if r["policy"] == "learned"]
     assert again[0]["provenance"]["key"] != learned[0]["provenance"]["key"]
     stored = [json.loads(x) for x in (tmp_path / "res" / "simulated.jsonl").read_text().splitlines()]

@@ -93,6 +93,11 @@ def load_challenges(directory: str | Path = "configs/bench", names: Sequence[str
     return out
 
 
+def learned_path(challenge: Challenge) -> str:
+    """Where the bench finds ``challenge``'s ``learned`` model, relative to the repository root."""
+    return f"{LEARNED_DIR}/{challenge.name}.zip"
+
+
 def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
     """The config's ``policy:`` for ``policy``; the oracle gets the challenge's hidden structure.
 
@@ -102,7 +107,7 @@ def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
         b = challenge.bench
         return {"name": "oracle", "noise": list(b.noise), "mastery": b.mastery, "replay": b.replay}
     if policy == "learned":
-        return {"name": "learned", "path": f"{LEARNED_DIR}/{challenge.name}.zip"}
+        return {"name": "learned", "path": learned_path(challenge)}
     return {"name": policy}
 
 
@@ -318,7 +323,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def missing_learned(challenges: Sequence[Challenge], root: Path) -> list[str]:
     """The challenges without a ``learned`` model under ``root`` / :data:`LEARNED_DIR` (the bench skips it there)."""
-    return [ch.name for ch in challenges if not (root / LEARNED_DIR / f"{ch.name}.zip").exists()]
+    return [ch.name for ch in challenges if not (root / learned_path(ch)).exists()]
 
 
 def default_policies() -> list[str]:

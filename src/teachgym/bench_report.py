@@ -45,6 +45,18 @@ def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[list[float]
     return [a[s] for s in seeds], [b[s] for s in seeds]
 
 
+def _versus_uniform(by_policy: Mapping[str, Mapping[int, float]], policy: str) -> tuple[float, float, float, int]:
+    """``policy``'s mean difference from uniform paired by seed, its 95% t-interval and the number of pairs.
+
+    Uniform itself: 0 with no interval; one pair: the difference with no interval; none: all NaN.
+    """
+    t, u = _paired(by_policy[policy], by_policy.get("uniform", {}))
+    if policy == "uniform" or not t:
+        return (0.0 if policy == "uniform" else math.nan), math.nan, math.nan, len(t)
+    mean, low, high = paired_difference(t, u)
+    return mean, low, high, len(t)
+
+
 def headroom(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per challenge: uniform's and the oracle's mean score, and oracle − uniform paired by seed [95% CI]."""
     out = []
@@ -88,11 +100,9 @@ def without_headroom(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, d
         by_policy = scores[h["challenge"]]
         per = {}
         for policy, seeds in sorted(by_policy.items()):
-            t, u = _paired(seeds, by_policy["uniform"])
-            mean, low, high = paired_difference(t, u) if policy != "uniform" and len(t) >= 2 else \
-                (0.0 if policy == "uniform" else float("nan"), float("nan"), float("nan"))
+            mean, low, high, n = _versus_uniform(by_policy, policy)
             per[policy] = {"score": float(np.mean(list(seeds.values()))), "mean": mean, "low": low, "high": high,
-                           "n": len(t)}
+                           "n": n}
         out[h["challenge"]] = per
     return out
 
@@ -122,8 +132,9 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     above uniform, (T − U) / headroom divides by noise. Every challenge keeps its own column.
     """
     norm = [r for r in normalised(rows) if r["normalised"] is not None]
-    room = {h["challenge"]: h["headroom"] for h in headroom(rows)}
-    met = {h["challenge"] for h in headroom(rows) if h["met"]}
+    rooms = headroom(rows)
+    room = {h["challenge"]: h["headroom"] for h in rooms}
+    met = {h["challenge"] for h in rooms if h["met"]}
     scores = _scores(rows)
     out = []
     for policy in sorted({r["policy"] for r in norm}):
@@ -134,13 +145,9 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         in_iqm = sorted(set(by_ch) & met)
         point, low, high = stratified_iqm({ch: by_ch[ch] for ch in in_iqm})
         per = {}
-        for ch, values in sorted(by_ch.items()):
-            t, u = _paired(scores[ch][policy], scores[ch]["uniform"])
-            if policy == "uniform" or len(t) < 2:
-                per[ch] = {"mean": float(np.mean(values)), "low": float("nan"), "high": float("nan"), "n": len(t)}
-                continue
-            mean, lo, hi = paired_difference(t, u)
-            per[ch] = {"mean": mean / room[ch], "low": lo / room[ch], "high": hi / room[ch], "n": len(t)}
+        for ch in sorted(by_ch):
+            mean, lo, hi, n = _versus_uniform(scores[ch], policy)
+            per[ch] = {"mean": mean / room[ch], "low": lo / room[ch], "high": hi / room[ch], "n": n}
         loses = [ch for ch, v in per.items() if v["high"] < 0]
         out.append({"policy": policy, "iqm": point, "low": low, "high": high, "challenges": per,
                     "loses_to_uniform": loses, "in_iqm": in_iqm})
@@ -179,13 +186,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
     lines = ["### Headroom: oracle − uniform, paired by seed (target ≥ 0.15, interval above 0)", "",
              "| challenge | what it tests | uniform | oracle | oracle − uniform [95% CI] | target |",
              "|---|---|---:|---:|---|---|"]
-    for h in headroom(rows):
+    rooms = headroom(rows)
+    for h in rooms:
         lines.append(f"| {h['challenge']} | {descriptions.get(h['challenge'], '')} | {h['uniform']:.3f} | "
                      f"{h['oracle']:.3f} | {format_interval(h['headroom'], h['low'], h['high'])} (n={h['seeds']}) | "
                      f"{'met' if h['met'] else 'missed'} |")
     board = leaderboard(rows)
-    challenges = [h["challenge"] for h in headroom(rows) if h["headroom"] > 0]
-    met = {h["challenge"] for h in headroom(rows) if h["met"]}
+    challenges = [h["challenge"] for h in rooms if h["headroom"] > 0]
+    met = {h["challenge"] for h in rooms if h["met"]}
     lines += ["", "### Leaderboard: normalised score, 0 = uniform, 1 = oracle", "",
               "IQM over every (challenge, seed) of the challenges whose headroom meets the target, with a "
               "stratified-bootstrap 95% interval; per challenge the mean paired difference from uniform over the "
