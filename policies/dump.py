@@ -13,14 +13,20 @@ skill never drawn has mean 0 and the largest bonus. The loop reports a round's r
 a mean over its completions, so the window holds (mean, count) chunks, newest first; the oldest chunk
 that straddles the window's edge counts with its mean for the part inside (a round's completions come
 in no particular order, so that is their expected mean).
+
+**Per step** (``loop.teach_every: step``): as the reference code, which updates the windows from every
+batch's advantages and samples the next batch from the softmax, :meth:`DUMPPolicy.step` folds each
+generation batch's per-skill mean |advantage| and completions into the windows and counts and returns the
+next batch's mixture. The round's ``act`` then does not fold that round again.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from teachgym.types import Mixture, Observation
+from teachgym.types import Mixture, Observation, RolloutStats, StepObservation
 
 
 class DUMPPolicy:
@@ -44,7 +50,12 @@ class DUMPPolicy:
         done = observation.round - 1
         if done <= self.folded:
             return
-        for s, stats in observation.rollouts.items():
+        self.fold(observation.rollouts)
+        self.folded = done
+
+    def fold(self, rollouts: Mapping[str, RolloutStats]) -> None:
+        """Add one batch's (or round's) per-skill mean |A| and completions to the windows and counts."""
+        for s, stats in rollouts.items():
             if stats.completions <= 0:
                 continue
             chunks = self.chunks.setdefault(s, [])
@@ -52,7 +63,6 @@ class DUMPPolicy:
             while sum(c for _, c in chunks[1:]) >= self.window:  # the oldest chunk lies wholly outside
                 chunks.pop(0)
             self.n[s] = self.n.get(s, 0) + int(stats.completions)
-        self.folded = done
 
     def window_mean(self, skill: str) -> float:
         """Mean |A| over the last ``window`` completions of ``skill`` (0 if never drawn)."""
@@ -75,7 +85,16 @@ class DUMPPolicy:
     def act(self, observation: Observation) -> Mixture:
         """Softmax over the UCB scores."""
         self.update(observation)
-        names = observation.skill_names
+        return self.mixture(observation.skill_names)
+
+    def step(self, observation: StepObservation) -> Mixture:
+        """Per generation batch: fold the latest batch into the windows, then the softmax over the UCB scores."""
+        self.fold(observation.last)
+        self.folded = observation.round  # this round is folded batch by batch: the next act() must not add it again
+        return self.mixture(list(observation.skills))
+
+    def mixture(self, names: list[str]) -> Mixture:
+        """Softmax over the UCB scores of ``names``."""
         sc = self.scores(names)
         top = max(sc.values())
         e = {s: math.exp((v - top) / self.temperature) for s, v in sc.items()}

@@ -13,14 +13,20 @@ temperatures could not be checked from here (its appendix lists them per task), 
 ``policy.temperature`` to the value of the task you reproduce. SEC samples each batch's problems from
 ``w``; here ``w`` is the round's mixture. Without rollouts (round 1, or an SFT student) every ``Q`` is
 0 and the mixture is uniform.
+
+**Per step** (``loop.teach_every: step``), as in the paper, where the bandit is updated after every
+training batch and the next batch's problems are sampled from ``w``: :meth:`SECPolicy.step` applies the
+TD(0) update with each generation batch's per-skill mean |advantage| and returns the next batch's mixture.
+The round's ``act`` then does not fold that round again.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from teachgym.types import Mixture, Observation
+from teachgym.types import Mixture, Observation, RolloutStats, StepObservation
 
 
 class SECPolicy:
@@ -45,14 +51,27 @@ class SECPolicy:
         done = observation.round - 1
         if done <= self.folded:
             return
-        for s, stats in observation.rollouts.items():
-            self.q[s] = self.alpha * float(stats.mean_abs_advantage) + (1 - self.alpha) * self.q.get(s, 0.0)
+        self.fold(observation.rollouts)
         self.folded = done
+
+    def fold(self, rollouts: Mapping[str, RolloutStats]) -> None:
+        """TD(0) with one batch's (or round's) mean |advantage| of every skill in it."""
+        for s, stats in rollouts.items():
+            self.q[s] = self.alpha * float(stats.mean_abs_advantage) + (1 - self.alpha) * self.q.get(s, 0.0)
 
     def act(self, observation: Observation) -> Mixture:
         """The Boltzmann distribution of the updated values."""
         self.update(observation)
-        names = observation.skill_names
+        return self.mixture(observation.skill_names)
+
+    def step(self, observation: StepObservation) -> Mixture:
+        """Per generation batch: TD(0) with the latest batch, then the Boltzmann distribution."""
+        self.fold(observation.last)
+        self.folded = observation.round  # this round is folded batch by batch: the next act() must not add it again
+        return self.mixture(list(observation.skills))
+
+    def mixture(self, names: list[str]) -> Mixture:
+        """The Boltzmann distribution of the values of ``names``."""
         values = [self.q.get(s, 0.0) / self.temperature for s in names]
         top = max(values)
         e = [math.exp(v - top) for v in values]

@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from teachgym.distributed import team
 from teachgym.students.hf import HFStudent, _drop_forward_patch, _stop_check, load_tensors, save_tensors
@@ -71,55 +71,77 @@ def _import_reward(path: str) -> Any:
     return fn
 
 
+class _Group(NamedTuple):
+    """One prompt's group of completions in a generation batch."""
+
+    row: Mapping[str, Any]  # the prompt's row (``prompt``, ``skills``), as the trainer got it
+    verdicts: list[float]
+    advantages: list[float]
+    lengths: list[int]
+    zero_variance: bool  # every reward equal: no learning signal
+
+    @property
+    def pass_rate(self) -> float:
+        return sum(self.verdicts) / len(self.verdicts)
+
+
+def _split_groups(inputs: list[Mapping[str, Any]], verdicts: list[float], rewards: list[float],
+                  advantages: list[float], lengths: list[int], g: int) -> list[_Group]:
+    """One generation batch as groups: ``inputs`` holds each prompt ``g`` times in a row (TRL's RepeatSampler)."""
+    if len(inputs) % g or not (len(inputs) == len(verdicts) == len(rewards) == len(advantages) == len(lengths)):
+        raise RuntimeError(f"GRPO batch of {len(inputs)} rows does not split into groups of {g}")
+    groups = []
+    for start in range(0, len(inputs), g):
+        rows = inputs[start : start + g]
+        if any(r["prompt"] != rows[0]["prompt"] for r in rows):
+            raise RuntimeError("a GRPO group mixes prompts: TRL's batch layout changed")
+        r = rewards[start : start + g]
+        groups.append(_Group(rows[0], verdicts[start : start + g], advantages[start : start + g],
+                             lengths[start : start + g], max(r) - min(r) <= 1e-6 * max(1.0, abs(max(r)))))
+    return groups
+
+
 class _Rollouts:
     """Collects, per skill, what the trainer generated and computed for each generation batch."""
 
     def __init__(self, num_generations: int) -> None:
         self.g = num_generations
-        self.pending: list[list[float]] = []  # the current batch's verdicts, from the verifier reward
         self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self.prompts = 0
         self.completions = 0
+        self.zero_variance = 0  # groups whose rewards were all equal
 
-    def add(self, inputs: list[Mapping[str, Any]], verdicts: list[float], rewards: list[float],
-            advantages: list[float], lengths: list[int]) -> None:
-        """One generation batch: ``inputs`` holds each prompt ``g`` times in a row (TRL's RepeatSampler)."""
-        g = self.g
-        if len(inputs) % g or not (len(inputs) == len(verdicts) == len(rewards) == len(advantages) == len(lengths)):
-            raise RuntimeError(f"GRPO batch of {len(inputs)} rows does not split into groups of {g}")
-        for start in range(0, len(inputs), g):
-            rows = inputs[start : start + g]
-            if any(r["prompt"] != rows[0]["prompt"] for r in rows):
-                raise RuntimeError("a GRPO group mixes prompts: TRL's batch layout changed")
-            v = verdicts[start : start + g]
-            r = rewards[start : start + g]
-            p = sum(v) / g
-            zero_var = max(r) - min(r) <= 1e-6 * max(1.0, abs(max(r)))
+    def add(self, groups: list[_Group]) -> None:
+        """One generation batch's groups (every group generated, whether or not it trains)."""
+        for group in groups:
+            p = group.pass_rate
             self.prompts += 1
-            self.completions += g
-            for skill in rows[0].get("skills") or ():
+            self.completions += self.g
+            self.zero_variance += group.zero_variance
+            for skill in group.row.get("skills") or ():
                 s = self.sums[skill]
                 s["groups"] += 1
-                s["passed"] += sum(v)
+                s["passed"] += sum(group.verdicts)
                 s["learnability"] += p * (1 - p)
-                s["abs_adv"] += sum(abs(a) for a in advantages[start : start + g])
-                s["zero_var"] += zero_var
-                s["length"] += sum(lengths[start : start + g])
+                s["abs_adv"] += sum(abs(a) for a in group.advantages)
+                s["zero_var"] += group.zero_variance
+                s["length"] += sum(group.lengths)
 
-    def merge(self, parts: list[tuple[dict[str, dict[str, float]], int, int]]) -> None:
-        """Every process's sums, prompts and completions (from :meth:`part`), added into this one's."""
+    def merge(self, parts: list[tuple[dict[str, dict[str, float]], int, int, int]]) -> None:
+        """Every process's sums, prompts, completions and zero-variance groups (from :meth:`part`), added up here."""
         self.sums = defaultdict(lambda: defaultdict(float))
-        self.prompts = self.completions = 0
-        for sums, prompts, completions in parts:
+        self.prompts = self.completions = self.zero_variance = 0
+        for sums, prompts, completions, zero_variance in parts:
             for skill, stats in sums.items():
                 for key, value in stats.items():
                     self.sums[skill][key] += value
             self.prompts += prompts
             self.completions += completions
+            self.zero_variance += zero_variance
 
-    def part(self) -> tuple[dict[str, dict[str, float]], int, int]:
+    def part(self) -> tuple[dict[str, dict[str, float]], int, int, int]:
         """What this process collected, as plain data (sent to the other processes)."""
-        return {k: dict(v) for k, v in self.sums.items()}, self.prompts, self.completions
+        return {k: dict(v) for k, v in self.sums.items()}, self.prompts, self.completions, self.zero_variance
 
     def stats(self) -> dict[str, RolloutStats]:
         out = {}
@@ -138,21 +160,110 @@ class _Rollouts:
         return out
 
 
+def _batch_stats(groups: list[_Group], g: int) -> dict[str, RolloutStats]:
+    """Per-skill statistics of one generation batch's groups."""
+    batch = _Rollouts(g)
+    batch.add(groups)
+    return batch.stats()
+
+
+def _repeat(rows: list[Mapping[str, Any]], g: int) -> list[dict[str, Any]]:
+    """Each prompt's row ``g`` times in a row (as TRL's sampler lays out a generation batch), prompt and skills only."""
+    return [{"prompt": r["prompt"], "skills": list(r.get("skills") or ())} for r in rows for _ in range(g)]
+
+
+def _take(out: Mapping[str, Any], group: int, g: int) -> dict[str, Any]:
+    """One group's rows of a scored generation batch."""
+    taken = {}
+    for key, value in out.items():
+        if key == "num_items_in_batch":
+            continue
+        if not hasattr(value, "shape") or not value.dim():
+            raise RuntimeError(f"online filtering cannot split the generation batch's {key!r} (multimodal input?)")
+        taken[key] = value[group * g : (group + 1) * g]
+    return taken
+
+
+def _join(parts: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Groups from several scored generation batches as one batch: prompts left-padded, completions right-padded
+    to the widest, and ``num_items_in_batch`` (the loss's token count) counted again."""
+    import torch
+    import torch.nn.functional as F
+
+    out: dict[str, Any] = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if values[0].dim() >= 2:
+            width = max(v.shape[1] for v in values)
+            pad = pad_id if key.endswith("_ids") else 0
+            values = [F.pad(v, (width - v.shape[1], 0) if key.startswith("prompt") else (0, width - v.shape[1]),
+                            value=pad) for v in values]
+        out[key] = torch.cat(values)
+    mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
+    out["num_items_in_batch"] = mask.sum()
+    return out
+
+
 def _trainer_class() -> type:
-    """``GRPOTrainer`` that hands each generation batch's advantages and lengths to a :class:`_Rollouts`."""
+    """``GRPOTrainer`` that records each generation batch's rollouts and, given a :class:`~teachgym.steps.BatchSource`,
+    draws each batch's prompts from it (a teacher per step) and filters groups (online difficulty filtering)."""
     from trl import GRPOTrainer
 
     class RecordingGRPOTrainer(GRPOTrainer):
         rollouts: _Rollouts
         reward_record: list[tuple[list[float], list[float]]]
+        source: Any = None  # a teachgym.steps.BatchSource, or None: train on the dataset's prompts as they come
+        keep: Any = None  # group -> bool: the filter (needs a source to refill), or None
+        oversample: float = 1.0
+        max_draws: int = 1
 
-        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        def _scored(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[_Group]]:
             out = super()._generate_and_score_completions(inputs)
             verdicts, rewards = self.reward_record.pop()  # the reward functions ran inside the call above
             self.reward_record.clear()
             lengths = out["completion_mask"].sum(dim=1).tolist()
-            self.rollouts.add(inputs, verdicts, rewards, out["advantages"].float().tolist(), lengths)
-            return out
+            groups = _split_groups(inputs, verdicts, rewards, out["advantages"].float().tolist(), lengths,
+                                   self.rollouts.g)
+            self.rollouts.add(groups)
+            return out, groups
+
+        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+            if self.source is None:
+                return self._scored(inputs)[0]
+            g = self.rollouts.g
+            need = len(inputs) // g
+            if self.source.stepping:  # the teacher picks this batch's mixture from the rollouts so far
+                inputs = _repeat(self.source.batch(need), g)
+            if self.keep is None:
+                out, groups = self._scored(inputs)
+                self.source.observe(_batch_stats(groups, g), need, need * g, [x.row for x in groups])
+                return out
+            return self._filtered(inputs, need)
+
+        def _filtered(self, inputs: list[dict[str, Any]], need: int) -> dict[str, Any]:
+            """Generate, drop the groups the filter rejects, refill from the source's mixture, until ``need``
+            groups are kept or ``max_draws`` generations ran (then rejected groups fill the batch)."""
+            g = self.rollouts.g
+            extra = math.ceil(need * self.oversample) - need
+            if extra > 0:
+                inputs = inputs + _repeat(self.source.refill(extra), g)
+            kept: list[tuple[dict[str, Any], int, _Group]] = []
+            spare: list[tuple[dict[str, Any], int, _Group]] = []
+            generated: list[_Group] = []
+            for draw in range(1, self.max_draws + 1):
+                out, groups = self._scored(inputs)
+                generated += groups
+                for i, group in enumerate(groups):
+                    (kept if self.keep(group) and len(kept) < need else spare).append((out, i, group))
+                if len(kept) >= need or draw == self.max_draws:
+                    break
+                inputs = _repeat(self.source.refill(math.ceil((need - len(kept)) * self.oversample)), g)
+            dropped = sum(not self.keep(x) for x in generated)
+            filled = need - len(kept)
+            chosen = kept + spare[:filled]
+            self.source.observe(_batch_stats(generated, g), len(generated), len(generated) * g,
+                                [x[2].row for x in chosen], dropped, filled)
+            return _join([_take(out, i, g) for out, i, _ in chosen], self._tokenizer.pad_token_id)
 
     return RecordingGRPOTrainer
 
@@ -200,6 +311,10 @@ class GRPOStudent(HFStudent):
         batch_size: int = 64,
         rewards: dict[str, float] | None = None,
         verifier_weight: float = 1.0,
+        filter_groups: bool = False,
+        filter_band: tuple[float, float] | list[float] = (0.0, 1.0),
+        filter_oversample: float = 1.0,
+        filter_max_draws: int = 4,
         use_vllm: bool = False,
         vllm_mode: str = "colocate",
         grpo_args: dict[str, Any] | None = None,
@@ -227,6 +342,13 @@ class GRPOStudent(HFStudent):
             rewards: Extra reward functions, ``{"package.module:function": weight}``, called as TRL calls
                 reward functions (``prompts``, ``completions``, and the rows' columns such as ``skills``).
             verifier_weight: Weight of the env's verifier reward (1 for a right answer, else 0).
+            filter_groups: Online difficulty filtering (DAPO's dynamic sampling; arXiv 2504.03380): drop each
+                group whose rewards are all equal, or whose pass rate is outside ``filter_band``, before it takes
+                a gradient step, and refill from the round's (or the per-step teacher's) mixture.
+            filter_band: ``[low, high]``: the pass rates a kept group may have (inclusive); ``[0, 1]`` drops only
+                groups without reward variance.
+            filter_oversample: Prompts generated per prompt still needed, at each draw (>= 1; 1.5: half again).
+            filter_max_draws: Generations per batch at most; a batch still short then trains on rejected groups.
             use_vllm: Generate with vLLM (``pip install vllm``; a GPU); passed to TRL with ``vllm_mode``.
             vllm_mode: ``colocate`` (vLLM in this process) or ``server`` (``trl vllm-serve``).
             grpo_args: Extra ``trl.GRPOConfig`` fields, passed through as they are.
@@ -256,6 +378,12 @@ class GRPOStudent(HFStudent):
             from teachgym.vllm_eval import require_vllm
 
             require_vllm("student.use_vllm")
+        band = tuple(float(x) for x in filter_band)
+        if len(band) != 2 or not 0 <= band[0] <= band[1] <= 1:
+            raise ValueError(f"filter_band must be [low, high] with 0 <= low <= high <= 1, not {list(filter_band)}")
+        if not filter_oversample >= 1 or filter_max_draws < 1:
+            raise ValueError(f"filter_oversample must be >= 1 (got {filter_oversample}) and filter_max_draws >= 1 "
+                             f"(got {filter_max_draws})")
         if scale_rewards not in ("group", "batch", "none"):
             raise ValueError(f"scale_rewards must be group, batch or none, not {scale_rewards!r}")
         super().__init__(model=model, tiny=tiny, lora=lora, precision=precision, device=device, seed=seed)
@@ -264,6 +392,10 @@ class GRPOStudent(HFStudent):
         self.extra_rewards = [(_import_reward(path), float(w), path) for path, w in (rewards or {}).items()]
         self.verifier_weight = float(verifier_weight)
         self.beta = float(beta)
+        #: Filtering needs refills, so the loop trains this student through train_batches (teachgym.steps).
+        self.filters_groups = bool(filter_groups)
+        self.filter_band, self.filter_oversample, self.filter_max_draws = band, float(filter_oversample), int(
+            filter_max_draws)
         self.train_args = {
             "num_generations": num_generations,
             "max_completion_length": max_completion_length,
@@ -319,6 +451,19 @@ class GRPOStudent(HFStudent):
     # -- training -------------------------------------------------------------------------------
     def train(self, dataset: Dataset) -> TrainReport:
         """One round of GRPO on the prompts of ``dataset``, continuing from the current weights."""
+        return self._train(dataset, None)
+
+    def train_batches(self, dataset: Dataset, source: Any) -> TrainReport:
+        """One round of GRPO of ``len(dataset)`` prompts, each generation batch drawn from ``source`` (a
+        :class:`teachgym.steps.BatchSource`) when a teacher steps, and filtered when ``filter_groups`` is on."""
+        return self._train(dataset, source)
+
+    def _keep(self, group: _Group) -> bool:
+        """The filter: a group with reward variance and a pass rate inside the band."""
+        low, high = self.filter_band
+        return not group.zero_variance and low <= group.pass_rate <= high
+
+    def _train(self, dataset: Dataset, source: Any) -> TrainReport:
         from transformers.trainer_callback import PrinterCallback
         from trl import GRPOConfig
 
@@ -352,6 +497,12 @@ class GRPOStudent(HFStudent):
                                        processing_class=self.tokenizer)
             trainer.rollouts = _Rollouts(self.num_generations)
             trainer.reward_record = record
+            if source is not None:
+                trainer.source = source
+                source.steps_total = len(data) * self.num_generations // args.generation_batch_size
+                if self.filters_groups:
+                    trainer.keep, trainer.oversample = self._keep, self.filter_oversample
+                    trainer.max_draws = self.filter_max_draws
             if self.reference is not None:
                 from trl.trainer.utils import add_fused_lm_head
 
@@ -376,7 +527,10 @@ class GRPOStudent(HFStudent):
         rollouts = trainer.rollouts
         rollouts.merge(team().gather(rollouts.part()))  # each process saw only the groups it generated
         metrics = {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
-        metrics.update({"rl/prompts": float(rollouts.prompts), "rl/completions": float(rollouts.completions)})
+        metrics.update({"rl/prompts": float(rollouts.prompts), "rl/completions": float(rollouts.completions),
+                        "rl/zero_variance_share": rollouts.zero_variance / max(1, rollouts.prompts)})
+        if source is not None:  # prompts generated (above) and trained on differ when groups were filtered
+            metrics["rl/trained_prompts"] = float(len(source.trained))
         loss = float(result.training_loss)
         return TrainReport(
             steps=int(result.global_step),

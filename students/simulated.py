@@ -26,6 +26,9 @@ binomial noise a real one has. The same draws serve :meth:`generate` (the loop's
 ``evaluate``) and :meth:`measure` (the fast path used by ``teachgym.gym``), so both report the same
 accuracies. Everything is deterministic under ``seed``. Levels of synthesised rows are ignored:
 the model counts examples per skill.
+
+It has no per-step teaching: it learns from rows per skill a round at a time and rolls nothing out, so
+``loop.teach_every: step`` is refused for it before round 0 (:func:`teachgym.steps.check_step_setup`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from teachgym.envs.arithmetic import ArithmeticEnv
-from teachgym.students.grpo import GRPOStudent, _Rollouts
+from teachgym.students.grpo import GRPOStudent, _Rollouts, _split_groups
 
 from conftest import TINY
 
@@ -50,14 +50,15 @@ def test_rollout_stats_agree_with_the_trainers_advantages():
 def test_rollouts_by_hand():
     r = _Rollouts(num_generations=2)
     inputs = [{"prompt": "a", "skills": ["x"]}] * 2 + [{"prompt": "b", "skills": ["x", "y"]}] * 2
-    r.add(inputs, [1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.5, 1.5], [0.7, -0.7, 0.0, 0.0], [3, 5, 2, 2])
+    r.add(_split_groups(inputs, [1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 1.5, 1.5], [0.7, -0.7, 0.0, 0.0], [3, 5, 2, 2], 2))
     st = r.stats()
+    assert r.prompts == 2 and r.completions == 4 and r.zero_variance == 1
     assert st["x"].pass_rate == 0.75 and st["x"].learnability == pytest.approx((0.25 + 0) / 2)
     assert st["x"].mean_abs_advantage == pytest.approx(1.4 / 4) and st["x"].zero_variance_share == 0.5
     assert st["x"].completion_length == 3.0 and st["x"].groups == 2 and st["x"].completions == 4
     assert st["y"].pass_rate == 1.0 and st["y"].zero_variance_share == 1.0 and st["y"].groups == 1
     with pytest.raises(RuntimeError, match="mixes prompts"):
-        r.add([{"prompt": "a"}, {"prompt": "b"}], [0, 0], [0, 0], [0, 0], [1, 1])
+        _split_groups([{"prompt": "a"}, {"prompt": "b"}], [0, 0], [0, 0], [0, 0], [1, 1], 2)
 
 
 def test_grpo_learns_from_an_extra_reward_and_keeps_its_reference():

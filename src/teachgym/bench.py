@@ -36,7 +36,8 @@ from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, load_con
 #: The sources whose code decides a case's numbers (not the CLI, the docs or the report): in every key.
 DECIDING = ("envs/bench.py", "envs/_generated.py", "students/hf.py", "students/grpo.py", "students/simulated.py",
             "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py", "src/teachgym/evaluation.py",
-            "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py", "src/teachgym/runner.py")
+            "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py", "src/teachgym/runner.py",
+            "src/teachgym/steps.py")
 #: Policies every leaderboard has: the normalised score is (policy - uniform) / (oracle - uniform).
 ANCHORS = ("uniform", "oracle")
 #: Built-ins that need what a bench cannot give them (a language-model server).
@@ -98,6 +99,25 @@ def learned_path(challenge: Challenge) -> str:
     return f"{LEARNED_DIR}/{challenge.name}.zip"
 
 
+def variant(policy: str) -> tuple[str, bool, bool]:
+    """A bench policy's parts: ``dump@step`` teaches per step (``loop.teach_every: step``), ``uniform+filter`` turns
+    on the GRPO student's online filtering (``student.filter_groups``), ``dump@step+filter`` both.
+
+    Returns:
+        The policy's name (a built-in or ``module:Class``), whether it steps, whether the student filters.
+    """
+    base, filtering = (policy[: -len("+filter")], True) if policy.endswith("+filter") else (policy, False)
+    base, stepping = (base[: -len("@step")], True) if base.endswith("@step") else (base, False)
+    return base, stepping, filtering
+
+
+def batchwise(challenge: Challenge) -> bool:
+    """Whether the challenge's student draws batch by batch (GRPO): where ``@step`` and ``+filter`` variants run."""
+    from teachgym.registry import resolve
+
+    return callable(getattr(resolve("students", challenge.config.student.name), "train_batches", None))
+
+
 def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
     """The config's ``policy:`` for ``policy``; the oracle gets the challenge's hidden structure.
 
@@ -116,7 +136,12 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
     data = challenge.config.model_dump(mode="json")
     data.pop("bench")
     data.pop("sweep", None)
-    data["policy"] = policy_section(challenge, policy)
+    name, stepping, filtering = variant(policy)
+    data["policy"] = policy_section(challenge, name)
+    if stepping:
+        data["loop"]["teach_every"] = "step"
+    if filtering:
+        data["student"]["filter_groups"] = True
     if simulated:  # the twin: the simulated student, which needs no warm start
         data["student"] = challenge.bench.simulated.model_dump(mode="json")
         data["warm_start"] = None
@@ -128,7 +153,7 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
 
 def policy_source(policy: str) -> str:
     """A hash of the policy's source file (a built-in or ``module:Class``), so an edited teacher reruns."""
-    return component_source("policies", policy)
+    return component_source("policies", variant(policy)[0])
 
 
 def component_source(kind: str, name: str) -> str:
@@ -233,10 +258,12 @@ def run_bench(
     for ch in challenges:
         learnable = ch.learnable
         for policy in wanted:
+            if variant(policy)[1:] != (False, False) and (simulated or not batchwise(ch)):
+                continue  # per-step teaching and filtering need a batch-wise (GRPO) student
             config = case_config(ch, policy, simulated, tracking)
             files: list[Path] = []
             runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
-            if policy == "learned":
+            if variant(policy)[0] == "learned":
                 model = root / config["policy"]["path"]
                 if not model.exists():
                     continue
@@ -277,7 +304,9 @@ def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, An
                            "student": "simulated" if simulated else "lm", "provenance": prov}
     if status == "finished":
         row.update(score=score(ch, trial["acc"], learnable), acc_mean=trial["acc_mean"],
-                   examples=trial["examples"], wall_s=trial.get("wall_s"), run_id=trial.get("run_id"))
+                   examples=trial["examples"], wall_s=trial.get("wall_s"), run_id=trial.get("run_id"),
+                   curve=[sum(a[s] for s in learnable) / len(learnable) for a in trial["acc"]],
+                   totals=trial.get("totals"))
     else:
         row["error"] = trial.get("error", status)
     return row
@@ -327,10 +356,19 @@ def missing_learned(challenges: Sequence[Challenge], root: Path) -> list[str]:
 
 
 def default_policies() -> list[str]:
-    """Every built-in teacher the bench can run (not the anchors, nor those in :data:`NOT_BENCHED`)."""
+    """Every built-in teacher the bench can run (not the anchors, nor those in :data:`NOT_BENCHED`), and the
+    per-step variant (``<name>@step``) of each that can teach per step (run on batch-wise challenges only)."""
     from teachgym.registry import BUILTINS
 
-    return [p for p in BUILTINS["policies"] if p not in ANCHORS and p not in NOT_BENCHED]
+    names = [p for p in BUILTINS["policies"] if p not in ANCHORS and p not in NOT_BENCHED]
+    return names + [f"{p}@step" for p in names if steps(p)]
+
+
+def steps(policy: str) -> bool:
+    """Whether a policy (a built-in or ``module:Class``) has a ``step`` method (can teach per step)."""
+    from teachgym.registry import resolve
+
+    return callable(getattr(resolve("policies", policy), "step", None))
 
 
 def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
@@ -347,7 +385,10 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
     challenges = load_challenges(directory, challenge_names)
     chosen = list(policies) or default_policies()
     for p in chosen:
-        resolve("policies", p)  # an unknown teacher fails now, with near names
+        name, stepping, _ = variant(p)
+        resolve("policies", name)  # an unknown teacher fails now, with near names
+        if stepping and not steps(name):
+            raise ConfigError(f"{p}: {name!r} has no step() method, so it cannot teach per step; drop '@step'")
     out = Path(results)
     root = Path(__file__).resolve().parents[2]
     ray = importlib.util.find_spec("ray") is not None

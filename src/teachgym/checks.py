@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from teachgym.protocols import Probes, learns_from_rewards, supports_generation
+from teachgym.protocols import Probes, TeachesPerStep, learns_from_rewards, supports_generation
 from teachgym.types import (
     EXAMPLE_COLUMNS,
     Failure,
@@ -26,6 +26,7 @@ from teachgym.types import (
     RolloutStats,
     Skill,
     SkillStats,
+    StepObservation,
     TrainReport,
     action_to_dict,
     validate_action,
@@ -360,6 +361,59 @@ def check_policy(
                     f"state {level}, round {o.round}: the policy failed on what this state shows ({e!r}); "
                     f"drop {level!r} from its state_levels or handle it"
                 ) from None
+
+
+    if isinstance(policy, TeachesPerStep):
+        _check_steps(make_policy, skills, episode)
+
+
+def _stepped(policy: Any, episode: Sequence[Observation], skills: Sequence[Skill], steps: int = 4) -> list[Any]:
+    """A round-and-step episode: ``act`` each round, then ``steps`` calls of ``step`` with made-up batch rollouts.
+
+    Returns every decision, as dicts (a step that is not a valid ``Mixture`` raises :class:`CheckError`).
+    """
+    import random
+
+    from teachgym.types import merge_rollouts
+
+    rng, names, out = random.Random(11), tuple(s.name for s in skills), []
+    for o in episode:
+        act = policy.act(_with_probes(policy, o))
+        out.append(action_to_dict(act))
+        prior = dict(act.weights) if isinstance(act, Mixture) else {s: 1.0 for s in names}
+        batches: list[dict[str, RolloutStats]] = []
+        for k in range(steps):
+            obs = StepObservation(o.round, k, steps, names, prior, batches[-1] if batches else {},
+                                  merge_rollouts(batches), 8 * k, 64 * k)
+            mixture = policy.step(obs)
+            where = f"round {o.round}, step {k}"
+            _require(isinstance(mixture, Mixture), f"{where}: step() must return a Mixture, not "
+                     f"{type(mixture).__name__}")
+            try:
+                validate_action(mixture, skills)
+            except InvalidActionError as e:
+                raise CheckError(f"{where}: invalid step mixture: {e}") from None
+            out.append(action_to_dict(mixture))
+            acc = {s.name: o.profile[s.name].accuracy for s in skills}
+            batches.append({s: _rollout(acc[s], rng) for s in names if rng.random() < 0.7})
+    return out
+
+
+def _check_steps(make_policy: Callable[[], Any], skills: Sequence[Skill], episode: Sequence[Observation]) -> None:
+    """A policy with ``step``: valid per-step mixtures, determinism, and a state that holds what the steps learnt
+    (``--resume`` restores it at the end of a round, after the round's steps)."""
+    decisions = _stepped(make_policy(), episode, skills)
+    _require(_stepped(make_policy(), episode, skills) == decisions,
+             "two policies built the same way made different step decisions (seed not honoured?)")
+    half = len(episode) // 2
+    first = make_policy()
+    _stepped(first, episode[:half], skills)
+    restored = make_policy()
+    if callable(getattr(first, "state_dict", None)):
+        restored.load_state_dict(copy.deepcopy(first.state_dict()))
+    _require(_stepped(first, episode[half:], skills) == _stepped(restored, episode[half:], skills),
+             "a policy restored from state_dict() after a round of steps decides differently from the original: "
+             "what step() learns must be in state_dict()")
 
 
 # -- student ------------------------------------------------------------------------------------

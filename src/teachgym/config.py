@@ -61,6 +61,11 @@ class LoopConfig(_Strict):
         description="What the teacher sees (DataEnvGym): open-ended = only failures; skill-list = the per-skill "
         "profile; skill-tree = the profile plus per-level sub-skills that requests can target.",
     )
+    teach_every: Literal["round", "step"] = Field(
+        "round",
+        description="round: the teacher acts once a round; step: it also picks the mixture of each generation "
+        "batch inside the round from the rollouts so far (a policy with step(); a batch-wise student: grpo).",
+    )
 
 
 class EvalConfig(_Strict):

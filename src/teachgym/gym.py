@@ -22,6 +22,10 @@
   around ``student_kwargs`` (:func:`randomize_params`), so a teacher trained on a fitted simulator
   (``teachgym calibrate``) learns for a range of students rather than one point estimate.
 
+**One step is one round.** The agent acts once a round; teaching inside a round (``loop.teach_every: step``,
+:mod:`teachgym.steps`) is not available here, and a student built with online filtering
+(``filter_groups``) is refused: each round trains on its rows as a whole.
+
 Any student works, through the same engine and evaluation as ``teachgym run``. A student with the
 analytic fast path (``practice``/``measure``/``expected_loss``/``reset``, as ``simulated`` has) skips
 building datasets and answering prompts, which makes an episode take well under a millisecond.
@@ -36,6 +40,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from teachgym.protocols import filters_groups
 from teachgym.types import Mixture, Observation, SkillStats
 
 LOSS_CAP = 10.0  # losses above this are clipped, so the observation space is bounded
@@ -244,6 +249,11 @@ class TeachEnv(gymnasium.Env):
                 drawn = randomize_params(config.kwargs, self.randomize, self.np_random)
                 config = ComponentConfig(name=config.name, **drawn)
             self.student = self._build("students", "student", config, seed=student_seed, env=self.teach_env)
+            if filters_groups(self.student):  # it would need a BatchSource to refill from: refuse, do not ignore
+                from teachgym.config import ConfigError
+
+                raise ConfigError("student_kwargs: filter_groups needs teachgym run (the gym trains each round as a "
+                                  "whole and cannot refill dropped groups); drop it here")
             self.fast = self._has_fast_path(self.student)
         self._round = 0
         self._acc, self._loss = self._measure()

@@ -6,7 +6,7 @@
     for round in 1..R:
         action  = policy.act(obs)
         data    = engine.materialize(action, env, budget=examples_per_round)
-        report  = student.train(data)
+        report  = student.train(data)                  # teach_every=step: policy.step picks each batch
         obs     = evaluate(student, env)
         tracker.log_round(round, obs, action, data, report)
 
@@ -54,10 +54,19 @@ from teachgym.resume import (
 from teachgym.rounds import Round, RoundRecord
 from teachgym.rows import column
 from teachgym.state import policy_levels, restrict
+from teachgym.steps import check_step_setup, train_round
 from teachgym.tracking.null import NullTracker
 from teachgym.tracking.schema import PROBE_EXAMPLES, round_metrics, teacher_weights
 from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri, unreachable_message
-from teachgym.types import Action, Observation, ProbeResult, rollout_metrics, validate_action, validate_probes
+from teachgym.types import (
+    Action,
+    Observation,
+    PolicyError,
+    ProbeResult,
+    rollout_metrics,
+    validate_action,
+    validate_probes,
+)
 from teachgym.warm_start import warm_start
 
 log = logging.getLogger(__name__)
@@ -112,10 +121,6 @@ class Experiment:
     @property
     def skills(self) -> list[str]:
         return [s.name for s in self.env.skills]
-
-
-class PolicyError(RuntimeError):
-    """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
 
 
 def default_run_name(config: ExperimentConfig) -> str:
@@ -248,7 +253,9 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
         if probed:  # the round's composition includes what the probes trained on
             report.examples = {s: n + probe_rows.get(s, 0) for s, n in report.examples.items()}
             report.sources["probe"] = probed
-        train = student.train(data)
+        # With loop.teach_every=step (or online filtering) the student draws batch by batch (teachgym.steps).
+        train, data = train_round(student, policy, data, report, loop, env, r, seed, exp.eval_prompts,
+                                  config.policy.name)
         check()
         used = state.used + len(data) + probed
         result = evaluate(student, env, state.result.profile, loop.max_new_tokens, loop.eval_batch_size,
@@ -290,6 +297,7 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Expe
             f"loop.state: policy {config.policy.name!r} works with the states {list(policy_levels(policy))}, not "
             f"{loop.state!r} (it reads what that state hides); policies that can: {_policies_for(loop.state)}"
         )
+    check_step_setup(loop, policy, student, config.policy.name, config.student.name, team().size)
     synthesizer = None
     if config.synthesis is not None:
         from teachgym.synthesis import LLMSynthesizer

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from teachgym.types import Action, Observation, Probe, Skill, TrainReport
+from teachgym.types import Action, Mixture, Observation, Probe, Skill, StepObservation, TrainReport
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -121,6 +121,31 @@ class Explains(Protocol):
 
 
 @runtime_checkable
+class TeachesPerStep(Protocol):
+    """A policy that also acts inside a round (``loop.teach_every: step``): before each generation batch of a
+    batch-wise student (GRPO), ``step(observation)`` sees the rollouts of the round's batches so far
+    (:class:`~teachgym.types.StepObservation`) and returns the ``Mixture`` to draw the next batch from.
+
+    ``act`` still decides the round (its mixture is ``observation.prior``), and the budget stays the round's.
+    What ``step`` learns belongs in the policy's ``state_dict`` (saved at the end of each round).
+    """
+
+    def step(self, observation: StepObservation) -> Mixture: ...
+
+
+@runtime_checkable
+class TrainsBatchwise(Protocol):
+    """A student that draws its prompts batch by batch from a :class:`~teachgym.steps.BatchSource` (GRPO).
+
+    Needed for ``loop.teach_every: step`` (the source asks the teacher before each generation batch) and for
+    online filtering (the source refills dropped groups from the round's mixture). The batches add up to the
+    rows of ``dataset``; the student tells the source, batch by batch, what it generated and what it kept.
+    """
+
+    def train_batches(self, dataset: Dataset, source: Any) -> TrainReport: ...
+
+
+@runtime_checkable
 class Resumable(Protocol):
     """A student that can write and restore its exact state (weights, optimiser, RNGs): needed for ``--resume``."""
 
@@ -152,6 +177,12 @@ def learns_from_counts(student: Any) -> bool:
 def learns_from_rewards(student: Any) -> bool:
     """``learns_from_rewards = True``: an RL student (GRPO); it reports rollouts, and its loss is not the SFT loss."""
     return bool(getattr(student, "learns_from_rewards", False))
+
+
+def filters_groups(student: Any) -> bool:
+    """``filters_groups = True``: the student drops GRPO groups without signal and refills them, so it trains
+    through :class:`TrainsBatchwise` ``.train_batches`` even when the teacher acts once a round."""
+    return bool(getattr(student, "filters_groups", False))
 
 
 def fills_requests(env: Any) -> bool:

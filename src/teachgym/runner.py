@@ -20,6 +20,7 @@ from teachgym.console import quiet_libraries
 from teachgym.interrupts import Interrupted
 from teachgym.loop import PolicyError, run_experiment
 from teachgym.resume import RUN_FILE
+from teachgym.types import ROUND_PREFIXES
 
 RESULT_FILE = "result.json"
 
@@ -45,7 +46,7 @@ def run_trial(
     Returns:
         ``status`` (finished, failed or interrupted), ``error`` and ``traceback`` for the others, and
         for a finished trial its curve: ``examples``, ``acc_mean``, ``acc_min``, ``final_acc``, ``acc`` (every
-        round's accuracy per skill), plus
+        round's accuracy per skill), ``totals`` (every round's ``rl/…``, ``filter/…`` and ``teacher/…`` totals), plus
         ``run_id``, ``wall_s`` and ``skipped`` (finished by an earlier attempt).
     """
     import traceback
@@ -95,6 +96,9 @@ def run_trial(
         "acc_min": [r.weakest[1] for r in result.rounds],
         "final_acc": result.final.accuracies,
         "acc": [r.accuracies for r in result.rounds],
+        # an RL student's round totals (rollouts spent, zero-variance share) and a per-step teacher's summaries
+        "totals": [{k: v for k, v in r.metrics.items() if k.startswith(ROUND_PREFIXES) and k.count("/") == 1}
+                   for r in result.rounds],
         "wall_s": time.perf_counter() - start,
         "resumed": resume,
     }

@@ -97,6 +97,50 @@ class RolloutStats:
 ROLLOUT_STATS = ("pass_rate", "learnability", "mean_abs_advantage", "zero_variance_share", "completion_length")
 
 
+def merge_rollouts(parts: Sequence[Mapping[str, RolloutStats]]) -> dict[str, RolloutStats]:
+    """Several batches' (or rounds') per-skill statistics as one, each weighted by its groups and completions."""
+    out: dict[str, RolloutStats] = {}
+    for skill in dict.fromkeys(s for part in parts for s in part):
+        rows = [part[skill] for part in parts if skill in part and part[skill].groups > 0]
+        groups, completions = sum(r.groups for r in rows), sum(r.completions for r in rows)
+        if not groups:
+            continue
+        per_group = {k: sum(getattr(r, k) * r.groups for r in rows) / groups
+                     for k in ("learnability", "zero_variance_share")}
+        per_completion = {k: sum(getattr(r, k) * r.completions for r in rows) / max(1, completions)
+                          for k in ("pass_rate", "mean_abs_advantage", "completion_length")}
+        out[skill] = RolloutStats(**per_group, **per_completion, groups=groups, completions=completions)
+    return out
+
+
+@dataclass(frozen=True)
+class StepObservation:
+    """What a per-step teacher sees before each generation batch of a round (``loop.teach_every: step``).
+
+    Attributes:
+        round: The round being trained (1-based).
+        step: Generation batches already drawn this round (0 before the first).
+        steps_total: Generation batches the round's budget holds.
+        skills: Skill names, in the env's order.
+        prior: The round's mixture (what ``act`` chose, as the built rows' shares), normalised.
+        last: Per-skill rollout statistics of the latest generation batch (empty at step 0); every group
+            generated counts, dropped ones (online filtering) included.
+        so_far: The same over this round's batches so far.
+        prompts: Prompts generated so far this round (groups; dropped ones included).
+        completions: Completions generated so far this round (the rollouts spent).
+    """
+
+    round: int
+    step: int
+    steps_total: int
+    skills: tuple[str, ...]
+    prior: Mapping[str, float]
+    last: Mapping[str, RolloutStats] = field(default_factory=dict)
+    so_far: Mapping[str, RolloutStats] = field(default_factory=dict)
+    prompts: int = 0
+    completions: int = 0
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """What happened in an earlier round: the profile measured after it and the action taken in it.
@@ -266,6 +310,10 @@ def validate_probes(probes: object, skills: Sequence[Skill], budget: int) -> Non
         )
 
 
+class PolicyError(RuntimeError):
+    """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
+
+
 class InvalidActionError(ValueError):
     """A teacher returned an action the engine cannot train on."""
 
@@ -368,12 +416,20 @@ class TrainReport:
     runtime_s: float
     metrics: dict[str, float] = field(default_factory=dict)
     rollouts: dict[str, RolloutStats] = field(default_factory=dict)
+    #: Per generation batch, when a teacher stepped or groups were filtered: ``{metric: value}`` for each step,
+    #: logged in the round's run at ``step=k`` (``teacher/…``, ``filter/…``).
+    step_log: list[dict[str, float]] = field(default_factory=list)
+
+
+#: Prefixes of a student's own metrics that go on the parent run each round (see :func:`rollout_metrics`).
+ROUND_PREFIXES = ("rl/", "teacher/", "filter/")
 
 
 def rollout_metrics(report: TrainReport) -> dict[str, float]:
     """A round's RL metrics: ``rl/<stat>/<skill>`` for every skill with rollouts, and the student's own
-    ``rl/*`` totals (``rl/prompts``, ``rl/completions``: the round's budget). Empty for an SFT student."""
-    m = {k: float(v) for k, v in report.metrics.items() if k.startswith("rl/")}
+    ``rl/*`` totals (``rl/prompts``, ``rl/completions``: the rollouts spent), with the round's summaries of a
+    per-step teacher (``teacher/…``) and of online filtering (``filter/…``). Empty for an SFT student."""
+    m = {k: float(v) for k, v in report.metrics.items() if k.startswith(ROUND_PREFIXES)}
     for skill, st in report.rollouts.items():
         for stat in ROLLOUT_STATS:
             m[f"rl/{stat}/{skill}"] = float(getattr(st, stat))

@@ -93,6 +93,16 @@ def _ending(end: Any) -> Iterator[None]:
         end(status)
 
 
+def _step_metrics(entry: Round) -> list:
+    """A per-step teacher's decisions and the filter's counts, one entry per generation batch, for the round's run
+    at ``step=k`` (``TrainReport.step_log``)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    log = entry.train.step_log if entry.train is not None else []
+    return [Metric(k, float(v), now, step) for step, values in enumerate(log) for k, v in values.items()]
+
+
 def _parent_metrics(entry: Round) -> list:
     """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
     from mlflow.entities import Metric
@@ -457,6 +467,9 @@ class MLflowTracker:
         self._write_backlog(force=False)
         run_id, artifact_uri = self._children[entry.index]
         write_files(artifact_uri, round_files(entry, self.log_predictions))
+        steps = _step_metrics(entry)
+        for i in range(0, len(steps), 1000):  # MLflow's limit per batch
+            self.mlflow.MlflowClient().log_batch(run_id, metrics=steps[i : i + 1000])
         if entry.data is not None:
             log_training_set(self.mlflow.MlflowClient(), run_id, entry.data, entry.index)
 
