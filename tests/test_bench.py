@@ -239,3 +239,27 @@ def test_every_shipped_challenge_declares_a_structure_that_fits_its_env():
         difficulty = ch.bench.simulated.kwargs.get("difficulty", {})
         assert set(difficulty) <= names, ch.name  # the twin's structure names the env's skills
     assert len(load_challenges(ROOT / "configs" / "bench")) >= 6
+
+
+def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_draws_batches(tmp_path):
+    """``dump@step`` sets loop.teach_every, ``+filter`` the student's filtering; both skip the twins and SFT
+    challenges; ``uniform@step`` is refused with the reason; the default list holds the per-step built-ins."""
+    from teachgym.bench import batchwise, bench_command, case_config, default_policies, policy_source, variant
+
+    assert variant("dump@step+filter") == ("dump", True, True) and variant("my.mod:T@step") == ("my.mod:T", True, False)
+    assert variant("uniform+filter") == ("uniform", False, True) and variant("sec") == ("sec", False, False)
+    ladder, prereq = load_challenges(ROOT / "configs" / "bench", ["ladder-rl", "prerequisites"])
+    assert batchwise(ladder) and not batchwise(prereq)
+    case = case_config(ladder, "dump@step+filter", simulated=False)
+    assert case["loop"]["teach_every"] == "step" and case["student"]["filter_groups"] is True
+    assert case["policy"] == {"name": "dump"} and policy_source("dump@step") == policy_source("dump")
+    plain = case_config(ladder, "dump", simulated=False)
+    assert "filter_groups" not in plain["student"] and plain["loop"]["teach_every"] == "round"
+    rows = run_bench([ladder], ["dump@step", "uniform+filter"], [0], simulated=True, results=tmp_path / "res",
+                     work=tmp_path / "work", root=ROOT, sequential=True, tracking=False)
+    assert {r["policy"] for r in rows} == {"uniform", "oracle"}  # the twin rolls nothing out: variants skipped
+    assert {"dump@step", "sec@step", "learnability@step"} <= set(default_policies())
+    assert not any(p.startswith(("uniform@", "exp3@")) for p in default_policies())
+    with pytest.raises(ConfigError, match="has no step"):
+        bench_command(["uniform@step"], ["ladder-rl"], "0", True, "table", str(ROOT / "configs" / "bench"),
+                      str(tmp_path / "r"), str(tmp_path / "w"), True, False, "teachgym bench uniform@step")

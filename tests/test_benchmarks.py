@@ -221,3 +221,30 @@ def test_the_bench_teachers_train_on_shuffled_skills_that_map_back_to_the_env():
     learnable = challenge.learnable
     assert reward == pytest.approx(np.mean([info["accuracy"][s] for s in learnable]) - np.mean(
         [acc[skills.index(s)] for s in learnable]))  # score: final, so the reward is the learnable mean's gain
+
+
+def test_per_step_report_figures_by_hand():
+    """benchmarks/per_step.py: rollouts to reach uniform's final score, seed by seed, and the done-when verdict."""
+    per_step = load_benchmark("per_step")
+
+    def row(policy, seed, curve, completions, extra=None):
+        totals = [{}] + [{"rl/completions": c, "rl/zero_variance_share": 0.5, **(extra or {})} for c in completions]
+        return {"challenge": "ladder-rl", "policy": policy, "seed": seed, "status": "finished", "score": curve[-1],
+                "curve": curve, "totals": totals, "wall_s": 10.0 if policy == "uniform" else 30.0,
+                "provenance": {"commit": "abc", "dirty": False}}
+
+    rows = [row("uniform", 0, [0.1, 0.2, 0.3, 0.4], [100, 100, 100]),
+            row("uniform", 1, [0.1, 0.3, 0.2, 0.2], [100, 100, 100]),
+            row("dump@step", 0, [0.1, 0.5, 0.6, 0.7], [100, 100, 100], {"teacher/step_change": 0.2}),
+            row("dump@step", 1, [0.1, 0.1, 0.1, 0.1], [100, 100, 100], {"teacher/step_change": 0.4}),
+            row("uniform+filter", 0, [0.1, 0.4, 0.4, 0.4], [150, 150, 150], {"filter/extra_generation": 0.5})]
+    table = per_step.summary(rows)["ladder-rl"]
+    by = {r["variant"]: r for r in table}
+    assert by["uniform"]["reach"] == [1.0, pytest.approx(1 / 3)]  # seed 1 passed its own final after round 1
+    assert by["dump@step"]["reach"] == [pytest.approx(1 / 3), None] and not by["dump@step"]["half_every_seed"]
+    assert by["dump@step"]["diff"][0] == pytest.approx((0.3 - 0.1) / 2)
+    assert by["dump@step"]["step_change"] == pytest.approx(0.3) and by["uniform+filter"]["rollouts"] == 450
+    assert by["uniform+filter"]["reach"] == [pytest.approx(0.5)] and by["uniform+filter"]["extra_generation"] == 0.5
+    text = per_step.markdown(per_step.summary(rows))
+    assert "not met; the closest per-step variant is dump@step (0.33, –)" in text
+    assert "| dump@step | 0.400 ± " in text and "30 (3.00)" in text

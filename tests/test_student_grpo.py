@@ -218,9 +218,12 @@ def test_use_vllm_without_vllm_is_a_config_error(tmp_path):
         build_component("students", "student", ComponentConfig(name="grpo", use_vllm=True), env=env)
 
 
-@pytest.mark.parametrize("policy", ["sec", "dump"])
-def test_a_grpo_experiment_resumes_exactly(policy, tmp_path, monkeypatch):
-    """SIGTERM mid-round 2, then --resume: the same curves, rollouts and teacher decisions as a straight run."""
+@pytest.mark.parametrize("policy, teach_every, filtering", [("sec", "round", False), ("dump", "round", False),
+                                                          ("dump", "step", True), ("learnability", "step", False),
+                                                          ("sec", "step", False)])
+def test_a_grpo_experiment_resumes_exactly(policy, teach_every, filtering, tmp_path, monkeypatch):
+    """SIGTERM mid-round 2, then --resume: the same curves, rollouts and teacher decisions as a straight run, and
+    per step the same step decisions (their round summaries are metrics) and filtered groups."""
     from test_resume import _StopInRound
 
     from teachgym.config import load_config
@@ -231,9 +234,10 @@ def test_a_grpo_experiment_resumes_exactly(policy, tmp_path, monkeypatch):
         return load_config({
             "env": {"name": "arithmetic", "eval_per_skill": 4, "pool_per_skill": 20},
             "student": {"name": "grpo", "tiny": TINY, "num_generations": 2, "batch_size": 8,
-                        "max_completion_length": 3, "beta": 0.1, "learning_rate": 1e-2},
+                        "max_completion_length": 3, "beta": 0.1, "learning_rate": 1e-2, "filter_groups": filtering},
             "policy": {"name": policy},
-            "loop": {"rounds": 3, "examples_per_round": 16, "output_dir": str(tmp_path / name), "save_student": False},
+            "loop": {"rounds": 3, "examples_per_round": 16, "output_dir": str(tmp_path / name), "save_student": False,
+                     "teach_every": teach_every},
             "tracking": {"enabled": False}})
 
     reference = run_experiment(cfg("reference"))
@@ -244,3 +248,7 @@ def test_a_grpo_experiment_resumes_exactly(policy, tmp_path, monkeypatch):
     resumed = run_experiment(cfg("resumed"), resume=True)
     assert [r.action for r in resumed.rounds] == [r.action for r in reference.rounds]
     assert [r.metrics for r in resumed.rounds] == [r.metrics for r in reference.rounds]
+    if teach_every == "step":
+        assert reference.rounds[-1].metrics["teacher/steps"] == 4
+    if filtering:
+        assert reference.rounds[-1].metrics["rl/prompts"] >= 16

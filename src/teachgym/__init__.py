@@ -18,6 +18,7 @@ from teachgym.types import (
     RolloutStats,
     Skill,
     SkillStats,
+    StepObservation,
     Synthesize,
     TrainReport,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RolloutStats",
     "Skill",
     "SkillStats",
+    "StepObservation",
     "Synthesize",
     "TrainReport",
     "__version__",

@@ -462,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sw.set_defaults(func=cmd_sweep)
     p_b = sub.add_parser("bench", help="teacher unit tests: challenges with an oracle anchor, and a leaderboard")
     p_b.add_argument("policies", nargs="*", help="teachers to rank (built-in names or module:Class; default: every "
-                     "built-in); uniform and oracle always run")
+                     "built-in, and <name>@step for those with step()); <name>@step teaches per generation batch, "
+                     "<name>+filter turns on the GRPO student's online filtering (GRPO challenges only); uniform and "
+                     "oracle always run")
     p_b.add_argument("--list", action="store_true", help="name the challenges, one line each, and exit")
     p_b.add_argument("--challenges", nargs="+", metavar="NAME", help="only these challenges (default: all)")
     p_b.add_argument("--seeds", default="0-4", help="a range 0-4 or a list 0,1,2 (default 0-4)")
