@@ -244,7 +244,15 @@ def test_every_shipped_challenge_declares_a_structure_that_fits_its_env():
 def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_draws_batches(tmp_path):
     """``dump@step`` sets loop.teach_every, ``+filter`` the student's filtering; both skip the twins and SFT
     challenges; ``uniform@step`` is refused with the reason; the default list holds the per-step built-ins."""
-    from teachgym.bench import batchwise, bench_command, case_config, default_policies, policy_source, variant
+    from teachgym.bench import (
+        batchwise,
+        bench_command,
+        case_config,
+        default_policies,
+        policy_source,
+        sweep_name,
+        variant,
+    )
 
     assert variant("dump@step+filter") == ("dump", True, True) and variant("my.mod:T@step") == ("my.mod:T", True, False)
     assert variant("uniform+filter") == ("uniform", False, True) and variant("sec") == ("sec", False, False)
@@ -260,6 +268,11 @@ def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_
     assert {r["policy"] for r in rows} == {"uniform", "oracle"}  # the twin rolls nothing out: variants skipped
     assert {"dump@step", "sec@step", "learnability@step"} <= set(default_policies())
     assert not any(p.startswith(("uniform@", "exp3@")) for p in default_policies())
+    from teachgym.sweep import plan_sweep
+
+    name = sweep_name(ladder, "my.mod:T@step+filter", "abc")  # a sweep name takes no ':', '@' or '+'
+    assert name == "bench-ladder-rl-my.mod.T.step.filter-abc"
+    assert plan_sweep(ROOT / "configs" / "bench" / "ladder-rl.yaml", name=name).directory.name.endswith(name)
     with pytest.raises(ConfigError, match="has no step"):
         bench_command(["uniform@step"], ["ladder-rl"], "0", True, "table", str(ROOT / "configs" / "bench"),
                       str(tmp_path / "r"), str(tmp_path / "w"), True, False, "teachgym bench uniform@step")

@@ -24,6 +24,7 @@ import inspect
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -240,10 +241,11 @@ def run_bench(
     tracking: bool = True,
     on_case: Callable[[dict[str, Any]], None] | None = None,
     run: bool = True,
+    anchors: Sequence[str] = ANCHORS,
 ) -> list[dict[str, Any]]:
     """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
 
-    The anchors (:data:`ANCHORS`) are always run. Rows are written to ``results/<lm|simulated>.jsonl``
+    The ``anchors`` (default :data:`ANCHORS`, which a leaderboard needs) are always run. Rows are written to ``results/<lm|simulated>.jsonl``
     as each sweep ends; rows of other keys stay in the file (another machine's, another commit's).
     ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
     ``learned`` runs on the challenges that have a model under ``root`` / :data:`LEARNED_DIR` and is
@@ -253,7 +255,7 @@ def run_bench(
 
     file = results / ("simulated.jsonl" if simulated else "lm.jsonl")
     stored = [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
-    wanted = list(dict.fromkeys([*ANCHORS, *policies]))
+    wanted = list(dict.fromkeys([*anchors, *policies]))
     rows: list[dict[str, Any]] = []
     for ch in challenges:
         learnable = ch.learnable
@@ -275,7 +277,7 @@ def run_bench(
             missing = [s for s in seeds if s not in have]
             if missing and run:
                 plan = plan_sweep(runnable, grid={"loop.seed": [str(s) for s in missing]},
-                                  name=f"bench-{ch.name}-{policy.replace(':', '.')}-{prov['key']}")
+                                  name=sweep_name(ch, policy, prov["key"]))
                 result = run_sweep(plan, sequential=sequential, plot=False)
                 for r in result.results:
                     row = _row(ch, policy, r.trial.seed, r.status, r.row, learnable, prov, simulated)
@@ -296,6 +298,11 @@ def run_bench(
                     if on_case:
                         on_case(have[s])
     return rows
+
+
+def sweep_name(challenge: Challenge, policy: str, key: str) -> str:
+    """The sweep folder of one (challenge, policy) at one key: a sweep name allows letters, digits, '.', '_', '-'."""
+    return f"bench-{challenge.name}-{re.sub(r'[^A-Za-z0-9._-]', '.', policy)}-{key}"
 
 
 def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, Any], learnable: Sequence[str],
