@@ -246,7 +246,8 @@ def run_bench(
     """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
 
     The ``anchors`` (default :data:`ANCHORS`, which a leaderboard needs) are always run. Rows are written to
-    ``results/<lm|simulated>.jsonl`` as each sweep ends; rows of other keys stay in the file (another machine's, another commit's).
+    ``results/<lm|simulated>.jsonl`` as each sweep ends; rows of other keys stay in the file (another machine's,
+    another commit's).
     ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
     ``learned`` runs on the challenges that have a model under ``root`` / :data:`LEARNED_DIR` and is
     skipped on the others (:func:`missing_learned` names them).
