@@ -15,7 +15,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     yield lambda name: importlib.import_module(name)
-    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state", "bench_readme"):
+    for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state", "bench_readme",
+                 "per_step"):
         sys.modules.pop(name, None)
 
 
@@ -46,12 +47,13 @@ def test_round_state_report_matches_its_results(benchmarks):
     assert all(r["state_mb"] < 0.05 * full[r["dtype"]] for r in rows if r["r"] == 16)  # LoRA: a small fraction
 
 
-@pytest.mark.parametrize("kind", ["simulated", "lm"])
-def test_bench_reports_match_their_results(kind):
-    """benchmarks/results/bench/<kind>.md is what `teachgym bench` makes of the rows its .json names."""
+@pytest.mark.parametrize("folder, kind", [("bench", "simulated"), ("bench", "lm"), ("per_step", "lm")])
+def test_bench_reports_match_their_results(folder, kind):
+    """benchmarks/results/<folder>/<kind>.md is what `teachgym bench` makes of the rows its .json names
+    (per_step: the ladder-rl leaderboard with the per-step and filtering variants)."""
     from teachgym.bench import load_challenges, report, reported_rows
 
-    results = RESULTS / "bench"
+    results = RESULTS / folder
     rows = reported_rows(results, kind)
     assert rows, f"no {kind} rows"
     index = json.loads((results / f"{kind}.json").read_text())
@@ -67,3 +69,13 @@ def test_the_readme_leaderboard_is_what_the_bench_results_make(benchmarks):
     text = (ROOT / "README.md").read_text()
     assert readme.current(text) == readme.block()
     assert "| learnability |" in readme.block()  # every built-in has its row, not only the anchors
+
+
+def test_the_per_step_report_and_readme_block_are_what_their_rows_make(benchmarks):
+    per_step = benchmarks("per_step")
+    rows = per_step.reported()
+    assert {r["challenge"] for r in rows} == {"ladder-rl", "arithmetic-grpo"}
+    assert {r["policy"] for r in rows} >= {"dump@step", "sec@step", "learnability@step", "uniform+filter"}
+    text = per_step.markdown(per_step.summary(rows))
+    assert (RESULTS / "per_step" / "per_step.md").read_text() == per_step.REPORT_TITLE + text
+    assert per_step.readme_block(rows) in (ROOT / "README.md").read_text()
