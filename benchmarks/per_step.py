@@ -104,8 +104,9 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def summary(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per challenge, one line per variant (in :data:`VARIANTS` order) with every figure of the report."""
+def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per challenge, ``variants``: one line per variant (in :data:`VARIANTS` order) with every figure of the
+    report, and ``contrasts`` (:func:`contrasts`)."""
     from teachgym.analysis import mean_ci, paired_difference
 
     out: dict[str, list[dict[str, Any]]] = {}
@@ -140,7 +141,28 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
                 "commits": sorted({f"{r['provenance']['commit']}{' (dirty)' if r['provenance']['dirty'] else ''}"
                                    for r in rs}),
             })
-        out[challenge] = lines
+        out[challenge] = {"variants": lines, "contrasts": contrasts(rows, challenge)}
+    return out
+
+
+def contrasts(rows: list[dict[str, Any]], challenge: str) -> list[dict[str, Any]]:
+    """What stepping and filtering add, paired by seed: ``p@step`` against ``p``, ``p@step+filter`` against
+    ``p@step``, ``uniform+filter`` against ``uniform`` (the score, and the rollouts spent as a ratio)."""
+    from teachgym.analysis import paired_difference
+
+    here = {(r["policy"], r["seed"]): r for r in rows if r["challenge"] == challenge}
+    pairs = [("uniform+filter", "uniform", "filtering, uniform")]
+    for p in RL:
+        pairs += [(f"{p}@step", p, f"per step, {p}"), (f"{p}@step+filter", f"{p}@step", f"filtering, {p} per step")]
+    out = []
+    for a, b, what in pairs:
+        seeds = sorted(s for (v, s) in here if v == a and (b, s) in here)
+        if len(seeds) < 2:
+            continue
+        x, y = [here[a, s] for s in seeds], [here[b, s] for s in seeds]
+        out.append({"what": what, "pair": f"{a} − {b}", "seeds": len(seeds),
+                    "score": paired_difference([r["score"] for r in x], [r["score"] for r in y]),
+                    "rollouts": _mean([_cumulative(r)[-1] / _cumulative(q)[-1] for r, q in zip(x, y)])})
     return out
 
 
@@ -148,7 +170,7 @@ def _f(x: float, fmt: str = "{:.3f}") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
 
 
-def markdown(table: dict[str, list[dict[str, Any]]]) -> str:
+def markdown(table: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
     """The report: one table per task, and the issue's verdict for ladder-rl."""
     lines = ["Seeds 0-4, paired with uniform by seed. *score*: mean accuracy over the skills after the last round "
              "(± 95% t half-width); *Δ*: paired difference from uniform [95% t-interval]; *zero-var*: share of the "
@@ -157,7 +179,8 @@ def markdown(table: dict[str, list[dict[str, Any]]]) -> str:
              "score of the same seed, as a share of uniform's rollouts, seed by seed (– never); *extra gen*: "
              "prompts generated beyond those trained on (filtering); *step moves*: how far a per-step teacher's "
              "mixture moved from one batch to the next (total variation, mean) and from the round's prior.", ""]
-    for challenge, rows in table.items():
+    for challenge, parts in table.items():
+        rows = parts["variants"]
         if not rows:
             continue
         uniform = next((r for r in rows if r["variant"] == "uniform"), None)
@@ -178,15 +201,24 @@ def markdown(table: dict[str, list[dict[str, Any]]]) -> str:
                          f"| {_f(r['rollouts'], '{:,.0f}')} | {reach} | {_f(r['extra_generation'], '{:+.0%}')} "
                          f"| {r['wall_s']:.0f} ({_f(ratio, '{:.2f}')}) | {moves} |")
         lines.append("")
+        paired = parts["contrasts"]
+        if paired:
+            lines += ["| what it adds | pair | Δ score [95% CI] | rollouts (×) |", "|---|---|---|---|"]
+            lines += [f"| {c['what']} | {c['pair']} | {c['score'][0]:+.3f} [{c['score'][1]:+.3f}, "
+                      f"{c['score'][2]:+.3f}] | {c['rollouts']:.2f} |" for c in paired]
+            lines.append("")
         steppers = [r for r in rows if "@step" in r["variant"]]
         if challenge == "ladder-rl" and steppers:
             best = min(steppers, key=lambda r: _mean([x if x is not None else math.inf for x in r["reach"]]))
             met = [r["variant"] for r in steppers if r["half_every_seed"]]
+            others = [r["variant"] for r in rows if "@step" not in r["variant"] and r["half_every_seed"]]
             lines += [f"Done-when (ladder-rl: a per-step teacher reaches uniform's final score with at most half of "
                       f"uniform's rollouts on every seed): {'met by ' + ', '.join(met) if met else 'not met'}; the "
                       f"closest per-step variant is {best['variant']} "
-                      f"({', '.join('–' if x is None else f'{x:.2f}' for x in best['reach'])}).", ""]
-    commits = sorted({c for rows in table.values() for r in rows for c in r["commits"]})
+                      f"({', '.join('–' if x is None else f'{x:.2f}' for x in best['reach'])}). Without stepping, "
+                      f"{', '.join(others) if others else 'no variant'} "
+                      f"{'meets' if len(others) == 1 else 'meet'} the same bar.", ""]
+    commits = sorted({c for parts in table.values() for r in parts["variants"] for c in r["commits"]})
     lines.append(f"Rows from commit(s) {', '.join(commits)}; `python benchmarks/per_step.py`.")
     return "\n".join(lines) + "\n"
 

@@ -238,8 +238,14 @@ def test_per_step_report_figures_by_hand():
             row("dump@step", 0, [0.1, 0.5, 0.6, 0.7], [100, 100, 100], {"teacher/step_change": 0.2}),
             row("dump@step", 1, [0.1, 0.1, 0.1, 0.1], [100, 100, 100], {"teacher/step_change": 0.4}),
             row("uniform+filter", 0, [0.1, 0.4, 0.4, 0.4], [150, 150, 150], {"filter/extra_generation": 0.5})]
+    rows += [row("dump", 0, [0.1, 0.2, 0.3, 0.5], [100, 100, 100]),
+             row("dump", 1, [0.1, 0.1, 0.1, 0.3], [100, 100, 50])]
     table = per_step.summary(rows)["ladder-rl"]
-    by = {r["variant"]: r for r in table}
+    by = {r["variant"]: r for r in table["variants"]}
+    contrast = {c["pair"]: c for c in table["contrasts"]}
+    assert set(contrast) == {"dump@step − dump"}  # uniform+filter has one seed: no interval, no line
+    assert contrast["dump@step − dump"]["score"][0] == pytest.approx(((0.7 - 0.5) + (0.1 - 0.3)) / 2)
+    assert contrast["dump@step − dump"]["rollouts"] == pytest.approx((1 + 300 / 250) / 2)
     assert by["uniform"]["reach"] == [1.0, pytest.approx(1 / 3)]  # seed 1 passed its own final after round 1
     assert by["dump@step"]["reach"] == [pytest.approx(1 / 3), None] and not by["dump@step"]["half_every_seed"]
     assert by["dump@step"]["diff"][0] == pytest.approx((0.3 - 0.1) / 2)
@@ -247,4 +253,5 @@ def test_per_step_report_figures_by_hand():
     assert by["uniform+filter"]["reach"] == [pytest.approx(0.5)] and by["uniform+filter"]["extra_generation"] == 0.5
     text = per_step.markdown(per_step.summary(rows))
     assert "not met; the closest per-step variant is dump@step (0.33, –)" in text
+    assert "| per step, dump | dump@step − dump | " in text and "stepping, uniform+filter meets the same bar" in text
     assert "| dump@step | 0.400 ± " in text and "30 (3.00)" in text
