@@ -381,6 +381,7 @@ def _stepped(policy: Any, episode: Sequence[Observation], skills: Sequence[Skill
         act = policy.act(_with_probes(policy, o))
         out.append(action_to_dict(act))
         prior = dict(act.weights) if isinstance(act, Mixture) else {s: 1.0 for s in names}
+        acc = {s.name: o.profile[s.name].accuracy for s in skills}
         batches: list[dict[str, RolloutStats]] = []
         for k in range(steps):
             obs = StepObservation(o.round, k, steps, names, prior, batches[-1] if batches else {},
@@ -394,7 +395,6 @@ def _stepped(policy: Any, episode: Sequence[Observation], skills: Sequence[Skill
             except InvalidActionError as e:
                 raise CheckError(f"{where}: invalid step mixture: {e}") from None
             out.append(action_to_dict(mixture))
-            acc = {s.name: o.profile[s.name].accuracy for s in skills}
             batches.append({s: _rollout(acc[s], rng) for s in names if rng.random() < 0.7})
     return out
 
