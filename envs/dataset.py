@@ -45,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from teachgym.errors import TeachgymError
 from teachgym.rows import arrow_table, as_label_lists, rows_by_code
 from teachgym.types import Skill
 
@@ -55,7 +56,7 @@ CHECKERS = ("exact", "numeric", "regex", "math")
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-class DatasetEnvError(ValueError):
+class DatasetEnvError(TeachgymError, ValueError):
     """The data or the env's options cannot make an env (the message says what and where)."""
 
 

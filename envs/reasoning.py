@@ -56,6 +56,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from teachgym.errors import TeachgymError
 from teachgym.types import Skill
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +76,7 @@ CHECKERS = ("score", "math")
 _ANSWER = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
 
 
-class ReasoningGymError(ValueError):
+class ReasoningGymError(TeachgymError, ValueError):
     """The env's options name something reasoning-gym does not have (the message says what is valid)."""
 
 

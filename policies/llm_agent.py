@@ -39,6 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from teachgym.errors import TeachgymError
+from teachgym.seeds import agent_seed
 from teachgym.types import Action, InvalidActionError, Mixture, Observation, Request, Synthesize, validate_action
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ ANSWER_SCHEMA: dict[str, Any] = {
 }
 
 
-class AnswerError(ValueError):
+class AnswerError(TeachgymError, ValueError):
     """An answer the policy cannot use; ``reason`` is a short tag for counting."""
 
     def __init__(self, reason: str, message: str) -> None:
@@ -247,7 +249,7 @@ class LLMAgentPolicy:
 
     @property
     def _seed_base(self) -> int:
-        return self.seed * 1_000_003
+        return agent_seed(self.seed)
 
     # -- the prompt -------------------------------------------------------------------------------
     def build_prompt(self, obs: Observation) -> str:

@@ -36,6 +36,7 @@ saved with the round state so that ``--resume`` keeps it.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import logging
@@ -43,13 +44,16 @@ import math
 import os
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from teachgym.config import options_from
 from teachgym.distributed import team
-from teachgym.students.hf import HFStudent, _drop_forward_patch, _stop_check, load_tensors, save_tensors
-from teachgym.types import RolloutStats, TrainReport
+from teachgym.students._rollouts import Group, Rollouts, batch_stats, join, repeat, split_groups, take
+from teachgym.students._trl_private import drop_forward_patch, grpo_trainer_class, prepare_reference, release_vllm
+from teachgym.students.hf import HFStudent, ModelOptions, _help, _stop_check, load_tensors, save_tensors
+from teachgym.types import TrainReport
+from teachgym.vllm_eval import require_vllm
 
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
@@ -71,172 +75,37 @@ def _import_reward(path: str) -> Any:
     return fn
 
 
-class _Group(NamedTuple):
-    """One prompt's group of completions in a generation batch."""
-
-    row: Mapping[str, Any]  # the prompt's row (``prompt``, ``skills``), as the trainer got it
-    verdicts: list[float]
-    advantages: list[float]
-    lengths: list[int]
-    zero_variance: bool  # every reward equal: no learning signal
-
-    @property
-    def pass_rate(self) -> float:
-        return sum(self.verdicts) / len(self.verdicts)
-
-
-def _split_groups(inputs: list[Mapping[str, Any]], verdicts: list[float], rewards: list[float],
-                  advantages: list[float], lengths: list[int], g: int) -> list[_Group]:
-    """One generation batch as groups: ``inputs`` holds each prompt ``g`` times in a row (TRL's RepeatSampler)."""
-    if len(inputs) % g or not (len(inputs) == len(verdicts) == len(rewards) == len(advantages) == len(lengths)):
-        raise RuntimeError(f"GRPO batch of {len(inputs)} rows does not split into groups of {g}")
-    groups = []
-    for start in range(0, len(inputs), g):
-        rows = inputs[start : start + g]
-        if any(r["prompt"] != rows[0]["prompt"] for r in rows):
-            raise RuntimeError("a GRPO group mixes prompts: TRL's batch layout changed")
-        r = rewards[start : start + g]
-        groups.append(_Group(rows[0], verdicts[start : start + g], advantages[start : start + g],
-                             lengths[start : start + g], max(r) - min(r) <= 1e-6 * max(1.0, abs(max(r)))))
-    return groups
-
-
-class _Rollouts:
-    """Collects, per skill, what the trainer generated and computed for each generation batch."""
-
-    def __init__(self, num_generations: int) -> None:
-        self.g = num_generations
-        self.sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        self.prompts = 0
-        self.completions = 0
-        self.zero_variance = 0  # groups whose rewards were all equal
-
-    def add(self, groups: list[_Group]) -> None:
-        """One generation batch's groups (every group generated, whether or not it trains)."""
-        for group in groups:
-            p = group.pass_rate
-            self.prompts += 1
-            self.completions += self.g
-            self.zero_variance += group.zero_variance
-            for skill in group.row.get("skills") or ():
-                s = self.sums[skill]
-                s["groups"] += 1
-                s["passed"] += sum(group.verdicts)
-                s["learnability"] += p * (1 - p)
-                s["abs_adv"] += sum(abs(a) for a in group.advantages)
-                s["zero_var"] += group.zero_variance
-                s["length"] += sum(group.lengths)
-
-    def merge(self, parts: list[tuple[dict[str, dict[str, float]], int, int, int]]) -> None:
-        """Every process's sums, prompts, completions and zero-variance groups (from :meth:`part`), added up here."""
-        self.sums = defaultdict(lambda: defaultdict(float))
-        self.prompts = self.completions = self.zero_variance = 0
-        for sums, prompts, completions, zero_variance in parts:
-            for skill, stats in sums.items():
-                for key, value in stats.items():
-                    self.sums[skill][key] += value
-            self.prompts += prompts
-            self.completions += completions
-            self.zero_variance += zero_variance
-
-    def part(self) -> tuple[dict[str, dict[str, float]], int, int, int]:
-        """What this process collected, as plain data (sent to the other processes)."""
-        return {k: dict(v) for k, v in self.sums.items()}, self.prompts, self.completions, self.zero_variance
-
-    def stats(self) -> dict[str, RolloutStats]:
-        out = {}
-        for skill, s in self.sums.items():
-            groups = int(s["groups"])
-            n = groups * self.g
-            out[skill] = RolloutStats(
-                pass_rate=s["passed"] / n,
-                learnability=s["learnability"] / groups,
-                mean_abs_advantage=s["abs_adv"] / n,
-                zero_variance_share=s["zero_var"] / groups,
-                completion_length=s["length"] / n,
-                groups=groups,
-                completions=n,
-            )
-        return out
-
-
-def _batch_stats(groups: list[_Group], g: int) -> dict[str, RolloutStats]:
-    """Per-skill statistics of one generation batch's groups."""
-    batch = _Rollouts(g)
-    batch.add(groups)
-    return batch.stats()
-
-
-def _repeat(rows: list[Mapping[str, Any]], g: int) -> list[dict[str, Any]]:
-    """Each prompt's row ``g`` times in a row (as TRL's sampler lays out a generation batch), prompt and skills only."""
-    return [{"prompt": r["prompt"], "skills": list(r.get("skills") or ())} for r in rows for _ in range(g)]
-
-
-def _take(out: Mapping[str, Any], group: int, g: int) -> dict[str, Any]:
-    """One group's rows of a scored generation batch."""
-    taken = {}
-    for key, value in out.items():
-        if key == "num_items_in_batch":
-            continue
-        if not hasattr(value, "shape") or not value.dim():
-            raise RuntimeError(f"online filtering cannot split the generation batch's {key!r} (multimodal input?)")
-        taken[key] = value[group * g : (group + 1) * g]
-    return taken
-
-
-def _join(parts: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Groups from several scored generation batches as one batch: prompts left-padded, completions right-padded
-    to the widest, and ``num_items_in_batch`` (the loss's token count) counted again."""
-    import torch
-    import torch.nn.functional as F
-
-    out: dict[str, Any] = {}
-    for key in parts[0]:
-        values = [p[key] for p in parts]
-        if values[0].dim() >= 2:
-            width = max(v.shape[1] for v in values)
-            pad = pad_id if key.endswith("_ids") else 0
-            values = [F.pad(v, (width - v.shape[1], 0) if key.startswith("prompt") else (0, width - v.shape[1]),
-                            value=pad) for v in values]
-        out[key] = torch.cat(values)
-    mask = out["completion_mask"] * out["tool_mask"] if "tool_mask" in out else out["completion_mask"]
-    out["num_items_in_batch"] = mask.sum()
-    return out
-
-
 def _trainer_class() -> type:
     """``GRPOTrainer`` that records each generation batch's rollouts and, given a :class:`~teachgym.steps.BatchSource`,
     draws each batch's prompts from it (a teacher per step) and filters groups (online difficulty filtering)."""
-    from trl import GRPOTrainer
-
-    class RecordingGRPOTrainer(GRPOTrainer):
-        rollouts: _Rollouts
+    class RecordingGRPOTrainer(grpo_trainer_class()):
+        rollouts: Rollouts
         reward_record: list[tuple[list[float], list[float]]]
         source: Any = None  # a teachgym.steps.BatchSource, or None: train on the dataset's prompts as they come
         keep: Any = None  # group -> bool: the filter (needs a source to refill), or None
         oversample: float = 1.0
         max_draws: int = 1
 
-        def _scored(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[_Group]]:
-            out = super()._generate_and_score_completions(inputs)
+        def _scored(self, inputs: list[dict[str, Any]]) -> tuple[dict[str, Any], list[Group]]:
+            out = self.score_batch(inputs)
             verdicts, rewards = self.reward_record.pop()  # the reward functions ran inside the call above
             self.reward_record.clear()
             lengths = out["completion_mask"].sum(dim=1).tolist()
-            groups = _split_groups(inputs, verdicts, rewards, out["advantages"].float().tolist(), lengths,
+            groups = split_groups(inputs, verdicts, rewards, out["advantages"].float().tolist(), lengths,
                                    self.rollouts.g)
             self.rollouts.add(groups)
             return out, groups
 
-        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        def on_generation_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
             if self.source is None:
                 return self._scored(inputs)[0]
             g = self.rollouts.g
             need = len(inputs) // g
             if self.source.stepping:  # the teacher picks this batch's mixture from the rollouts so far
-                inputs = _repeat(self.source.batch(need), g)
+                inputs = repeat(self.source.batch(need), g)
             if self.keep is None:
                 out, groups = self._scored(inputs)
-                self.source.observe(_batch_stats(groups, g), need, need * g, [x.row for x in groups])
+                self.source.observe(batch_stats(groups, g), need, need * g, [x.row for x in groups])
                 return out
             return self._filtered(inputs, need)
 
@@ -246,10 +115,10 @@ def _trainer_class() -> type:
             g = self.rollouts.g
             extra = math.ceil(need * self.oversample) - need
             if extra > 0:
-                inputs = inputs + _repeat(self.source.refill(extra), g)
-            kept: list[tuple[dict[str, Any], int, _Group]] = []
-            spare: list[tuple[dict[str, Any], int, _Group]] = []
-            generated: list[_Group] = []
+                inputs = inputs + repeat(self.source.refill(extra), g)
+            kept: list[tuple[dict[str, Any], int, Group]] = []
+            spare: list[tuple[dict[str, Any], int, Group]] = []
+            generated: list[Group] = []
             for draw in range(1, self.max_draws + 1):
                 out, groups = self._scored(inputs)
                 generated += groups
@@ -257,36 +126,73 @@ def _trainer_class() -> type:
                     (kept if self.keep(group) and len(kept) < need else spare).append((out, i, group))
                 if len(kept) >= need or draw == self.max_draws:
                     break
-                inputs = _repeat(self.source.refill(math.ceil((need - len(kept)) * self.oversample)), g)
+                inputs = repeat(self.source.refill(math.ceil((need - len(kept)) * self.oversample)), g)
             dropped = sum(not self.keep(x) for x in generated)
             filled = need - len(kept)
             chosen = kept + spare[:filled]
-            self.source.observe(_batch_stats(generated, g), len(generated), len(generated) * g,
+            self.source.observe(batch_stats(generated, g), len(generated), len(generated) * g,
                                 [x[2].row for x in chosen], dropped, filled)
-            return _join([_take(out, i, g) for out, i, _ in chosen], self._tokenizer.pad_token_id)
+            return join([take(out, i, g) for out, i, _ in chosen], self.pad_token_id)
 
     return RecordingGRPOTrainer
 
 
-def _release_vllm(trainer: Any) -> None:
-    """Let go of the round's vLLM: close the weight-sync communicator with a ``trl vllm-serve`` server (the
-    next round's trainer opens its own, and the server accepts one at a time), or free a colocated engine's
-    GPU memory (each round's trainer would otherwise add an engine)."""
-    vllm = getattr(trainer, "vllm_generation", None)
-    if vllm is None:
-        return
-    client = getattr(vllm, "vllm_client", None)
-    if client is not None:
-        client.close_communicator()
-    if getattr(vllm, "llm", None) is not None:
-        import gc
+@dataclass
+class GRPOOptions(ModelOptions):
+    """The ``grpo`` student's options (its config section, besides ``name``); checked when built."""
 
-        import torch
+    num_generations: int = field(default=8, metadata=_help("Completions sampled per prompt (a GRPO group); >= 2"))
+    max_completion_length: int = field(default=16, metadata=_help("Longest completion in tokens"))
+    temperature: float = field(default=1.0, metadata=_help("Sampling temperature of the rollouts"))
+    beta: float = field(default=0.0, metadata=_help(
+        "KL coefficient against the reference model (the student as this stage started); 0: none"))
+    loss_type: str = field(default="dapo", metadata=_help(
+        "TRL's loss (``dapo``, ``grpo``, ``dr_grpo``, ``bnpo``, ...)"))
+    scale_rewards: str = field(default="group", metadata=_help(
+        "Advantage scaling: ``group`` (divide by the group's std), ``batch`` or ``none``"))
+    learning_rate: float = field(default=1e-4, metadata=_help("Constant learning rate of each round's optimizer"))
+    batch_size: int = field(default=64, metadata=_help("Completions per optimizer step; a multiple of num_generations"))
+    rewards: dict[str, float] | None = field(default=None, metadata=_help(
+        "Extra reward functions, ``{'package.module:function': weight}``, called as TRL calls reward functions "
+        "(``prompts``, ``completions``, and the rows' columns such as ``skills``)"))
+    verifier_weight: float = field(default=1.0, metadata=_help("Weight of the env's verifier reward (1 right, else 0)"))
+    filter_groups: bool = field(default=False, metadata=_help(
+        "Online difficulty filtering (DAPO's dynamic sampling; arXiv 2504.03380): drop each group whose rewards are "
+        "all equal, or whose pass rate is outside ``filter_band``, before it takes a gradient step, and refill from "
+        "the round's (or the per-step teacher's) mixture"))
+    filter_band: tuple[float, float] | list[float] = field(default=(0.0, 1.0), metadata=_help(
+        "``[low, high]``: the pass rates a kept group may have (inclusive); ``[0, 1]`` drops only groups without "
+        "reward variance"))
+    filter_oversample: float = field(default=1.0, metadata=_help(
+        "Prompts generated per prompt still needed, at each draw (>= 1; 1.5: half again)"))
+    filter_max_draws: int = field(default=4, metadata=_help(
+        "Generations per batch at most; a batch still short then trains on rejected groups"))
+    use_vllm: bool = field(default=False, metadata=_help(
+        "Generate with vLLM (``pip install vllm``; a GPU); passed to TRL with ``vllm_mode``"))
+    vllm_mode: str = field(default="colocate", metadata=_help(
+        "``colocate`` (vLLM in this process) or ``server`` (``trl vllm-serve``)"))
+    grpo_args: dict[str, Any] | None = field(default=None, metadata=_help(
+        "Extra ``trl.GRPOConfig`` fields, passed through as they are"))
 
-        vllm.llm = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        g, batch = self.num_generations, self.batch_size
+        if g < 2:
+            raise ValueError(f"num_generations must be at least 2 (GRPO compares completions), not {g}")
+        if batch < g or batch % g:
+            raise ValueError(f"batch_size ({batch}) must be a multiple of num_generations ({g})")
+        if self.vllm_mode not in ("colocate", "server"):
+            raise ValueError(f"vllm_mode must be colocate or server, not {self.vllm_mode!r}")
+        band = tuple(float(x) for x in self.filter_band)
+        if len(band) != 2 or not 0 <= band[0] <= band[1] <= 1:
+            raise ValueError(
+                f"filter_band must be [low, high] with 0 <= low <= high <= 1, not {list(self.filter_band)}")
+        if not self.filter_oversample >= 1 or self.filter_max_draws < 1:
+            raise ValueError(f"filter_oversample must be >= 1 (got {self.filter_oversample}) and "
+                             f"filter_max_draws >= 1 "
+                             f"(got {self.filter_max_draws})")
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise ValueError(f"scale_rewards must be group, batch or none, not {self.scale_rewards!r}")
 
 
 class GRPOStudent(HFStudent):
@@ -295,76 +201,23 @@ class GRPOStudent(HFStudent):
     #: It learns from the rewards of its own samples, not from the rows' completions (see check_student).
     learns_from_rewards = True
 
-    def __init__(
-        self,
-        env: Any,
-        model: str = "tiny",
-        tiny: dict[str, Any] | None = None,
-        lora: dict[str, Any] | None = None,
-        num_generations: int = 8,
-        max_completion_length: int = 16,
-        temperature: float = 1.0,
-        beta: float = 0.0,
-        loss_type: str = "dapo",
-        scale_rewards: str = "group",
-        learning_rate: float = 1e-4,
-        batch_size: int = 64,
-        rewards: dict[str, float] | None = None,
-        verifier_weight: float = 1.0,
-        filter_groups: bool = False,
-        filter_band: tuple[float, float] | list[float] = (0.0, 1.0),
-        filter_oversample: float = 1.0,
-        filter_max_draws: int = 4,
-        use_vllm: bool = False,
-        vllm_mode: str = "colocate",
-        grpo_args: dict[str, Any] | None = None,
-        precision: str = "auto",
-        device: str = "auto",
-        seed: int = 0,
-        examples_per_round: int | None = None,
-    ) -> None:
+    Options = GRPOOptions
+
+    def __init__(self, env: Any = None, options: GRPOOptions | None = None, *, seed: int = 0,
+                 examples_per_round: int | None = None, **kwargs: Any) -> None:
         """Load the student and set up GRPO.
 
         Args:
             env: The env (injected by the loop): its ``verify`` is the reward.
-            model: ``"tiny"``, a model directory or hub name, a ``teachgym run`` output folder, or an
-                MLflow student checkpoint (``models:/<id>``).
-            tiny: Overrides of the built-in tiny configuration (only with ``model="tiny"``).
-            lora: peft ``LoraConfig`` kwargs (needs ``teachgym[lora]``).
-            num_generations: Completions sampled per prompt (a GRPO group); at least 2.
-            max_completion_length: Longest completion in tokens.
-            temperature: Sampling temperature of the rollouts.
-            beta: KL coefficient against the reference model (the student as this stage started); 0: none.
-            loss_type: TRL's loss (``dapo``, ``grpo``, ``dr_grpo``, ``bnpo``, ...).
-            scale_rewards: Advantage scaling: ``group`` (divide by the group's std), ``batch`` or ``none``.
-            learning_rate: Constant learning rate of each round's optimizer.
-            batch_size: Completions per optimizer step; a multiple of ``num_generations``.
-            rewards: Extra reward functions, ``{"package.module:function": weight}``, called as TRL calls
-                reward functions (``prompts``, ``completions``, and the rows' columns such as ``skills``).
-            verifier_weight: Weight of the env's verifier reward (1 for a right answer, else 0).
-            filter_groups: Online difficulty filtering (DAPO's dynamic sampling; arXiv 2504.03380): drop each
-                group whose rewards are all equal, or whose pass rate is outside ``filter_band``, before it takes
-                a gradient step, and refill from the round's (or the per-step teacher's) mixture.
-            filter_band: ``[low, high]``: the pass rates a kept group may have (inclusive); ``[0, 1]`` drops only
-                groups without reward variance.
-            filter_oversample: Prompts generated per prompt still needed, at each draw (>= 1; 1.5: half again).
-            filter_max_draws: Generations per batch at most; a batch still short then trains on rejected groups.
-            use_vllm: Generate with vLLM (``pip install vllm``; a GPU); passed to TRL with ``vllm_mode``.
-            vllm_mode: ``colocate`` (vLLM in this process) or ``server`` (``trl vllm-serve``).
-            grpo_args: Extra ``trl.GRPOConfig`` fields, passed through as they are.
-            precision: ``auto``, ``fp32``, ``bf16`` or ``fp16``.
-            device: ``auto``, ``cpu`` or ``cuda``.
+            options: The student's options; or give their fields as keywords (a config's ``student:`` section).
             seed: Seeds the tiny model's weights and each round's trainer.
             examples_per_round: The loop's round size (injected), checked against the batch layout.
         """
+        opts = options if options is not None else options_from(GRPOOptions, kwargs, "student grpo")
         if env is None or not callable(getattr(env, "verify", None)):
             raise ValueError("the grpo student needs the env's verifier (env.verify) for its reward")
-        if num_generations < 2:
-            raise ValueError(f"num_generations must be at least 2 (GRPO compares completions), not {num_generations}")
-        if batch_size < num_generations or batch_size % num_generations:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of num_generations ({num_generations})")
         # With several processes (accelerate) one generation batch holds every process's batch.
-        prompts_per_batch = batch_size * team().size // num_generations
+        prompts_per_batch = opts.batch_size * team().size // opts.num_generations
         if examples_per_round is not None and examples_per_round % prompts_per_batch:
             raise ValueError(
                 f"loop.examples_per_round ({examples_per_round}) must be a multiple of batch_size x processes / "
@@ -372,46 +225,33 @@ class GRPOStudent(HFStudent):
                 f"and the round's budget is not what every policy gets; e.g. loop.examples_per_round="
                 f"{max(prompts_per_batch, examples_per_round // prompts_per_batch * prompts_per_batch)}"
             )
-        if vllm_mode not in ("colocate", "server"):
-            raise ValueError(f"vllm_mode must be colocate or server, not {vllm_mode!r}")
-        if use_vllm:  # refused before round 0 without vLLM and a GPU, with the install hint
-            from teachgym.vllm_eval import require_vllm
-
+        if opts.use_vllm:  # refused before round 0 without vLLM and a GPU, with the install hint
             require_vllm("student.use_vllm")
-        band = tuple(float(x) for x in filter_band)
-        if len(band) != 2 or not 0 <= band[0] <= band[1] <= 1:
-            raise ValueError(f"filter_band must be [low, high] with 0 <= low <= high <= 1, not {list(filter_band)}")
-        if not filter_oversample >= 1 or filter_max_draws < 1:
-            raise ValueError(f"filter_oversample must be >= 1 (got {filter_oversample}) and filter_max_draws >= 1 "
-                             f"(got {filter_max_draws})")
-        if scale_rewards not in ("group", "batch", "none"):
-            raise ValueError(f"scale_rewards must be group, batch or none, not {scale_rewards!r}")
-        super().__init__(model=model, tiny=tiny, lora=lora, precision=precision, device=device, seed=seed)
+        self._load(ModelOptions(opts.model, opts.tiny, opts.lora, opts.precision, opts.device), seed)
+        self.options = opts
         self.env = env
-        self.num_generations = num_generations
-        self.extra_rewards = [(_import_reward(path), float(w), path) for path, w in (rewards or {}).items()]
-        self.verifier_weight = float(verifier_weight)
-        self.beta = float(beta)
+        self.num_generations = opts.num_generations
+        self.extra_rewards = [(_import_reward(path), float(w), path) for path, w in (opts.rewards or {}).items()]
+        self.verifier_weight = float(opts.verifier_weight)
+        self.beta = float(opts.beta)
         #: Filtering needs refills, so the loop trains this student through train_batches (teachgym.steps).
-        self.filters_groups = bool(filter_groups)
-        self.filter_band, self.filter_oversample, self.filter_max_draws = band, float(filter_oversample), int(
-            filter_max_draws)
+        self.filters_groups = bool(opts.filter_groups)
+        self.filter_band = tuple(float(x) for x in opts.filter_band)
+        self.filter_oversample, self.filter_max_draws = float(opts.filter_oversample), int(opts.filter_max_draws)
         self.train_args = {
-            "num_generations": num_generations,
-            "max_completion_length": max_completion_length,
-            "temperature": temperature,
-            "loss_type": loss_type,
-            "scale_rewards": scale_rewards,
-            "learning_rate": learning_rate,
-            "per_device_train_batch_size": batch_size,
-            "use_vllm": use_vllm,
-            **({"vllm_mode": vllm_mode} if use_vllm else {}),
-            **(grpo_args or {}),
+            "num_generations": opts.num_generations,
+            "max_completion_length": opts.max_completion_length,
+            "temperature": opts.temperature,
+            "loss_type": opts.loss_type,
+            "scale_rewards": opts.scale_rewards,
+            "learning_rate": opts.learning_rate,
+            "per_device_train_batch_size": opts.batch_size,
+            "use_vllm": opts.use_vllm,
+            **({"vllm_mode": opts.vllm_mode} if opts.use_vllm else {}),
+            **(opts.grpo_args or {}),
         }
         self.reference = None
         if self.beta > 0:  # the reference: this stage's starting weights (see the module docstring)
-            import copy
-
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     # -- rewards --------------------------------------------------------------------------------
@@ -458,7 +298,7 @@ class GRPOStudent(HFStudent):
         :class:`teachgym.steps.BatchSource`) when a teacher steps, and filtered when ``filter_groups`` is on."""
         return self._train(dataset, source)
 
-    def _keep(self, group: _Group) -> bool:
+    def _keep(self, group: Group) -> bool:
         """The filter: a group with reward variance and a pass rate inside the band."""
         low, high = self.filter_band
         return not group.zero_variance and low <= group.pass_rate <= high
@@ -495,7 +335,7 @@ class GRPOStudent(HFStudent):
             )
             trainer = _trainer_class()(model=self.model, args=args, train_dataset=data, reward_funcs=funcs,
                                        processing_class=self.tokenizer)
-            trainer.rollouts = _Rollouts(self.num_generations)
+            trainer.rollouts = Rollouts(self.num_generations)
             trainer.reward_record = record
             if source is not None:
                 trainer.source = source
@@ -504,25 +344,19 @@ class GRPOStudent(HFStudent):
                     trainer.keep, trainer.oversample = self._keep, self.filter_oversample
                     trainer.max_draws = self.filter_max_draws
             if self.reference is not None:
-                from trl.trainer.utils import add_fused_lm_head
-
-                trainer.beta = self.beta
-                trainer.ref_model = self.reference.to(self.model.device)
-                # as TRL prepares the reference model it builds itself: log-probs through a fused LM head
-                add_fused_lm_head(trainer.ref_model, temperature=trainer.temperature,
-                                  cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
+                prepare_reference(trainer, self.reference.to(self.model.device), self.beta, args.cast_lm_head_to_fp32)
             trainer.remove_callback(PrinterCallback)
             trainer.add_callback(_stop_check())
             start = time.perf_counter()
             try:
                 result = trainer.train()
             finally:
-                _release_vllm(trainer)  # the next round builds a new trainer, which connects again
+                release_vllm(trainer)  # the next round builds a new trainer, which connects again
             runtime = time.perf_counter() - start
         self.model = trainer.model
-        _drop_forward_patch(self.model)  # the trainer's fused-LM-head patch, which would stack round after round
+        drop_forward_patch(self.model)  # the trainer's fused-LM-head patch, which would stack round after round
         if self.reference is not None:
-            _drop_forward_patch(self.reference)
+            drop_forward_patch(self.reference)
         self.rounds_trained += 1
         rollouts = trainer.rollouts
         rollouts.merge(team().gather(rollouts.part()))  # each process saw only the groups it generated

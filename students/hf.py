@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from teachgym.config import options_from
+from teachgym.students._trl_private import drop_forward_patch
+from teachgym.tracking.store import download, run_is_active
 from teachgym.types import TrainReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,9 +67,7 @@ def resolve_model(model: str) -> str:
     ``runs:/<run>/<path>``, or a downloaded ``MLmodel`` folder: the student saved inside it).
     """
     if model.startswith(("models:/", "runs:/")):
-        import mlflow
-
-        model = mlflow.artifacts.download_artifacts(artifact_uri=model)
+        model = download(model)
     if not os.path.isdir(model):
         return model  # a hub name (or a path that does not exist: from_pretrained says so)
     for inner in ("student", os.path.join("artifacts", "student")):
@@ -84,18 +85,6 @@ def _device(device: str) -> str:
     if torch.cuda.is_available():
         return "cuda"
     return "cpu"
-
-
-def _drop_forward_patch(model: Any) -> None:
-    """Remove the instance ``forward`` a TRL trainer left on ``model`` (or on its peft base model).
-
-    SFTTrainer and GRPOTrainer patch ``model.forward`` with a fused LM head whose closure holds the
-    *previous* forward bound to this very model object. Left in place, the patches stack up round after
-    round, and a deep copy of the student would keep calling the original model's weights. The class's
-    own forward is what generation and loss need, so the instance patch goes.
-    """
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    target.__dict__.pop("forward", None)
 
 
 def _stop_check() -> Any:
@@ -131,70 +120,89 @@ def load_tensors(model: Any, file: str, device: str) -> tuple[list[str], list[st
     return list(missing), list(unexpected)
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class ModelOptions:
+    """Which model a Hugging Face student is, and where it runs (shared by ``hf`` and ``grpo``)."""
+
+    model: str = field(default="tiny", metadata=_help(
+        '``"tiny"`` for the built-in configuration, else a local directory or hub name, a ``teachgym run`` '
+        "output folder or an MLflow student checkpoint (``models:/<id>``)"))
+    tiny: dict[str, Any] | None = field(default=None, metadata=_help(
+        "Overrides of :data:`TINY_DEFAULTS` (only with ``model='tiny'``)"))
+    lora: dict[str, Any] | None = field(default=None, metadata=_help(
+        "peft ``LoraConfig`` kwargs (e.g. ``{r: 8, target_modules: [q_proj, v_proj]}``); needs "
+        "``pip install 'teachgym[lora]'``"))
+    precision: str = field(default="auto", metadata=_help(
+        "``auto`` (bf16 on a GPU that supports it, else fp32), ``fp32``, ``bf16`` or ``fp16``"))
+    device: str = field(default="auto", metadata=_help("``auto``, ``cpu`` or ``cuda``"))
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.tiny and self.model != "tiny":
+            raise ValueError("student.tiny only applies with student.model=tiny")
+
+
+@dataclass
+class HFOptions(ModelOptions):
+    """The ``hf`` student's options (its config section, besides ``name``)."""
+
+    learning_rate: float = field(default=1e-3, metadata=_help("SFT learning rate (per round; the schedule restarts)"))
+    batch_size: int = field(default=32, metadata=_help("Per-device train batch size"))
+    epochs: float = field(default=1.0, metadata=_help("Passes over each round's data"))
+    lr_scheduler: str = field(default="constant", metadata=_help(
+        "transformers scheduler name (``constant``, ``cosine``, ``linear``, ``warmup_stable_decay``, ...)"))
+    warmup_steps: int = field(default=0, metadata=_help("Warm-up steps at the start of each round"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay"))
+    max_length: int = field(default=128, metadata=_help("Longest training sequence in tokens; longer rows are cut"))
+    sft_args: dict[str, Any] | None = field(default=None, metadata=_help(
+        "Extra ``trl.SFTConfig`` fields, passed through as they are"))
+
+
 class HFStudent:
-    """A causal LM (built-in tiny Llama, a local path or a hub name) trained with TRL's SFTTrainer."""
+    """A causal LM (built-in tiny Llama, a local path or a hub name) trained with TRL's SFTTrainer.
 
-    def __init__(
-        self,
-        model: str = "tiny",
-        tiny: dict[str, Any] | None = None,
-        lora: dict[str, Any] | None = None,
-        learning_rate: float = 1e-3,
-        batch_size: int = 32,
-        epochs: float = 1.0,
-        lr_scheduler: str = "constant",
-        warmup_steps: int = 0,
-        weight_decay: float = 0.0,
-        max_length: int = 128,
-        precision: str = "auto",
-        device: str = "auto",
-        seed: int = 0,
-        sft_args: dict[str, Any] | None = None,
-    ) -> None:
-        """Build or load the model.
+    Built from :class:`HFOptions` (``HFStudent(HFOptions(...))``) or from their fields as keywords
+    (``HFStudent(model="tiny", batch_size=8)``), which is how a config's ``student:`` section builds it.
+    """
 
-        Args:
-            model: ``"tiny"`` for the built-in configuration, else a local directory or hub name.
-            tiny: Overrides of :data:`TINY_DEFAULTS` (only with ``model="tiny"``).
-            lora: peft ``LoraConfig`` kwargs (e.g. ``{r: 8, target_modules: [q_proj, v_proj]}``); needs
-                ``pip install 'teachgym[lora]'``.
-            learning_rate: SFT learning rate (per round; the schedule restarts each round).
-            batch_size: Per-device train batch size.
-            epochs: Passes over each round's data.
-            lr_scheduler: transformers scheduler name (``constant``, ``cosine``, ``linear``, ...).
-            warmup_steps: Warm-up steps at the start of each round.
-            weight_decay: AdamW weight decay.
-            max_length: Longest training sequence in tokens; longer rows are truncated.
-            precision: ``auto`` (bf16 on a GPU that supports it, else fp32), ``fp32``, ``bf16`` or ``fp16``.
-            device: ``auto``, ``cpu`` or ``cuda``.
-            seed: Seeds the initial weights of the tiny model and the trainer's shuffling.
-            sft_args: Extra ``trl.SFTConfig`` fields, passed through as they are.
-        """
+    Options = HFOptions
+
+    def __init__(self, options: HFOptions | None = None, *, seed: int = 0, **kwargs: Any) -> None:
+        """Build or load the model; ``seed`` seeds the tiny model's initial weights and the trainer's shuffling."""
+        opts = options if options is not None else options_from(HFOptions, kwargs, "student hf")
+        self.options = opts
+        self._load(opts, seed)
+        self.train_args = {
+            "learning_rate": opts.learning_rate,
+            "per_device_train_batch_size": opts.batch_size,
+            "num_train_epochs": opts.epochs,
+            "lr_scheduler_type": opts.lr_scheduler,
+            "warmup_steps": opts.warmup_steps,
+            "weight_decay": opts.weight_decay,
+            "max_length": opts.max_length,
+            **(opts.sft_args or {}),
+        }
+
+    def _load(self, opts: ModelOptions, seed: int) -> None:
+        """The model and tokenizer ``opts`` name, on their device and in their precision."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
-        self.device = _device(device)
+        self.device = _device(opts.device)
         self.seed = seed
-        self.train_args = {
-            "learning_rate": learning_rate,
-            "per_device_train_batch_size": batch_size,
-            "num_train_epochs": epochs,
-            "lr_scheduler_type": lr_scheduler,
-            "warmup_steps": warmup_steps,
-            "weight_decay": weight_decay,
-            "max_length": max_length,
-            **(sft_args or {}),
-        }
+        precision = opts.precision
         if precision == "auto":
             precision = "bf16" if self.device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
         self.precision = precision
         self.rounds_trained = 0
-        self.model_name = model
-
+        self.model_name = model = opts.model
         if model == "tiny":
-            unknown = set(tiny or {}) - set(LlamaConfig().to_dict())
+            unknown = set(opts.tiny or {}) - set(LlamaConfig().to_dict())
             if unknown:
                 raise ValueError(f"student.tiny has keys that LlamaConfig does not know: {sorted(unknown)}")
             self.tokenizer = byte_tokenizer()
@@ -204,23 +212,21 @@ class HFStudent:
                 pad_token_id=self.tokenizer.pad_token_id,
                 bos_token_id=self.tokenizer.bos_token_id,
                 eos_token_id=self.tokenizer.eos_token_id,
-                **{**TINY_DEFAULTS, **(tiny or {})},
+                **{**TINY_DEFAULTS, **(opts.tiny or {})},
             )
             self.model = LlamaForCausalLM(config)
         else:
-            if tiny:
-                raise ValueError("student.tiny only applies with student.model=tiny")
             model = resolve_model(model)
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForCausalLM.from_pretrained(model)
         if self.tokenizer.pad_token is None:  # many hub models ship without one
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if lora:
+        if opts.lora:
             try:
                 from peft import LoraConfig, get_peft_model
             except ImportError as e:
                 raise ImportError("LoRA needs peft: pip install 'teachgym[lora]'") from e
-            self.model = get_peft_model(self.model, LoraConfig(task_type="CAUSAL_LM", **lora))
+            self.model = get_peft_model(self.model, LoraConfig(task_type="CAUSAL_LM", **opts.lora))
         self.model.to(self.device)
 
     # -- training -------------------------------------------------------------------------------
@@ -244,7 +250,7 @@ class HFStudent:
             result = trainer.train()
             runtime = time.perf_counter() - start
         self.model = trainer.model
-        _drop_forward_patch(self.model)
+        drop_forward_patch(self.model)
         self.rounds_trained += 1
         return TrainReport(
             steps=int(result.global_step),
@@ -258,11 +264,7 @@ class HFStudent:
 
         Logs to MLflow only when a run is active: the loop opens the round's child run first.
         """
-        report_to = "none"
-        if "mlflow" in sys.modules:
-            import mlflow
-
-            report_to = "mlflow" if mlflow.active_run() is not None else "none"
+        report_to = "mlflow" if run_is_active() else "none"
         return {
             "output_dir": output_dir,
             "bf16": self.precision == "bf16",

@@ -167,7 +167,8 @@ def test_the_filter_keeps_only_groups_with_signal_and_joins_the_batches():
     batch is padded as TRL pads it."""
     import torch
 
-    from teachgym.students.grpo import _join, _take
+    from teachgym.students._rollouts import join as _join
+    from teachgym.students._rollouts import take as _take
 
     a = {"prompt_ids": torch.tensor([[5, 6], [5, 6]]), "prompt_mask": torch.ones(2, 2, dtype=torch.long),
          "completion_ids": torch.tensor([[1, 2, 3], [1, 0, 0]]),

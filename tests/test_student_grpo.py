@@ -8,7 +8,9 @@ import os
 import pytest
 
 from teachgym.envs.arithmetic import ArithmeticEnv
-from teachgym.students.grpo import GRPOStudent, _Rollouts, _split_groups
+from teachgym.students._rollouts import Rollouts as _Rollouts
+from teachgym.students._rollouts import split_groups as _split_groups
+from teachgym.students.grpo import GRPOStudent
 
 from conftest import TINY
 

@@ -22,9 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import yaml
+
+from teachgym.config import ComponentConfig, build_component
+from teachgym.errors import TeachgymError
+from teachgym.tracking.runs import logged_text
 
 
-class CalibrationError(ValueError):
+class CalibrationError(TeachgymError, ValueError):
     """No runs to fit, or runs that do not carry what the fit needs."""
 
 
@@ -95,20 +100,10 @@ def _sigmoid(x: float) -> float:
 
 def run_config(tracking_uri: str | None, runs: Sequence[RunCurves]) -> dict[str, Any]:
     """The experiment config the first of ``runs`` that has one logged (``config.yaml``); {} if none does."""
-    import mlflow
-    import yaml
-
-    from teachgym.tracking.store import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
     for run in runs:
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run.run_id, artifact_path="config.yaml",
-                                                       tracking_uri=uri)
-        except Exception:  # noqa: BLE001 - a run without the artifact: try the next
-            continue
-        with open(path) as f:
-            return yaml.safe_load(f) or {}
+        text = logged_text(tracking_uri, run.run_id, "config.yaml")
+        if text is not None:
+            return yaml.safe_load(text) or {}
     return {}
 
 
@@ -350,10 +345,6 @@ def calibrate(tracking_uri: str | None, experiment: str, policies: Sequence[str]
         CalibrationError: No runs, or every run held out.
         ConfigError, RegistryError: The runs' logged env cannot be built.
     """
-    import yaml
-
-    from teachgym.config import ComponentConfig, build_component
-
     runs = load_runs(tracking_uri, experiment, policies, student)
     heldout = [r for r in runs if r.seed in set(holdout_seeds)]
     fitted = [r for r in runs if r not in heldout]

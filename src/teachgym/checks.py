@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from teachgym.errors import TeachgymError
 from teachgym.protocols import Probes, TeachesPerStep, learns_from_rewards, supports_generation
 from teachgym.types import (
     EXAMPLE_COLUMNS,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     pass
 
 
-class CheckError(AssertionError):
+class CheckError(TeachgymError, AssertionError):
     """A component does not behave as its protocol requires."""
 
 

@@ -366,9 +366,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
     quiet_libraries()
-    import mlflow
+    from teachgym.tracking.runs import client as store_client
 
-    client = mlflow.MlflowClient(uri)
+    client = store_client(uri)
     exps = [e for e in client.search_experiments(order_by=["last_update_time DESC"])
             if (e.name == args.experiment if args.experiment else e.name.startswith("teachgym/"))]
     if args.experiment and not exps:

@@ -28,9 +28,10 @@ from teachgym.analysis import (
     probability_of_improvement,
     probability_of_improvement_ci,
 )
+from teachgym.errors import TeachgymError
 
 
-class CompareError(ValueError):
+class CompareError(TeachgymError, ValueError):
     """Nothing to compare, or an experiment that does not exist."""
 
 

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from teachgym.errors import TeachgymError
 from teachgym.protocols import fills_requests, learns_from_counts, supports_generation
 from teachgym.rows import RowFilter, arrow_table, as_label_lists, column, example_schema, normalise, pool_index
+from teachgym.seeds import attempt_seed
 from teachgym.types import Examples, InvalidActionError, Mixture, Synthesize, validate_action
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +83,7 @@ def counts_suffice(student: Any, env: Any, synthesizer: Any = None) -> bool:
     return learns_from_counts(student) and fills_requests(env) and synthesizer is None
 
 
-class EngineError(RuntimeError):
+class EngineError(TeachgymError, RuntimeError):
     """The engine could not build the round's data (e.g. the generator keeps failing the verifier)."""
 
 
@@ -113,7 +115,7 @@ def _generate(
     stale = 0
     for attempt in range(MAX_ATTEMPTS):
         before = len(rows)
-        for row in env.generate(skill, n - len(rows), level=level, seed=seed * 1000 + attempt):
+        for row in env.generate(skill, n - len(rows), level=level, seed=attempt_seed(seed, attempt)):
             if len(rows) < n and filt.keep(row):
                 rows.append(normalise(row, "generator"))
         if len(rows) == n:

@@ -12,10 +12,12 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from teachgym.errors import TeachgymError
+
 LEGACY_JOURNAL = "rounds.pkl"
 
 
-class LegacyStateError(ValueError):
+class LegacyStateError(TeachgymError, ValueError):
     """A legacy state that cannot be read (damaged, or its journal lacks rounds)."""
 
 

@@ -12,8 +12,8 @@
 
 One round is :func:`play_round`; what it produced is one :class:`~teachgym.rounds.Round`, which the
 tracker logs and whose light :class:`~teachgym.rounds.RoundRecord` the caller sees. The loop carries a
-:class:`~teachgym.resume.RoundState` from round to round and saves it at each round's end, so that
-``--resume`` continues exactly. The tracker is a :class:`~teachgym.protocols.Tracker`: MLflow, or a
+:class:`~teachgym.rounds.RoundState` from round to round and saves it at each round's end, so that
+``--resume`` continues exactly. The tracker is a :class:`~teachgym.protocols.CompleteTracker`: MLflow, or a
 :class:`~teachgym.tracking.null.NullTracker` that does nothing, so the loop never asks which.
 """
 
@@ -35,28 +35,23 @@ import yaml
 
 from teachgym.checks import check_plugin
 from teachgym.config import ConfigError, ExperimentConfig, build_component, flatten
+from teachgym.config_diff import resumed_config
 from teachgym.distributed import Team, team
 from teachgym.engine import counts_suffice, materialize
 from teachgym.evaluation import evaluate, loss_profile
 from teachgym.interrupts import Interrupted, check, stop_on_signals
-from teachgym.protocols import Explains, Probes, Stateful, Tracker
+from teachgym.liveness import this_process
+from teachgym.protocols import CompleteTracker, Explains, Probes, Stateful
 from teachgym.registry import BUILTINS, resolve
-from teachgym.resume import (
-    RoundState,
-    RunDir,
-    can_save_state,
-    capture_rngs,
-    experiment_name,
-    find_run,
-    resumed_config,
-    this_process,
-)
-from teachgym.rounds import Round, RoundRecord
+from teachgym.resume import RunDir, can_save_state, find_run
+from teachgym.rng import capture_rngs
+from teachgym.rounds import Round, RoundRecord, RoundState
 from teachgym.rows import column
+from teachgym.seeds import probe_seed, round_seed
 from teachgym.state import policy_levels, restrict
 from teachgym.steps import check_step_setup, train_round
-from teachgym.tracking.null import NullTracker
-from teachgym.tracking.schema import PROBE_EXAMPLES, round_metrics, teacher_weights
+from teachgym.tracking.null import NullTracker, complete
+from teachgym.tracking.schema import PROBE_EXAMPLES, experiment_name, round_metrics, teacher_weights
 from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri, unreachable_message
 from teachgym.types import (
     Action,
@@ -110,7 +105,7 @@ class Experiment:
     student: Any
     policy: Any
     synthesizer: Any  # the LLM data engine, or None
-    tracker: Tracker
+    tracker: CompleteTracker
     run_dir: RunDir
     eval_prompts: set[str]
     counts_only: bool  # the fast path: the student learns from rows per skill, no text is built
@@ -156,8 +151,8 @@ def run_experiment(
     """
     crew = team()  # with accelerate, this process's place; process 0 alone reports to the caller
     on_round, on_start = (on_round, on_start) if crew.main else (None, None)
-    config, env, run_dir = _prepare(config, resume, crew)
-    exp = assemble(config, env, run_dir)
+    config, env, run_dir, uri = _prepare(config, resume, crew)
+    exp = assemble(config, env, run_dir, uri)
     saved = exp.run_dir.load(exp.student, exp.policy, exp.synthesizer, trust_old_state) if resume else None
     rounds, status = config.loop.rounds, "FAILED"
     try:
@@ -203,8 +198,10 @@ def run_experiment(
     return ExperimentResult(state.records, exp.tracker.parent_id, exp.tracker.uri, os.fspath(exp.run_dir.path))
 
 
-def _prepare(config: ExperimentConfig, resume: str | bool, crew: Team) -> tuple[ExperimentConfig, Any, RunDir | None]:
-    """The env, the config that runs (the stored one, when resuming) and the run folder to continue (or None).
+def _prepare(config: ExperimentConfig, resume: str | bool, crew: Team
+             ) -> tuple[ExperimentConfig, Any, RunDir | None, str | None]:
+    """The config that runs (the stored one, when resuming), the env, the run folder to continue (or None) and
+    the tracking URI, resolved here once for the whole experiment (None when tracking is off).
 
     An unreachable tracking server is reported here, before anything trains.
     """
@@ -215,10 +212,10 @@ def _prepare(config: ExperimentConfig, resume: str | bool, crew: Team) -> tuple[
         run_dir = crew.on_main(find_run, config, env.name, default_run_name(config),
                                None if resume is True else str(resume))
         config = resumed_config(run_dir.info["config"], config)
-    if config.tracking.enabled:
-        crew.on_main(prepare_store, resolve_tracking_uri(config.tracking.tracking_uri),
-                     experiment_name(config, env.name))
-    return config, env, run_dir
+    uri = resolve_tracking_uri(config.tracking.tracking_uri) if config.tracking.enabled else None
+    if uri is not None:
+        crew.on_main(prepare_store, uri, experiment_name(config, env.name))
+    return config, env, run_dir, uri
 
 
 def play_round_zero(exp: Experiment) -> RoundState:
@@ -239,7 +236,7 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
     """Round ``r``: the teacher acts on what it may see, the engine builds the data, the student trains, is
     evaluated, and the round is saved (before MLflow hears of it: a lost server loses nothing) and logged."""
     config, env, student, policy = exp.config, exp.env, exp.student, exp.policy
-    loop, seed, t0 = config.loop, config.loop.seed * 100_003 + r, time.perf_counter()
+    loop, seed, t0 = config.loop, round_seed(config.loop.seed, r), time.perf_counter()
     obs = restrict(_observe(exp, state, r), loop.state, state.result.subskills)  # what this teacher may see
     with exp.tracker.round(r):
         # Aioli-style policies first probe the student; probe rows come out of this round's budget.
@@ -275,7 +272,7 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
     return state
 
 
-def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Experiment:
+def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: str | None = None) -> Experiment:
     """Build the student (after a shared warm start, if configured), the teacher, the data engine and the tracker.
 
     Every component is checked as it is built, so a wrong plugin fails here, before anything trains.
@@ -312,20 +309,21 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None) -> Expe
     if not can_save_state(student):
         log.warning("student %r has no save_state/load_state: this experiment cannot be resumed", config.student.name)
     process = this_process()
-    tracker: Tracker = NullTracker()
+    tracker: CompleteTracker = NullTracker()
     if config.tracking.enabled and crew.main:  # one set of MLflow runs, however many processes train
-        tracker = _mlflow_tracker(config, env, run_name, run_dir, process, warm.tags if warm else {}, counts_only)
+        tracker = complete(_mlflow_tracker(config, env, run_name, run_dir, process, warm.tags if warm else {},
+                                           counts_only, uri or resolve_tracking_uri(config.tracking.tracking_uri)))
     return Experiment(config, env, student, policy, synthesizer, tracker, run_dir, eval_prompts, counts_only, process,
                       crew, generate)
 
 
 def _mlflow_tracker(config: ExperimentConfig, env: Any, run_name: str, run_dir: RunDir, process: dict[str, Any],
-                    warm_tags: dict[str, str], counts_only: bool) -> Tracker:
+                    warm_tags: dict[str, str], counts_only: bool, uri: str) -> CompleteTracker:
     from teachgym.tracking import schema
     from teachgym.tracking.writer import MLflowTracker
 
     return MLflowTracker(
-        tracking_uri=config.tracking.tracking_uri,
+        tracking_uri=uri,
         experiment=experiment_name(config, env.name),
         run_name=run_name,
         tags={
@@ -455,7 +453,7 @@ def _run_probes(exp: Experiment, obs: Observation, seed: int) -> tuple[Observati
     rows: Counter[str] = Counter()
     before = {s: stats.loss for s, stats in obs.profile.items()}
     for k, probe in enumerate(plan):
-        data, report = exp.team.on_main(materialize, probe.mixture, exp.env, probe.n, seed * 101 + k + 1,
+        data, report = exp.team.on_main(materialize, probe.mixture, exp.env, probe.n, probe_seed(seed, k),
                                         exp.eval_prompts)
         with exp.tracker.probe(obs.round, k):
             exp.student.train(data)

@@ -204,15 +204,17 @@ def verifies_new_prompts(env: Any) -> bool:
 
 @runtime_checkable
 class Tracker(Protocol):
-    """Where an experiment is logged. The loop calls every method whether or not tracking is on.
+    """Where an experiment is logged: the core every tracker implements (torchtune's metric logger is as small).
 
     :class:`teachgym.tracking.writer.MLflowTracker` writes MLflow runs; :class:`teachgym.tracking.null.NullTracker`
-    does nothing. ``parent_id``/``uri`` are None when nothing is tracked; ``best`` is the best checkpoint so far.
+    does nothing. ``parent_id``/``uri`` are None when nothing is tracked. A tracker that has only these methods
+    works: :func:`teachgym.tracking.null.complete` gives it the no-op defaults of the optional
+    :class:`ResumableTracker` and :class:`CheckpointingTracker`, so the loop calls every method of both without
+    asking which tracker it has.
     """
 
     parent_id: str | None
     uri: str | None
-    best: tuple | None
 
     def start(self, run_id: str | None = None) -> str | None:
         """Open the experiment's run (or reopen ``run_id``'s on resume)."""
@@ -230,6 +232,16 @@ class Tracker(Protocol):
         """Log a finished :class:`~teachgym.rounds.Round` (may return before it is written)."""
         ...
 
+    def finish(self, status: str = "FINISHED") -> None:
+        """End every open run with ``status``."""
+        ...
+
+
+@runtime_checkable
+class ResumableTracker(Protocol):
+    """Optional: a tracker that writes in the background to a store that can be lost, and that ``--resume``
+    reconciles with the round states on disk."""
+
     def unconfirmed(self, entry: Any = None) -> list[Any]:
         """``entry`` and the earlier rounds the store has not confirmed (saved with the round, re-logged on resume)."""
         ...
@@ -238,8 +250,12 @@ class Tracker(Protocol):
         """Raise a failure of writing so far (a lost server)."""
         ...
 
-    def restore_best(self, records: list, saved: tuple | None) -> None:
-        """On resume: the best checkpoint so far."""
+    def reachable(self) -> bool:
+        """Whether the store still answers."""
+        ...
+
+    def flush(self) -> None:
+        """Wait until everything logged is written."""
         ...
 
     def relog(self, entries: Any) -> int:
@@ -250,6 +266,16 @@ class Tracker(Protocol):
         """On resume after round ``index``: the rounds after it run again; their earlier logging is superseded."""
         ...
 
+
+@runtime_checkable
+class CheckpointingTracker(Protocol):
+    """Optional: a tracker that keeps the student's checkpoints and the experiment's plots.
+
+    ``best`` is the best checkpoint so far (saved with the round state, restored on resume).
+    """
+
+    best: tuple | None
+
     def log_plots(self, records: list) -> None:
         """Redraw the plots from the rounds so far (if configured)."""
         ...
@@ -258,14 +284,10 @@ class Tracker(Protocol):
         """Log the student as a model (if configured)."""
         ...
 
-    def flush(self) -> None:
-        """Wait until everything logged is written."""
+    def restore_best(self, records: list, saved: tuple | None) -> None:
+        """On resume: the best checkpoint so far."""
         ...
 
-    def reachable(self) -> bool:
-        """Whether the store still answers."""
-        ...
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """End every open run with ``status``."""
-        ...
+class CompleteTracker(Tracker, ResumableTracker, CheckpointingTracker, Protocol):
+    """What the loop holds: a tracker with both optional parts (:func:`teachgym.tracking.null.complete`)."""

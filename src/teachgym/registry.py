@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
+from teachgym.errors import TeachgymError
+
 Kind = Literal["policies", "students", "envs"]
 KINDS: tuple[Kind, ...] = ("envs", "students", "policies")
 
@@ -130,7 +132,7 @@ BUILTINS: dict[str, dict[str, Entry]] = {
 }
 
 
-class RegistryError(LookupError):
+class RegistryError(TeachgymError, LookupError):
     """A component name could not be resolved."""
 
 

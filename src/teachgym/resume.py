@@ -28,100 +28,36 @@ written by an older teachgym (pickle) is read only with ``--trust-old-state``, o
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
-import random
 import shutil
-import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from teachgym import statefile
-from teachgym.config import ConfigError, ExperimentConfig, flatten
+from teachgym.config import ExperimentConfig
+from teachgym.config_diff import RESUMABLE_CHANGES, RESUMABLE_SECTIONS, ResumeError, result_changes, resumed_config
+from teachgym.liveness import process_alive, process_start_time, this_process
 from teachgym.protocols import Resumable, Stateful
-from teachgym.tracking.schema import TAG_OUTPUT_DIR
+from teachgym.rng import capture_rngs, restore_rngs
+from teachgym.rounds import RoundState
+from teachgym.statefile import LATEST, STATE, STATE_FILE
+from teachgym.statefile import read_state as _read_state
+from teachgym.statefile import write_state as _write_state
+from teachgym.tracking.runs import output_dir_of
+from teachgym.tracking.schema import experiment_name
 
-STATE = "state"
 JOURNAL = "rounds.jsonl"
-STATE_FILE, RNG_FILE = "state.json", "rng.npz"
 LEGACY_FILE = "loop.pkl"  # a round written by teachgym before the data-only format
 RUN_FILE = "run.json"
 
 log = logging.getLogger(__name__)
-#: Config keys that may differ on ``--resume``: they change what is logged or where, never a result.
-RESUMABLE_CHANGES = (
-    "tracking.plots",
-    "tracking.log_predictions",
-    "tracking.checkpoints",
-    "tracking.tracking_uri",
-    "loop.output_dir",
-    "loop.save_student",
-)
-# Whole sections that never change results: extra run tags, and the sweep grid (trials run without it).
-RESUMABLE_SECTIONS = ("tracking.tags", "sweep")
-
-
-class ResumeError(ConfigError):
-    """An experiment cannot be resumed as asked (none found, still running, config changed, damaged, ...)."""
-
-
 class StateSaveError(ResumeError):
     """A round's state could not be written (a full disk, a read-only folder); the previous round is whole."""
-
-
-@dataclass
-class RoundState:
-    """Everything the rounds after ``round`` need, as the loop had it when the round ended."""
-
-    round: int
-    used: int
-    records: list
-    history: list
-    result: Any  # the EvalResult measured after `round`: the next observation is built from it
-    policy_state: Any = None  # None: the policy is stateless (no state_dict/load_state_dict)
-    llm_seen: list[str] | None = None  # prompts the LLM data engine has already produced
-    tracker_best: tuple | None = None  # (acc/mean, round, model id) of the best MLflow checkpoint
-    rng: dict[str, Any] = field(default_factory=dict)
-    journaled: int | None = None  # set on disk: records/history are the journal's first `journaled` rounds
-    pending_log: Any = None  # tracking.RoundLogs not yet confirmed by MLflow: re-logged on resume if it missed them
-
-
-def capture_rngs() -> dict[str, Any]:
-    """The global RNGs a round may draw from: Python's ``random``, numpy's and torch's (CPU and CUDA)."""
-    import sys
-
-    import numpy as np
-
-    state: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
-    if "torch" in sys.modules:
-        import torch
-
-        state["torch"] = torch.get_rng_state()
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rngs(state: Mapping[str, Any]) -> None:
-    """Put back what :func:`capture_rngs` took."""
-    import numpy as np
-
-    if "python" in state:
-        random.setstate(state["python"])
-    if "numpy" in state:
-        np.random.set_state(state["numpy"])
-    if "torch" in state:
-        import torch
-
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def can_save_state(student: Any) -> bool:
@@ -132,83 +68,6 @@ def can_save_state(student: Any) -> bool:
 def is_stateless(policy: Any) -> bool:
     """A policy without ``state_dict``/``load_state_dict`` is resumed from its constructor state."""
     return not isinstance(policy, Stateful)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started (seconds since the epoch), or None if there is no such process."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
-
-
-def this_process() -> dict[str, Any]:
-    """Host, pid and start time of this process (recorded so a later process can tell it is gone)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
-
-
-def process_alive(host: str | None, pid: int | None, pid_start: float | None) -> bool | None:
-    """True/False when the process can be checked from here (same host), None when it cannot."""
-    if host != socket.gethostname() or pid is None:
-        return None
-    started = process_start_time(int(pid))
-    if started is None:
-        return False
-    # A recycled pid belongs to a process started later than the one recorded.
-    return pid_start is None or abs(started - float(pid_start)) < 1.0
-
-
-def _write_state(state: RoundState, folder: Path) -> None:
-    """The round's carry-over as data: ``state.json`` (+ Parquet tables) and ``rng.npz`` (:mod:`teachgym.statefile`)."""
-    import numpy as np
-
-    tables: dict[str, Any] = {}
-    plain, arrays = statefile.rng_arrays(state.rng)
-    body = {
-        "format": 2, "round": state.round, "used": state.used, "journaled": len(state.records),
-        # The next round reads the last evaluation's profile, failures and sub-skills; its predictions table is
-        # logged from pending_log, so it is not stored twice.
-        "result": statefile.encode(_without_predictions(state.result), tables),
-        "policy_state": statefile.encode(state.policy_state, tables),
-        "llm_seen": state.llm_seen, "tracker_best": statefile.encode(state.tracker_best, tables),
-        "pending_log": statefile.encode(state.pending_log, tables), "rng": plain,
-    }
-    statefile.write_tables(tables, folder)
-    with open(folder / RNG_FILE, "wb") as f:
-        np.savez(f, **arrays)
-    _write_atomic(folder / STATE_FILE, json.dumps(body).encode())
-
-
-def _without_predictions(result: Any) -> Any:
-    return dataclasses.replace(result, predictions=[]) if dataclasses.is_dataclass(result) else result
-
-
-def _read_state(folder: Path) -> RoundState:
-    """Undo :func:`_write_state` (records and history come from the journal)."""
-    import numpy as np
-
-    body = json.loads((folder / STATE_FILE).read_text())
-    with np.load(folder / RNG_FILE, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return RoundState(
-        round=int(body["round"]), used=int(body["used"]), records=[], history=[],
-        result=statefile.decode(body["result"], folder),
-        policy_state=statefile.decode(body["policy_state"], folder), llm_seen=body["llm_seen"],
-        tracker_best=statefile.decode(body["tracker_best"], folder),
-        rng=statefile.rng_states(body["rng"], arrays), journaled=int(body["journaled"]),
-        pending_log=statefile.decode(body["pending_log"], folder),
-    )
 
 
 class RunDir:
@@ -241,7 +100,7 @@ class RunDir:
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Replace ``run.json`` atomically."""
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.path / RUN_FILE, json.dumps(dict(info), indent=1, default=str).encode())
+        statefile.write_atomic(self.path / RUN_FILE, json.dumps(dict(info), indent=1, default=str).encode())
 
     def update_info(self, **changes: Any) -> None:
         """Change some fields of ``run.json``."""
@@ -255,11 +114,7 @@ class RunDir:
     # -- round states -----------------------------------------------------------------------------
     def latest(self) -> int | None:
         """The round ``LATEST`` names (the newest one written whole), or None if none was saved."""
-        pointer = self.state_dir / "LATEST"
-        try:
-            return int(pointer.read_text().strip().removeprefix("round-"))
-        except (OSError, ValueError):
-            return None
+        return statefile.latest_round(self.path)
 
     def saved_rounds(self) -> list[int]:
         """Rounds whose state folder is on disk (whole or not: :meth:`load` checks)."""
@@ -292,7 +147,7 @@ class RunDir:
                 if final.exists():  # a round written before a crash but never named in LATEST, or re-run
                     shutil.rmtree(final)
                 os.replace(tmp, final)
-                _write_atomic(self.state_dir / "LATEST", name.encode())
+                statefile.write_atomic(self.state_dir / LATEST, name.encode())
             except OSError as e:
                 shutil.rmtree(tmp, ignore_errors=True)
                 previous = self.latest()
@@ -453,11 +308,6 @@ class RunDir:
         return state
 
 
-def experiment_name(config: ExperimentConfig, env_name: str) -> str:
-    """The MLflow experiment an experiment logs to (``tracking.experiment`` or ``teachgym/<env>``)."""
-    return config.tracking.experiment or f"teachgym/{env_name}"
-
-
 def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str | None = None) -> RunDir:
     """The experiment ``--resume`` continues: ``run_id``'s, or the newest unfinished one with this name.
 
@@ -482,8 +332,9 @@ def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str
         elif info.get("run_name") == run_name and info.get("experiment") == experiment:
             found.append((info, rd))
     if not found and run_id is not None and config.tracking.enabled:
-        rd = _from_mlflow(config, run_id)
-        if rd is not None:
+        path = output_dir_of(config.tracking.tracking_uri, run_id)
+        if path is not None and (Path(path) / RUN_FILE).exists():
+            rd = RunDir(path)
             found.append((rd.info, rd))
     if not found:
         what = f"run {run_id!r}" if run_id else f"an experiment named {run_name!r} in {experiment!r}"
@@ -505,56 +356,6 @@ def find_run(config: ExperimentConfig, env_name: str, run_name: str, run_id: str
     return rd
 
 
-def _from_mlflow(config: ExperimentConfig, run_id: str) -> RunDir | None:
-    import mlflow
-
-    from teachgym.tracking.store import resolve_tracking_uri
-
-    try:
-        run = mlflow.MlflowClient(resolve_tracking_uri(config.tracking.tracking_uri)).get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        return None
-    path = run.data.tags.get(TAG_OUTPUT_DIR)
-    return RunDir(path) if path and (Path(path) / RUN_FILE).exists() else None
-
-
-def _resumable(key: str) -> bool:
-    return key in RESUMABLE_CHANGES or any(key == s or key.startswith(s + ".") for s in RESUMABLE_SECTIONS)
-
-
-def result_changes(stored: Mapping[str, Any], given: Mapping[str, Any]) -> tuple[list[str], str]:
-    """The flattened keys where two config dumps differ in a way that can change results, and their
-    ``  key: stored ..., given ...`` lines (empty when none)."""
-    old, new = flatten(stored), flatten(given)
-    keys = sorted(k for k in set(old) | set(new)
-                  if old.get(k, "<unset>") != new.get(k, "<unset>") and not _resumable(k))
-    lines = "\n".join(f"  {k}: stored {old.get(k, '<unset>')!r}, given {new.get(k, '<unset>')!r}" for k in keys)
-    return keys, lines
-
-
-def resumed_config(stored: Mapping[str, Any], given: ExperimentConfig) -> ExperimentConfig:
-    """The stored config, with the given values of the keys that may change (:data:`RESUMABLE_CHANGES`).
-
-    Raises:
-        ResumeError: The given config differs in a key that could change results; every such key is listed.
-    """
-    refused, lines = result_changes(stored, given.model_dump())
-    if refused:
-        raise ResumeError(
-            "--resume: this config differs from the one the experiment was started with, in keys that change "
-            f"results:\n{lines}\nresume with the original config (only {', '.join(RESUMABLE_CHANGES)} may change), "
-            "or start a new experiment without --resume"
-        )
-    merged = json.loads(json.dumps(dict(stored)))
-    given_dump = given.model_dump()
-    # The sections whole (tag names hold dots), then each key that may change, as given.
-    merged.setdefault("tracking", {})["tags"] = given_dump["tracking"]["tags"]
-    merged["sweep"] = given_dump["sweep"]
-    new = flatten(given_dump)
-    for key in RESUMABLE_CHANGES:
-        node = merged
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = new.get(key)
-    return ExperimentConfig.model_validate(merged)
+__all__ = ["RESUMABLE_CHANGES", "RESUMABLE_SECTIONS", "ResumeError", "RoundState", "RunDir", "StateSaveError",
+           "can_save_state", "capture_rngs", "find_run", "is_stateless", "process_alive", "process_start_time",
+           "restore_rngs", "result_changes", "resumed_config", "this_process"]

@@ -8,9 +8,9 @@ round is derived from it, never built by hand elsewhere:
 * :meth:`Round.history_entry` -> :class:`~teachgym.types.HistoryEntry`, what a teacher sees of the round
   in later observations (part of the teacher contract, so it lives in :mod:`teachgym.types`);
 * the tracker logs the :class:`Round` itself, and the round's saved state holds the rounds the store has
-  not confirmed yet (``resume.RoundState.pending_log``), so ``--resume`` can log what MLflow missed.
+  not confirmed yet (:attr:`RoundState.pending_log`), so ``--resume`` can log what MLflow missed.
 
-:class:`teachgym.resume.RoundState` is the one other record: not a round but the loop's carry-over
+:class:`RoundState` is the one other record: not a round but the loop's carry-over
 between rounds (budget used, last evaluation, policy state, RNGs), which is what a resume needs.
 """
 
@@ -81,3 +81,24 @@ class Round:
         """What later observations show the teacher of this round."""
         rollouts = (self.train.rollouts or None) if self.train is not None else None
         return HistoryEntry(self.index, self.result.profile, self.action, rollouts)
+
+
+@dataclass
+class RoundState:
+    """Everything the rounds after ``round`` need, as the loop had it when the round ended.
+
+    Saved at each round's end (:meth:`teachgym.resume.RunDir.save`, in :mod:`teachgym.statefile`'s format)
+    and read back by ``--resume``.
+    """
+
+    round: int
+    used: int
+    records: list
+    history: list
+    result: Any  # the EvalResult measured after `round`: the next observation is built from it
+    policy_state: Any = None  # None: the policy is stateless (no state_dict/load_state_dict)
+    llm_seen: list[str] | None = None  # prompts the LLM data engine has already produced
+    tracker_best: tuple | None = None  # (acc/mean, round, model id) of the best MLflow checkpoint
+    rng: dict[str, Any] = field(default_factory=dict)
+    journaled: int | None = None  # set on disk: records/history are the journal's first `journaled` rounds
+    pending_log: Any = None  # tracking.RoundLogs not yet confirmed by MLflow: re-logged on resume if it missed them

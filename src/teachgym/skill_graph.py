@@ -24,7 +24,9 @@ from teachgym.config import ExperimentConfig, build_component
 from teachgym.engine import materialize
 from teachgym.evaluation import loss_profile
 from teachgym.rows import column
-from teachgym.tracking.schema import TAG_KIND
+from teachgym.seeds import skill_seed
+from teachgym.tracking.skill_graph_run import log_skill_graph
+from teachgym.tracking.store import resolve_tracking_uri
 from teachgym.types import Mixture
 
 
@@ -58,7 +60,7 @@ def estimate_skill_graph(
     for k, skill in enumerate(names):
         start = time.perf_counter()
         student = copy.deepcopy(base)
-        data, _ = materialize(Mixture({skill: 1.0}), env, examples_per_skill, seed * 7919 + k, eval_prompts)
+        data, _ = materialize(Mixture({skill: 1.0}), env, examples_per_skill, skill_seed(seed, k), eval_prompts)
         student.train(data)
         after = loss_profile(student, env, config.loop.eval_batch_size)
         row = {j: (before[j] - after[j]) / before[j] for j in names}
@@ -109,18 +111,9 @@ def save_and_log(graph: dict[str, Any], config: ExperimentConfig, out: str | Pat
     plot_heatmap(graph, png)
     run_id = None
     if config.tracking.enabled:
-        import mlflow
-
-        from teachgym.tracking.store import ensure_experiment, resolve_tracking_uri
-
-        mlflow.set_tracking_uri(resolve_tracking_uri(config.tracking.tracking_uri))
         # The same experiment the loop logs to: named after the env object (an import path's env has its own name).
         name = config.tracking.experiment or f"teachgym/{graph.get('env', config.env.name)}"
-        mlflow.set_experiment(experiment_id=ensure_experiment(mlflow.MlflowClient(), name))
-        with mlflow.start_run(run_name="skill-graph", tags={TAG_KIND: "skill-graph"}) as run:
-            mlflow.log_params({"examples_per_skill": graph["examples_per_skill"], "warmup": graph["warmup"],
-                               "env.name": config.env.name, "student.name": config.student.name})
-            mlflow.log_artifact(str(out))
-            mlflow.log_artifact(str(png))
-            run_id = run.info.run_id
+        run_id = log_skill_graph(resolve_tracking_uri(config.tracking.tracking_uri), name,
+                                 {"examples_per_skill": graph["examples_per_skill"], "warmup": graph["warmup"],
+                                  "env.name": config.env.name, "student.name": config.student.name}, [out, png])
     return out, png, run_id

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from teachgym.engine import DataReport, SkillCounts
+from teachgym.errors import TeachgymError
 from teachgym.evaluation import EvalResult
-from teachgym.rounds import Round, RoundRecord
+from teachgym.rounds import Round, RoundRecord, RoundState
 from teachgym.synthesis import SynthesisLog
 from teachgym.types import (
     Examples,
@@ -54,9 +55,12 @@ TYPES: dict[str, type] = {cls.__name__: cls for cls in (
 )}
 
 META = "meta.json"
+STATE_FILE, RNG_FILE = "state.json", "rng.npz"
+STATE = "state"  # the folder of an experiment's round states, beside its run.json
+LATEST = "LATEST"  # names the newest whole round state, e.g. ``round-03``
 
 
-class StateFormatError(ValueError):
+class StateFormatError(TeachgymError, ValueError):
     """A state file that does not decode (damaged, or naming something that is not state)."""
 
 
@@ -141,7 +145,7 @@ def read_table(path: Path) -> Any:
 
 
 def rng_arrays(rng: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Split :func:`teachgym.resume.capture_rngs`' states into JSON (Python's, numpy's scalars) and arrays."""
+    """Split :func:`teachgym.rng.capture_rngs`' states into JSON (Python's, numpy's scalars) and arrays."""
     plain: dict[str, Any] = {}
     arrays: dict[str, np.ndarray] = {}
     if "python" in rng:
@@ -216,3 +220,59 @@ def verify(folder: Path) -> list[str]:
         elif sha256(path) != want["sha256"]:
             problems.append(f"{name} differs from its sha256 (damaged)")
     return problems
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_state(state: RoundState, folder: Path) -> None:
+    """The round's carry-over as data: ``state.json`` (+ Parquet tables) and ``rng.npz``."""
+    tables: dict[str, Any] = {}
+    plain, arrays = rng_arrays(state.rng)
+    body = {
+        "format": 2, "round": state.round, "used": state.used, "journaled": len(state.records),
+        # The next round reads the last evaluation's profile, failures and sub-skills; its predictions table is
+        # logged from pending_log, so it is not stored twice.
+        "result": encode(_without_predictions(state.result), tables),
+        "policy_state": encode(state.policy_state, tables),
+        "llm_seen": state.llm_seen, "tracker_best": encode(state.tracker_best, tables),
+        "pending_log": encode(state.pending_log, tables), "rng": plain,
+    }
+    write_tables(tables, folder)
+    with open(folder / RNG_FILE, "wb") as f:
+        np.savez(f, **arrays)
+    write_atomic(folder / STATE_FILE, json.dumps(body).encode())
+
+
+def _without_predictions(result: Any) -> Any:
+    return dataclasses.replace(result, predictions=[]) if dataclasses.is_dataclass(result) else result
+
+
+def read_state(folder: Path) -> RoundState:
+    """Undo :func:`write_state` (records and history come from the journal)."""
+    body = json.loads((folder / STATE_FILE).read_text())
+    with np.load(folder / RNG_FILE, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return RoundState(
+        round=int(body["round"]), used=int(body["used"]), records=[], history=[],
+        result=decode(body["result"], folder),
+        policy_state=decode(body["policy_state"], folder), llm_seen=body["llm_seen"],
+        tracker_best=decode(body["tracker_best"], folder),
+        rng=rng_states(body["rng"], arrays), journaled=int(body["journaled"]),
+        pending_log=decode(body["pending_log"], folder),
+    )
+
+
+def latest_round(run_folder: Path) -> int | None:
+    """The round an experiment folder's ``state/LATEST`` names (the newest one written whole), or None."""
+    try:
+        return int((Path(run_folder) / STATE / LATEST).read_text().strip().removeprefix("round-"))
+    except (OSError, ValueError):
+        return None

@@ -29,6 +29,7 @@ from teachgym.config import ConfigError, LoopConfig
 from teachgym.engine import DataReport, materialize
 from teachgym.protocols import TeachesPerStep, TrainsBatchwise, filters_groups
 from teachgym.rows import column
+from teachgym.seeds import batch_seed, reservoir_seed
 from teachgym.types import (
     InvalidActionError,
     Mixture,
@@ -199,10 +200,10 @@ def train_round(student: Any, policy: Any, data: Any, report: DataReport, loop: 
     reservoir = {}
     for i, skill in enumerate(s.name for s in env.skills):  # every skill the round may draw, built like any rows
         if stepping or prior.get(skill):
-            rows, _ = materialize(Mixture({skill: 1.0}), env, min(len(data), RESERVOIR_MAX), seed * 1_009 + i + 1,
+            rows, _ = materialize(Mixture({skill: 1.0}), env, min(len(data), RESERVOIR_MAX), reservoir_seed(seed, i),
                                   eval_prompts)
             reservoir[skill] = rows.to_list()
-    source = BatchSource(reservoir, prior, env.skills, round, seed * 7 + 3, policy.step if stepping else None,
+    source = BatchSource(reservoir, prior, env.skills, round, batch_seed(seed), policy.step if stepping else None,
                          policy_name)
     train = student.train_batches(data, source)
     train.metrics.update(source.summary(filters_groups(student)))

@@ -36,8 +36,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from teachgym.errors import TeachgymError
 from teachgym.protocols import supports_generation, verifies_new_prompts
 from teachgym.rows import pool_index
+from teachgym.seeds import request_seed
 
 if TYPE_CHECKING:  # pragma: no cover
     from teachgym.config import SynthesisConfig
@@ -45,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from teachgym.types import Failure
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(TeachgymError, RuntimeError):
     """The LLM backend cannot be reached or loaded, or the engine was told to fail on a shortfall."""
 
 
@@ -156,7 +158,7 @@ class OpenAICompatible:
             texts = []
             for j in range(n):
                 body = {"model": self.model, "max_tokens": max_new_tokens, "temperature": temperature,
-                        "top_p": top_p, "seed": (seed * 7919 + i * 131 + j) % 2**31}
+                        "top_p": top_p, "seed": request_seed(seed, i, j)}
                 texts.append(self._create(prompt, body))
             out.append(texts)
         return out

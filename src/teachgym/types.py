@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+from teachgym.errors import TeachgymError
+
 if TYPE_CHECKING:  # pragma: no cover
     from datasets import Dataset
 
@@ -310,7 +312,7 @@ def validate_probes(probes: object, skills: Sequence[Skill], budget: int) -> Non
         )
 
 
-class PolicyError(RuntimeError):
+class PolicyError(TeachgymError, RuntimeError):
     """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
 
 

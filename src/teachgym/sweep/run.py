@@ -28,7 +28,7 @@ from teachgym.sweep.plan import (
     store_uri,
     write_json,
 )
-from teachgym.sweep.report import SweepRun, summarize, write_summary
+from teachgym.sweep.report import SweepReport, summarize, write_summary
 from teachgym.tracking.schema import TAG_SWEEP, TAG_SWEEP_NAME
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def run_sweep(
             if trial_uri:
                 for exp in dict.fromkeys(plan.experiments.values()):
                     prepare_store(trial_uri, exp)
-                run = SweepRun(trial_uri, plan, meta)
+                run = SweepReport(trial_uri, plan, meta)
                 run.start(len(results), len(todo))
             emit("plan", total=len(plan.trials), done=len(results), todo=[t.name for t in todo],
                  rounds={t.key: plan.configs[t.key].loop.rounds for t in todo})
@@ -318,7 +318,7 @@ def _drain(queue: Any, emit: Callable[..., None]) -> None:
 
 def _sweep_meta(plan: SweepPlan) -> dict[str, Any]:
     """``sweep.json``: created on the first run; a rerun must have the same base config."""
-    from teachgym.resume import result_changes
+    from teachgym.config_diff import result_changes
 
     path = plan.directory / SWEEP_FILE
     base = plan.base.model_dump()

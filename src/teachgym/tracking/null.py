@@ -1,12 +1,16 @@
 """The tracker of an experiment with ``tracking.enabled=false``: every call does nothing.
 
-It satisfies :class:`teachgym.protocols.Tracker`, so the loop never asks whether it is tracking.
+It satisfies :class:`teachgym.protocols.CompleteTracker`, so the loop never asks whether it is tracking; and
+:func:`complete` lends its no-op methods to a tracker that implements only the core
+:class:`~teachgym.protocols.Tracker`.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+
+from teachgym.protocols import CheckpointingTracker, ResumableTracker
 
 
 class NullTracker:
@@ -57,3 +61,24 @@ class NullTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         pass
+
+
+class _Completed(NullTracker):
+    """A core-only tracker with :class:`NullTracker`'s no-ops for the optional methods it lacks."""
+
+    def __init__(self, tracker: Any) -> None:
+        self._tracker = tracker
+
+    def __getattribute__(self, name: str) -> Any:
+        if name != "_tracker" and not name.startswith("__"):
+            inner = object.__getattribute__(self, "_tracker")
+            if hasattr(inner, name):
+                return getattr(inner, name)
+        return object.__getattribute__(self, name)
+
+
+def complete(tracker: Any) -> Any:
+    """``tracker`` itself if it has every optional method, else it with the no-op defaults of those it lacks."""
+    if isinstance(tracker, ResumableTracker) and isinstance(tracker, CheckpointingTracker):
+        return tracker
+    return _Completed(tracker)

@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from teachgym.resume import RunDir, process_alive
+from teachgym.liveness import process_alive
+from teachgym.statefile import latest_round
 from teachgym.tracking.schema import (
     ACC_MEAN,
     TAG_HOST,
@@ -30,6 +31,29 @@ def client(tracking_uri: str | None) -> Any:
     import mlflow
 
     return mlflow.MlflowClient(resolve_tracking_uri(tracking_uri))
+
+
+def output_dir_of(tracking_uri: str | None, run_id: str) -> str | None:
+    """The output folder a parent run's ``teachgym.output_dir`` tag names (None: no such run, or no tag)."""
+    import mlflow
+
+    try:
+        run = client(tracking_uri).get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return run.data.tags.get(TAG_OUTPUT_DIR)
+
+
+def logged_text(tracking_uri: str | None, run_id: str, artifact_path: str) -> str | None:
+    """The text of a run's artifact (e.g. its ``config.yaml``), or None when the run has no such artifact."""
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                   tracking_uri=resolve_tracking_uri(tracking_uri))
+    except Exception:  # noqa: BLE001 - a run without the artifact, whatever MLflow raises for it
+        return None
+    return Path(path).read_text()
 
 
 def find_experiments(client: Any, names: Sequence[str], error: type[Exception] = LookupError,
@@ -104,7 +128,7 @@ def stale_runs(uri: str, close: bool = False) -> list[dict[str, Any]]:
         folder = tags.get(TAG_OUTPUT_DIR)
         # The state on disk may be ahead of the store: logging is written in the background, and a SIGKILL
         # loses what was queued (--resume logs it).
-        saved = RunDir(folder).latest() if folder and Path(folder).is_dir() else None
+        saved = latest_round(Path(folder)) if folder and Path(folder).is_dir() else None
         out.append({"run_id": run.info.run_id, "experiment": names[run.info.experiment_id],
                     "run_name": run.info.run_name, "host": tags.get(TAG_HOST), "pid": tags[TAG_PID],
                     "last_round": max(steps) if steps else None, "last_saved": saved, "output_dir": folder})

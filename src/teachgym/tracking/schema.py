@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING
 from teachgym.types import Examples, Mixture, Synthesize
 
 if TYPE_CHECKING:  # pragma: no cover
+    from teachgym.config import ExperimentConfig
     from teachgym.engine import DataReport
     from teachgym.evaluation import EvalResult
     from teachgym.types import Action
+
+
+
+def experiment_name(config: ExperimentConfig, env_name: str) -> str:
+    """The MLflow experiment an experiment logs to (``tracking.experiment`` or ``teachgym/<env>``)."""
+    return config.tracking.experiment or f"teachgym/{env_name}"
+
 
 # -- tags of a parent run (one curriculum experiment) ----------------------------------------------
 TAG_POLICY = "teachgym.policy"

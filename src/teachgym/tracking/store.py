@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from teachgym.errors import TeachgymError
 from teachgym.tracking.schema import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -48,13 +49,29 @@ def ensure_experiment(client: Any, name: str) -> str:
     return exp.experiment_id
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(TeachgymError, RuntimeError):
     """The MLflow tracking server cannot be reached (before the experiment, or in the middle of it)."""
 
 
 def resolve_tracking_uri(configured: str | None) -> str:
     """Config first, then ``$MLFLOW_TRACKING_URI``, then ``sqlite:///mlflow.db`` in the working dir."""
     return configured or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def run_is_active() -> bool:
+    """Whether an MLflow run is active in this process (without importing MLflow when nothing has)."""
+    if "mlflow" not in sys.modules:
+        return False
+    import mlflow
+
+    return mlflow.active_run() is not None
+
+
+def download(artifact_uri: str) -> str:
+    """A local copy of ``models:/<id>`` or ``runs:/<run>/<path>`` (the store from ``$MLFLOW_TRACKING_URI``)."""
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri)
 
 
 def server_reachable(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
