@@ -32,9 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from round_state import QWEN2_05B  # noqa: E402
-from teaching_efficiency import environment, git_commit  # noqa: E402
+from teachgym.benchmarking import QWEN2_05B, environment, git_commit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SMOKE = {**QWEN2_05B, "vocab_size": 259, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

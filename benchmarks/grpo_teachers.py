@@ -34,8 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "arithmetic_grpo.yaml"
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from teaching_efficiency import current, curves, git_commit, keyed_name, keys_for  # noqa: E402  (the same rows, the same paired table, the same keys)
+from teachgym.benchmarking import current, curves, git_commit, keyed_name, keys_for  # noqa: E402  (the same rows, the same paired table, the same keys)
 
 
 def rollout_curves(client, run_id: str, skills: list[str]) -> dict[str, list[float]]:

@@ -16,14 +16,12 @@ import argparse
 import importlib.metadata
 import os
 import platform
-import sys
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from teaching_efficiency import cpu_name, git_commit  # noqa: E402  (one way to name the machine and commit)
+from teachgym.benchmarking import cpu_name, git_commit  # noqa: E402  (one way to name the machine and commit)
 
 CASES = [  # (gold, answer): half right, half wrong
     ("\\frac{1}{2}", "0.5"), ("\\frac{1}{2}", "1/3"), ("42", "so the total is \\boxed{42}"), ("42", "41"),

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from reasoning_gym_tasks import provenance  # noqa: E402  (one cache key for both reasoning-gym benchmarks)
+from teachgym.benchmarking import REASONING_GYM_SOURCES, script_provenance  # noqa: E402  (one cache key for both reasoning-gym benchmarks)
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "reasoning_gym.yaml"
@@ -93,7 +91,7 @@ def main() -> None:
             raise SystemExit(f"{OUT} does not exist: run without --redraw first")
         result = cached
     else:
-        facts = provenance(resolved_config())
+        facts = script_provenance(resolved_config(), REASONING_GYM_SOURCES, ["reasoning-gym"])
         if cached and cached["provenance"]["key"] == facts["key"]:
             print(f"cached ({facts['key']})")
             result = cached

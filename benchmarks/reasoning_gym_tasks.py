@@ -28,35 +28,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import hashlib
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from teaching_efficiency import environment, git_commit  # noqa: E402  (one way to name the machine and commit)
+from teachgym.benchmarking import REASONING_GYM_SOURCES, script_provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "reasoning_gym.yaml"
 #: Short-question, short-answer tasks (a byte-level 0.56M student reads every byte of the question).
 TASKS = ["basic_arithmetic", "chain_sum", "spell_backward", "count_bits", "letter_counting", "gcd", "lcm",
          "products", "decimal_chain_sum", "complex_arithmetic", "simple_equations", "calendar_arithmetic"]
-
-
-def _dirty() -> bool:
-    try:
-        # Results files are what benchmarks write, not what decides them: a report being rewritten is not dirt.
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                              ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return True
-    return bool(out.strip())
 
 
 def case_config(task: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -74,32 +59,10 @@ def case_config(task: str, args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-#: The sources that decide a run's numbers (not the CLI, the docs or the tracking): their hash is in the key.
-DECIDING = ["envs/reasoning.py", "students/hf.py", "students/grpo.py", "policies/uniform.py",
-            "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py", "src/teachgym/evaluation.py",
-            "src/teachgym/rounds.py", "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py"]
-
-
-def code_hash() -> str:
-    digest = hashlib.sha256()
-    for rel in DECIDING:
-        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
-    """Everything that decides a case's numbers and its hash (the cache key), plus the commit it ran at.
-
-    The key holds the resolved config, a hash of the sources that decide the numbers (:data:`DECIDING`),
-    the package versions and the CPU; the commit (and whether the tree was dirty) is recorded, not keyed,
-    so that a change to the CLI or the docs does not rerun everything.
-    """
-    import importlib.metadata
-
-    keyed = {"config": config, "code": code_hash(),
-             "packages": {**environment(), "reasoning-gym": importlib.metadata.version("reasoning-gym")}}
-    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-    return {**keyed, "key": key, "commit": git_commit(), "dirty": _dirty()}
+    """Everything that decides a case's numbers and its hash (the cache key), plus the commit it ran at
+    (:func:`teachgym.benchmarking.script_provenance` over :data:`~teachgym.benchmarking.REASONING_GYM_SOURCES`)."""
+    return script_provenance(config, REASONING_GYM_SOURCES, ["reasoning-gym"])
 
 
 def most_common_baseline(env: Any) -> dict[str, float]:

@@ -20,21 +20,15 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from teaching_efficiency import environment, git_commit  # noqa: E402
+from teachgym.benchmarking import QWEN2_05B, environment, git_commit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-#: Qwen2.5-0.5B's architecture (its config.json), with tied embeddings as it ships.
-QWEN2_05B = {"vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-             "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768,
-             "tie_word_embeddings": True}
 CASES = [("full", None), ("lora", 8), ("lora", 16), ("lora", 64)]
 DECIDING = ["students/hf.py"]
 

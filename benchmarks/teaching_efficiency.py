@@ -39,9 +39,10 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
+
+from teachgym.benchmarking import current, curves, environment, git_commit, keyed_name, keys_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -51,30 +52,6 @@ LEARNED = RESULTS / "learned_teacher.zip"
 STUDENTS = {"simulated": ["student.name=simulated"], "lm": []}
 # Built-ins that need a model of their own to run (llm-agent: an LLM), left out of "all".
 NEEDS_A_MODEL = {"llm-agent"}
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def environment() -> dict[str, str]:
-    """This machine's package versions and CPU. The same case (config, policy, seed) need not give the same
-    curve on two of them: floating-point kernels and library defaults differ, and training amplifies it."""
-    from teachgym.bench import machine  # one way to read the machine, shared with `teachgym bench`
-
-    found = machine(gpu=False)
-    return {**found["packages"], "cpu": found["cpu"]}
-
-
-def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
-    from teachgym.bench import machine
-
-    return machine(gpu=False)["cpu"]
 
 
 def label(student: str, config: str | Path) -> str:
@@ -98,41 +75,6 @@ def case_keys(student: str, policies: list[str], args: argparse.Namespace) -> di
     """Each policy's provenance (``teachgym.bench``'s key) for this benchmark's cases, seed aside."""
     sections = {p: policy_section(p, args) for p in policies}
     return keys_for(args.config, overrides_for(student, args), sections, student == "simulated")
-
-
-def keys_for(config: str | Path, overrides: list[str], sections: dict[str, dict], simulated: bool) -> dict[str, dict]:
-    """Each policy's provenance for a benchmark's cases of ``config`` with ``overrides``, seed aside.
-
-    Where a case is logged and run decides nothing, so it is left out; a policy section's ``path`` (a model
-    file) is keyed by the file's bytes, not by where this machine keeps it.
-    """
-    from teachgym.bench import provenance
-    from teachgym.config import load_config
-
-    resolved = load_config(config, overrides).model_dump(mode="json")
-    resolved.pop("tracking")
-    resolved.pop("sweep", None)
-    resolved["loop"].pop("output_dir")
-    resolved["loop"].pop("seed")
-    out = {}
-    for p, section in sections.items():
-        section = dict(section)
-        path = section.pop("path", None)
-        files = [Path(path)] if path and Path(path).exists() else []
-        out[p] = provenance({**resolved, "policy": section}, p, ROOT, simulated, files)
-    return out
-
-
-def keyed_name(keys: dict[str, dict], policies: list[str]) -> str:
-    """A sweep folder remembers its finished trials: a suffix from its cases' keys makes a changed key rerun."""
-    return hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]
-
-
-def current(rows: list[dict], keys: dict[str, dict]) -> list[dict]:
-    """The rows of the current keys; a file of rows written before keys existed, as it is."""
-    if not any("provenance" in r for r in rows):
-        return rows
-    return [r for r in rows if r.get("provenance", {}).get("key") == keys.get(r["policy"], {}).get("key")]
 
 
 def run_cases(student: str, policies: list[str], seeds: list[int], args: argparse.Namespace,
@@ -164,15 +106,6 @@ def run_cases(student: str, policies: list[str], seeds: list[int], args: argpars
         "final_acc": r.row["final_acc"], "wall_s": r.row["wall_s"], "run_id": r.row.get("run_id"),
         "commit": git_commit(), "environment": env, "provenance": keys[r.trial.policy],
     } for r in result.finished]
-
-
-def curves(rows: list[dict]) -> list:
-    """Cached rows as the learning curves `teachgym compare` reads from MLflow."""
-    from teachgym.compare import RunCurve
-
-    return [RunCurve(f"teaching-efficiency-{r['student']}", r.get("run_id") or "", f"{r['policy']}-s{r['seed']}",
-                     r["policy"], str(r["seed"]), "FINISHED", r["examples"], r["acc_mean"], r["acc_min"])
-            for r in rows]
 
 
 def summarize(rows: list[dict]) -> list[dict]:

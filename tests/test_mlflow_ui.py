@@ -31,7 +31,7 @@ def sim_config(tmp_path, rounds=2, **tracking):
 def test_plots_and_metrics_arrive_while_the_run_is_in_progress(tmp_path, mlflow_store, monkeypatch):
     """Logging is written in the background: a round shows up in the store moments after it ends, the
     plots are redrawn as rounds finish, and when the run ends everything is there."""
-    from teachgym.tracking import writer as tracking
+    from teachgym.tracking import checkpoints as tracking
 
     monkeypatch.setattr(tracking, "PLOT_EVERY_S", 0.0)  # redraw after every round (default: every 10 s, and
     monkeypatch.setattr(tracking, "PLOT_MAX_SHARE", 1e9)  # at most a fifth of the time)

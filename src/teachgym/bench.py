@@ -20,25 +20,16 @@ import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
-import inspect
 import json
-import os
-import platform
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, load_config
+from teachgym.provenance import code_hash, component_source, git_state, machine
 
-#: The sources whose code decides a case's numbers (not the CLI, the docs or the report): in every key.
-DECIDING = ("envs/bench.py", "envs/_generated.py", "students/hf.py", "students/grpo.py", "students/simulated.py",
-            "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py", "src/teachgym/evaluation.py",
-            "src/teachgym/state.py", "src/teachgym/types.py", "src/teachgym/config.py", "src/teachgym/runner.py",
-            "src/teachgym/steps.py")
 #: Policies every leaderboard has: the normalised score is (policy - uniform) / (oracle - uniform).
 ANCHORS = ("uniform", "oracle")
 #: Built-ins that need what a bench cannot give them (a language-model server).
@@ -157,52 +148,6 @@ def policy_source(policy: str) -> str:
     return component_source("policies", variant(policy)[0])
 
 
-def component_source(kind: str, name: str) -> str:
-    """A hash of the source file of a registered component (``policies`` or ``envs``; a built-in or ``module:attr``)."""
-    from teachgym.registry import resolve
-
-    target = resolve(kind, name)
-    try:
-        text = inspect.getsource(sys.modules[target.__module__])
-    except (OSError, TypeError, KeyError):
-        text = repr(target)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def machine(gpu: bool = True) -> dict[str, Any]:
-    """What decides floating-point results besides the code: packages, CPU, cores, GPU (read, not typed).
-
-    ``gpu=False`` does not import torch to look (the simulated twins run numpy only): the GPU is then "-".
-    """
-    packages = {}
-    for name in ("torch", "transformers", "trl", "datasets", "accelerate", "numpy"):
-        try:
-            packages[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            packages[name] = "-"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    name = "-"
-    if gpu:
-        import torch
-
-        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return {"packages": packages, "cpu": cpu, "cores": os.cpu_count(), "gpu": name}
-
-
-def code_hash(root: Path) -> str:
-    """sha256 over the :data:`DECIDING` sources (their paths and bytes)."""
-    digest = hashlib.sha256()
-    for rel in DECIDING:
-        path = root / rel
-        digest.update(rel.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-"))
-    return digest.hexdigest()[:16]
-
-
 def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
                files: Sequence[Path] = ()) -> dict[str, Any]:
     """The case's key and, beside it, the commit and dirty flag.
@@ -218,7 +163,7 @@ def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
              "env": component_source("envs", config["env"]["name"]),
              "files": [hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files], **hardware}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    commit, dirty = _git(root)
+    commit, dirty = git_state(root)
     return {"key": key, "code": keyed["code"], "policy_source": keyed["policy"], "commit": commit, "dirty": dirty,
             **found}
 
@@ -325,18 +270,6 @@ def _write(file: Path, rows: list[dict[str, Any]]) -> None:
     tmp = file.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     tmp.replace(file)
-
-
-def _git(root: Path) -> tuple[str, bool]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)benchmarks/results"], cwd=root, capture_output=True, text=True,
-                               check=True).stdout.strip()
-        return commit, bool(dirty)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", True
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -1,5 +1,5 @@
-"""``teachgym`` command line: ``run``, ``sweep``, ``compare``, ``ui``, ``runs``, ``skill-graph``, ``calibrate``
-and ``list``."""
+"""The ``teachgym`` command: ``run``, ``sweep``, ``bench``, ``compare``, ``ui``, ``runs``, ``skill-graph``,
+``calibrate`` and ``list`` (their arguments: :mod:`teachgym.cli_args`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from teachgym import cli_args
 from teachgym.console import Display, quiet_libraries
 from teachgym.registry import KINDS, RegistryError, describe
 
@@ -74,6 +75,39 @@ def _saved_round(run: Any) -> str:
     return "no round finished yet" if latest is None else f"rounds 0-{latest} are saved in {run.output_dir}"
 
 
+class _Started:
+    """``on_start`` of ``teachgym run``: says what a resumed experiment continues from, and keeps its ``RunInfo``
+    (the error messages name the saved round and the command that continues)."""
+
+    def __init__(self, resume: bool) -> None:
+        self.resume, self.run = resume, None
+
+    def __call__(self, info: Any) -> None:
+        self.run = info
+        if info.resumed_from is not None:
+            print(f"resuming {info.run_id or info.output_dir} after round {info.resumed_from} (saved state in "
+                  f"{info.output_dir})" + ("; the policy is stateless (no state_dict), so it restarts from its "
+                                           "constructor state" if info.stateless_policy else ""), flush=True)
+        elif self.resume:
+            print(f"resuming {info.run_id or info.output_dir}: no round had finished, starting at round 0", flush=True)
+
+
+def _print_done(result: Any, saved: bool, seconds: float) -> None:
+    """The last lines of ``teachgym run``: first and last acc/mean, where the student and the MLflow run are."""
+    first, last = result.rounds[0], result.final
+    print(
+        f"done in {seconds:.0f}s: acc/mean {first.mean_accuracy:.3f} -> {last.mean_accuracy:.3f} "
+        f"over {last.examples} examples; student saved under {result.output_dir}"
+        if saved
+        else f"done in {seconds:.0f}s: acc/mean {first.mean_accuracy:.3f} -> "
+        f"{last.mean_accuracy:.3f} over {last.examples} examples",
+        flush=True,
+    )
+    if result.run_id:
+        print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: teachgym ui --tracking-uri "
+              f"{result.tracking_uri}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import traceback
 
@@ -106,23 +140,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"run={default_run_name(config)}",
         flush=True,
     )
-    run = None
-
-    def started(info: Any) -> None:
-        nonlocal run
-        run = info
-        if info.resumed_from is not None:
-            print(f"resuming {info.run_id or info.output_dir} after round {info.resumed_from} (saved state in "
-                  f"{info.output_dir})" + ("; the policy is stateless (no state_dict), so it restarts from its "
-                                           "constructor state" if info.stateless_policy else ""), flush=True)
-        elif args.resume:
-            print(f"resuming {info.run_id or info.output_dir}: no round had finished, starting at round 0", flush=True)
-
+    started = _Started(bool(args.resume))
     start = time.perf_counter()
     try:
         result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started,
                                 trust_old_state=args.trust_old_state)
     except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable, SynthesisError) as e:
+        run = started.run
         if not main:
             return 2
         print(f"error: {e}", file=sys.stderr)
@@ -130,6 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{_saved_round(run)}; after fixing it, continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
         return 2
     except PolicyError as e:
+        run = started.run
         if not main:
             return 1
         cause = e.__cause__
@@ -140,24 +165,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         return 1
     except Interrupted as e:
+        run = started.run
         if not main:
             return e.exit_code
         print(f"\nstopped by {e.signame}; the MLflow runs are marked KILLED.", file=sys.stderr)
         if run is not None:
             print(f"{_saved_round(run)}; continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
         return e.exit_code
-    first, last = result.rounds[0], result.final
-    print(
-        f"done in {time.perf_counter() - start:.0f}s: acc/mean {first.mean_accuracy:.3f} -> {last.mean_accuracy:.3f} "
-        f"over {last.examples} examples; student saved under {result.output_dir}"
-        if config.loop.save_student
-        else f"done in {time.perf_counter() - start:.0f}s: acc/mean {first.mean_accuracy:.3f} -> "
-        f"{last.mean_accuracy:.3f} over {last.examples} examples",
-        flush=True,
-    )
-    if result.run_id:
-        print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: teachgym ui --tracking-uri "
-              f"{result.tracking_uri}")
+    _print_done(result, config.loop.save_student, time.perf_counter() - start)
     return 0
 
 
@@ -394,100 +409,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``teachgym`` command line: every subcommand and option (the docs' tests parse their examples with it)."""
-    parser = argparse.ArgumentParser(prog="teachgym", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run a curriculum experiment from a YAML config")
-    p_run.add_argument("config", help="path to a YAML config, e.g. configs/arithmetic.yaml")
-    p_run.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. loop.rounds=3 policy.name=uniform")
-    p_run.add_argument("--resume", nargs="?", const=True, metavar="RUN_ID",
-                       help="continue the newest unfinished experiment with this config's experiment and run name "
-                       "(or the run RUN_ID) after its last finished round")
-    p_run.add_argument("--trust-old-state", action="store_true",
-                       help="with --resume: read a round state written by an older teachgym (a pickle, which can run "
-                            "code) once, and rewrite it in the data-only format")
-    p_run.set_defaults(func=cmd_run)
-    p_runs = sub.add_parser("runs", help="list (and close) runs left RUNNING by a process that is gone")
-    p_runs.add_argument("--stale", action="store_true", required=True,
-                        help="runs marked RUNNING whose process (host, pid) no longer exists")
-    p_runs.add_argument("--close", action="store_true", help="mark them (and their round runs) KILLED")
-    p_runs.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p_runs.set_defaults(func=cmd_runs)
-    p_graph = sub.add_parser(
-        "skill-graph", help="estimate the skills graph A (Skill-it): train a copy of the student on each skill alone"
-    )
-    p_graph.add_argument("config", help="experiment config whose env and student to use")
-    p_graph.add_argument("overrides", nargs="*", help="key.sub=value overrides")
-    p_graph.add_argument("--out", default="skill_graph.json", help="JSON output (a .png heatmap is written beside it)")
-    p_graph.add_argument("--examples", type=int, help="rows per skill (default: loop.examples_per_round / 4)")
-    p_graph.add_argument("--warmup", type=int, help="uniform rows first (default: loop.examples_per_round)")
-    p_graph.set_defaults(func=cmd_skill_graph)
-    p_cal = sub.add_parser(
-        "calibrate", help="fit the simulated student to the per-skill curves of logged runs (least squares)"
-    )
-    p_cal.add_argument("experiment", help="MLflow experiment whose finished runs to fit (e.g. teachgym/arithmetic)")
-    p_cal.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p_cal.add_argument("--policies", nargs="*", help="only the runs of these policies")
-    p_cal.add_argument("--student", default="hf", help="only the runs of this student (default hf; '' for any)")
-    p_cal.add_argument("--holdout-seeds", nargs="*", help="seeds whose runs are left out of the fit and scored")
-    p_cal.add_argument("--no-forgetting", action="store_true", help="fit without forgetting (half_life 0)")
-    p_cal.add_argument("--no-onset", action="store_true", help="fit without the shared format stage (onset 0)")
-    p_cal.add_argument("--out", default="calibrated.yaml", help="the config written (the runs' own, student replaced)")
-    p_cal.set_defaults(func=cmd_calibrate)
-    p_cmp = sub.add_parser("compare", help="compare policies over seeds from the MLflow store (table, plot)")
-    p_cmp.add_argument("experiments", nargs="*", help="MLflow experiment names (default: every teachgym/... one)")
-    p_cmp.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p_cmp.add_argument("--target", type=float, default=0.5, help="accuracy for the examples-to-target column")
-    p_cmp.add_argument("--format", choices=["markdown", "csv"], default="markdown")
-    p_cmp.add_argument("--runs", action="store_true", help="one row per run instead of per policy")
-    p_cmp.add_argument("--plot", metavar="FILE", help="also write the learning curves by policy (mean and band)")
-    p_cmp.add_argument("--include-unfinished", action="store_true", help="also runs that are running or failed")
-    p_cmp.add_argument("--baseline", metavar="POLICY",
-                       help="compare every policy with this one seed by seed: paired differences with 95%% intervals, "
-                       "wins, probability of improvement, data-efficiency ratio")
-    p_cmp.add_argument("--sweep", metavar="NAME", help="only the trials of this sweep (its name or id)")
-    p_cmp.set_defaults(func=cmd_compare)
-    p_sw = sub.add_parser("sweep", help="run a grid of experiments (policies x seeds x settings) on Ray, then compare")
-    p_sw.add_argument("config", help="YAML config; its sweep: section (optional) gives the grid and options")
-    p_sw.add_argument("overrides", nargs="*", help="key=value (every trial), key=a,b,c or key=0:5 (swept), e.g. "
-                      "policy.name=uniform,skill-it loop.seed=0:5")
-    p_sw.add_argument("--name", help="sweep name (default: the config file's name); a rerun with the same name "
-                      "skips finished trials and resumes interrupted ones")
-    p_sw.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the CPUs/GPUs fit)")
-    p_sw.add_argument("--cpus-per-trial", type=float, help="CPUs Ray reserves per trial (default 1)")
-    p_sw.add_argument("--gpus-per-trial", type=float, help="GPUs Ray reserves per trial (default 0)")
-    p_sw.add_argument("--address", help="an existing Ray cluster ('auto' or HOST:PORT; needs an http tracking URI)")
-    p_sw.add_argument("--baseline", help="policy the final table pairs every other with (default uniform)")
-    p_sw.add_argument("--sequential", action="store_true", help="run the trials one by one in this process (no Ray)")
-    p_sw.add_argument("--dry-run", action="store_true", help="list the trials and exit")
-    p_sw.set_defaults(func=cmd_sweep)
-    p_b = sub.add_parser("bench", help="teacher unit tests: challenges with an oracle anchor, and a leaderboard")
-    p_b.add_argument("policies", nargs="*", help="teachers to rank (built-in names or module:Class; default: every "
-                     "built-in, and <name>@step for those with step()); <name>@step teaches per generation batch, "
-                     "<name>+filter turns on the GRPO student's online filtering (GRPO challenges only); uniform and "
-                     "oracle always run")
-    p_b.add_argument("--list", action="store_true", help="name the challenges, one line each, and exit")
-    p_b.add_argument("--challenges", nargs="+", metavar="NAME", help="only these challenges (default: all)")
-    p_b.add_argument("--seeds", default="0-4", help="a range 0-4 or a list 0,1,2 (default 0-4)")
-    p_b.add_argument("--simulated", action="store_true", help="the simulated twins (seconds) instead of the LM")
-    p_b.add_argument("--format", choices=["table", "json"], default="table",
-                     help="json: print the rows (challenge, policy, seed, score, normalised) for scripts")
-    p_b.add_argument("--dir", default="configs/bench", help="the challenge folder (default configs/bench)")
-    p_b.add_argument("--results", default="benchmarks/results/bench", help="results and reports folder")
-    p_b.add_argument("--work", default="outputs/bench", help="the cases' run folders")
-    p_b.add_argument("--sequential", action="store_true", help="run the cases one by one in this process (no Ray)")
-    p_b.add_argument("--no-mlflow", action="store_true", help="do not log the cases to MLflow")
-    p_b.add_argument("--cached", action="store_true", help="run nothing: report the cases of the current keys already "
-                     "in the results file (teachers without rows are left out)")
-    p_b.set_defaults(func=cmd_bench)
-    p_ui = sub.add_parser("ui", help="start the MLflow UI on the project's store (127.0.0.1) and print its URL")
-    p_ui.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    p_ui.add_argument("--port", type=int, default=5000)
-    p_ui.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    p_ui.add_argument("--experiment", help="experiment to open (default: the latest teachgym/... one)")
-    p_ui.add_argument("--workers", type=int, default=1, help="server processes (1 starts fastest and serves one user)")
-    p_ui.set_defaults(func=cmd_ui)
-    p_list = sub.add_parser("list", help="list every registered env, student and policy")
-    p_list.set_defaults(func=cmd_list)
+    parser = cli_args.build_parser()
+    commands = {"run": cmd_run, "runs": cmd_runs, "skill-graph": cmd_skill_graph, "calibrate": cmd_calibrate,
+                "compare": cmd_compare, "sweep": cmd_sweep, "bench": cmd_bench, "ui": cmd_ui, "list": cmd_list}
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subcommands.choices.items():
+        sub.set_defaults(func=commands[name])
     return parser
 
 

@@ -15,6 +15,22 @@ from typing import Any
 from teachgym.errors import TeachgymError
 
 LEGACY_JOURNAL = "rounds.pkl"
+#: Names an older teachgym pickled that have moved since: (module, name) -> where they live now.
+MOVED = {
+    ("teachgym.tracking", "RoundLog"): ("teachgym.rounds", "Round"),
+    ("teachgym.resume", "RoundState"): ("teachgym.rounds", "RoundState"),
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that finds the classes an older teachgym pickled where they live now."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(*MOVED.get((module, name), (module, name)))
+
+
+def _load(f: Any) -> Any:
+    return _Unpickler(f).load()  # noqa: S301 - the user vouched for this folder (--trust-old-state)
 
 
 class LegacyStateError(TeachgymError, ValueError):
@@ -29,7 +45,7 @@ def read_legacy_round(where: Path, state_dir: Path) -> Any:
     """
     try:
         with open(where / "loop.pkl", "rb") as f:
-            state = pickle.load(f)  # noqa: S301 - the user vouched for this folder (--trust-old-state)
+            state = _load(f)
     except Exception as e:  # noqa: BLE001 - a damaged legacy pickle: nothing to resume from it
         raise LegacyStateError(f"{where / 'loop.pkl'}: could not be read ({type(e).__name__}: {e})") from None
     rounds: dict[int, tuple[Any, Any]] = {}
@@ -38,7 +54,7 @@ def read_legacy_round(where: Path, state_dir: Path) -> Any:
         with open(journal, "rb") as f:
             while True:
                 try:
-                    r, record, entry = pickle.load(f)  # noqa: S301 - as above
+                    r, record, entry = _load(f)
                 except Exception:  # noqa: BLE001 - the end, or a record torn by a kill while it was appended
                     break
                 rounds[r] = (record, entry)

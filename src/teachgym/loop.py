@@ -20,12 +20,10 @@ tracker logs and whose light :class:`~teachgym.rounds.RoundRecord` the caller se
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,29 +36,27 @@ from teachgym.config import ConfigError, ExperimentConfig, build_component, flat
 from teachgym.config_diff import resumed_config
 from teachgym.distributed import Team, team
 from teachgym.engine import counts_suffice, materialize
-from teachgym.evaluation import evaluate, loss_profile
+from teachgym.evaluation import evaluate
 from teachgym.interrupts import Interrupted, check, stop_on_signals
 from teachgym.liveness import this_process
-from teachgym.protocols import CompleteTracker, Explains, Probes, Stateful
-from teachgym.registry import BUILTINS, resolve
+from teachgym.probing import run_probes
+from teachgym.protocols import CompleteTracker, Explains, Stateful
 from teachgym.resume import RunDir, can_save_state, find_run
 from teachgym.rng import capture_rngs
 from teachgym.rounds import Round, RoundRecord, RoundState
 from teachgym.rows import column
-from teachgym.seeds import probe_seed, round_seed
-from teachgym.state import policy_levels, restrict
+from teachgym.seeds import round_seed
+from teachgym.state import policies_for, policy_levels, restrict
 from teachgym.steps import check_step_setup, train_round
 from teachgym.tracking.null import NullTracker, complete
-from teachgym.tracking.schema import PROBE_EXAMPLES, experiment_name, round_metrics, teacher_weights
+from teachgym.tracking.schema import PROBE_EXAMPLES, experiment_name, round_metrics
 from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri, unreachable_message
 from teachgym.types import (
     Action,
     Observation,
     PolicyError,
-    ProbeResult,
     rollout_metrics,
     validate_action,
-    validate_probes,
 )
 from teachgym.warm_start import warm_start
 
@@ -240,7 +236,7 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
     obs = restrict(_observe(exp, state, r), loop.state, state.result.subskills)  # what this teacher may see
     with exp.tracker.round(r):
         # Aioli-style policies first probe the student; probe rows come out of this round's budget.
-        obs, probed, probe_rows, probe_results = _run_probes(exp, obs, seed)
+        obs, probed, probe_rows, probe_results = run_probes(exp, obs, seed)
         # The teacher acts, and the engine builds the data, in process 0; every process gets both.
         action: Action = exp.team.on_main(_act, policy, obs, config.policy.name)
         validate_action(action, env.skills)  # garbage is caught here, before any training
@@ -292,7 +288,7 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: st
     if loop.state not in policy_levels(policy):
         raise ConfigError(
             f"loop.state: policy {config.policy.name!r} works with the states {list(policy_levels(policy))}, not "
-            f"{loop.state!r} (it reads what that state hides); policies that can: {_policies_for(loop.state)}"
+            f"{loop.state!r} (it reads what that state hides); policies that can: {policies_for(loop.state)}"
         )
     check_step_setup(loop, policy, student, config.policy.name, config.student.name, team().size)
     synthesizer = None
@@ -427,54 +423,6 @@ def _policy_state(policy: Any) -> Any:
 def _jsonable(value: Any) -> Any:
     """numpy scalars and arrays in a policy's state, as JSON."""
     return value.tolist() if hasattr(value, "tolist") else str(value)
-
-
-def _policies_for(state: str) -> list[str]:
-    """Built-in policies that declare they can act on ``state``."""
-    ok = []
-    for name in BUILTINS["policies"]:
-        try:
-            if state in policy_levels(resolve("policies", name)):
-                ok.append(name)
-        except Exception:  # noqa: BLE001 - an optional dependency missing: skip that policy
-            continue
-    return ok
-
-
-def _run_probes(exp: Experiment, obs: Observation, seed: int) -> tuple[Observation, int, Counter, list[ProbeResult]]:
-    """Run the probes a policy asks for (if any); return the observation with their results.
-
-    Each probe really trains the student on its mixture; the per-skill eval loss is measured before
-    and after, so the policy can estimate how training on one skill moves every skill's loss.
-    """
-    plan = exp.team.on_main(_probe_plan, exp.policy, obs, exp.config.policy.name)
-    validate_probes(plan, exp.env.skills, obs.examples_per_round)
-    results: list[ProbeResult] = []
-    rows: Counter[str] = Counter()
-    before = {s: stats.loss for s, stats in obs.profile.items()}
-    for k, probe in enumerate(plan):
-        data, report = exp.team.on_main(materialize, probe.mixture, exp.env, probe.n, probe_seed(seed, k),
-                                        exp.eval_prompts)
-        with exp.tracker.probe(obs.round, k):
-            exp.student.train(data)
-        after = loss_profile(exp.student, exp.env, exp.config.loop.eval_batch_size)
-        results.append(ProbeResult(teacher_weights(probe.mixture), probe.n, before, after))
-        rows.update(report.examples)
-        before = after
-    probed = sum(p.n for p in plan)
-    if probed:
-        obs = dataclasses.replace(
-            obs, probes=tuple(results), budget_used=obs.budget_used + probed, budget_left=obs.budget_left - probed
-        )
-    return obs, probed, rows, results
-
-
-def _probe_plan(policy: Any, obs: Observation, name: str) -> list[Any]:
-    """The probes a policy asks for (none if it has no ``probes``)."""
-    try:
-        return policy.probes(obs) if isinstance(policy, Probes) else []
-    except Exception as e:
-        raise PolicyError(f"policy {name!r} raised {type(e).__name__} in probes() at round {obs.round}: {e}") from e
 
 
 def _pending_stop() -> Interrupted | None:

@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from teachgym.registry import BUILTINS, resolve
 from teachgym.types import HistoryEntry, Observation, SkillStats
 
 STATE_LEVELS = ("open-ended", "skill-list", "skill-tree")
@@ -54,3 +55,15 @@ def restrict(obs: Observation, level: str, subskills: Mapping[str, Mapping[int, 
         subskills=None,
         rollouts={},
     )
+
+
+def policies_for(state: str) -> list[str]:
+    """Built-in policies that declare they can act on ``state``."""
+    ok = []
+    for name in BUILTINS["policies"]:
+        try:
+            if state in policy_levels(resolve("policies", name)):
+                ok.append(name)
+        except Exception:  # noqa: BLE001 - an optional dependency missing: skip that policy
+            continue
+    return ok

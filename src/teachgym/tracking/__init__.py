@@ -3,7 +3,6 @@
 of an experiment without MLflow (``null``).
 
 Import from the module that owns a name (``teachgym.tracking.store.resolve_tracking_uri``); this package
-module imports none of them, so that importing one layer never drags in another.
+module imports nothing, so that importing one layer never drags in another. (Round states pickled before 0.2
+name ``teachgym.tracking.RoundLog``: :mod:`teachgym.legacy_state` finds it as :class:`teachgym.rounds.Round`.)
 """
-
-from teachgym.rounds import Round as RoundLog  # noqa: F401 - round states saved before 0.2 pickled this name

@@ -6,10 +6,11 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from teachgym.tracking.schema import round_name
+from teachgym.tracking.schema import TRAIN_RUNTIME, TRAIN_STEPS, round_name
 from teachgym.types import action_to_dict, profile_to_dict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -105,3 +106,24 @@ def log_training_set(client: Any, run_id: str, data: Any, index: int) -> None:
 
         entity = from_huggingface(data, name=name)._to_mlflow_entity()
     client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+
+
+def step_metrics(entry: Round) -> list:
+    """A per-step teacher's decisions and the filter's counts, one entry per generation batch, for the round's run
+    at ``step=k`` (``TrainReport.step_log``)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    log = entry.train.step_log if entry.train is not None else []
+    return [Metric(k, float(v), now, step) for step, values in enumerate(log) for k, v in values.items()]
+
+
+def parent_metrics(entry: Round) -> list:
+    """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = dict(entry.metrics)
+    if entry.train is not None:
+        metrics.update({TRAIN_STEPS: entry.train.steps, TRAIN_RUNTIME: entry.train.runtime_s})
+    return [Metric(k, float(v), now, entry.index) for k, v in metrics.items()]

@@ -7,7 +7,7 @@ The schema (every name in :mod:`teachgym.tracking.schema`):
   params, the config as an artifact, and per-round metrics at ``step=round``: ``acc/<skill>``,
   ``acc/mean``, ``acc/min``, ``loss/<skill>``, ``teacher/weight/<skill>``,
   ``data/examples/<skill>``, ``data/cumulative_examples``; artifacts ``plots/*.png`` redrawn as
-  rounds finish (at most every :data:`PLOT_EVERY_S` seconds) and after the last one; with
+  rounds finish (at most every :data:`~teachgym.tracking.checkpoints.PLOT_EVERY_S` seconds) and after the last one; with
   ``checkpoints``, the student as pyfunc models ``student-round-NN``;
 * one **child run** per round (``nested=True``) named ``round-NN``: the trainer's curves (the HF
   ``MLflowCallback`` logs into the active run, which is this child), the training set
@@ -39,17 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 from teachgym.config import ConfigError
 from teachgym.tracking import mlflow_private
-from teachgym.tracking.artifacts import log_training_set, round_files, write_files
+from teachgym.tracking.artifacts import log_training_set, parent_metrics, round_files, step_metrics, write_files
+from teachgym.tracking.checkpoints import Checkpoints
+from teachgym.tracking.recovery import Recovery
 from teachgym.tracking.runs import close_below
 from teachgym.tracking.schema import (
-    ACC_MEAN,
-    TAG_BEST_MODEL,
-    TAG_BEST_ROUND,
     TAG_PROBE,
     TAG_RELOGGED,
     TAG_ROUND,
-    TRAIN_RUNTIME,
-    TRAIN_STEPS,
     round_name,
     unloggable_skills,
 )
@@ -67,16 +64,10 @@ _HF_MLFLOW_ENV = ("MLFLOW_NESTED_RUN", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME"
 #: The parent's metrics of fast rounds are written in one batch at most this often.
 BACKLOG_EVERY_S = 0.5
 
-#: The largest share of the time the plots may take (the next drawing waits for it).
-PLOT_MAX_SHARE = 0.2
-
 #: Background writes that may wait at once before the loop waits for them. Small on purpose: a loop that
 #: runs ahead competes with the writer for the interpreter lock, and every one of the store's many short
 #: waits on sqlite then costs the writer a switch interval (5 ms): letting it catch up is faster overall.
 MAX_QUEUED = 8
-
-#: The plots are redrawn at most this often while an experiment runs (and always after its last round).
-PLOT_EVERY_S = 10.0
 
 
 @contextmanager
@@ -93,28 +84,7 @@ def _ending(end: Any) -> Iterator[None]:
         end(status)
 
 
-def _step_metrics(entry: Round) -> list:
-    """A per-step teacher's decisions and the filter's counts, one entry per generation batch, for the round's run
-    at ``step=k`` (``TrainReport.step_log``)."""
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    log = entry.train.step_log if entry.train is not None else []
-    return [Metric(k, float(v), now, step) for step, values in enumerate(log) for k, v in values.items()]
-
-
-def _parent_metrics(entry: Round) -> list:
-    """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    metrics = dict(entry.metrics)
-    if entry.train is not None:
-        metrics.update({TRAIN_STEPS: entry.train.steps, TRAIN_RUNTIME: entry.train.runtime_s})
-    return [Metric(k, float(v), now, entry.index) for k, v in metrics.items()]
-
-
-class MLflowTracker:
+class MLflowTracker(Checkpoints, Recovery):
     """Logs one experiment to MLflow (see the module docstring for the schema)."""
 
     def __init__(
@@ -212,40 +182,6 @@ class MLflowTracker:
         """End ``KILLED`` every run below the parent still ``RUNNING`` (a dead process's round and probes)."""
         return close_below(self.mlflow.MlflowClient(), self.parent_id)
 
-    def restore_best(self, records: list, saved: tuple | None) -> None:
-        """On resume: the best checkpoint so far, from the parent's tags (they are written after the round's state,
-        so they may know a checkpoint the state does not); else what the state saved."""
-        tags = self.mlflow.MlflowClient().get_run(self.parent_id).data.tags
-        r = int(tags.get(TAG_BEST_ROUND, -1))
-        if 0 <= r < len(records) and TAG_BEST_MODEL in tags:
-            self.best = (records[r].mean_accuracy, r, tags[TAG_BEST_MODEL])
-        else:
-            self.best = saved
-
-    def rerun_after(self, index: int) -> list[str]:
-        """On resume after round ``index``: the rounds after it run again (their state was lost or damaged).
-
-        Their earlier ``round-NN`` runs that finished are deleted (the re-run logs new ones), and the parent's
-        metrics at steps it already has are not written again, so every metric keeps one point per step (a
-        resume is exact: the values are the same).
-
-        Returns:
-            The ids of the round runs deleted.
-        """
-        client = self.mlflow.MlflowClient()
-        self._logged_before = self.logged_steps()
-        deleted = []
-        for run in client.search_runs([self._experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and "
-                                      "attributes.status = 'FINISHED'", max_results=5000):
-            if int(run.data.tags.get(TAG_ROUND, -1)) > index:
-                client.delete_run(run.info.run_id)
-                deleted.append(run.info.run_id)
-        return deleted
-
-    def logged_steps(self, key: str = ACC_MEAN) -> set[int]:
-        """The steps at which the parent run has ``key`` (what an earlier process already logged)."""
-        return {m.step for m in self.mlflow.MlflowClient().get_metric_history(self.parent_id, key)}
-
     def log(self, entry: Round, parent_metrics: bool = True) -> None:
         """Log a finished round: the parent's metrics at ``step=entry.index``, the rest into the round's child run.
 
@@ -255,7 +191,7 @@ class MLflowTracker:
         parent_metrics = parent_metrics and entry.index not in self._logged_before  # a re-run round: logged already
         if parent_metrics:  # one batch per round at least, so a crash leaves the step either whole or absent
             with self._backlog_lock:
-                self._backlog.append((entry.index, _parent_metrics(entry)))
+                self._backlog.append((entry.index, parent_metrics(entry)))
         with self._backlog_lock:
             self._in_flight[entry.index] = entry
             self._written.discard(entry.index)
@@ -292,7 +228,7 @@ class MLflowTracker:
 
     def log_metrics_now(self, entry: Round) -> None:
         """Write a round's parent metrics at once (on resume, for a round whose child run is already whole)."""
-        self.mlflow.MlflowClient().log_batch(self.parent_id, metrics=_parent_metrics(entry))
+        self.mlflow.MlflowClient().log_batch(self.parent_id, metrics=parent_metrics(entry))
 
     def _write_backlog(self, force: bool = True) -> None:
         """Write the queued rounds' parent metrics, whole rounds in batches of at most ~1000 metrics.
@@ -347,37 +283,6 @@ class MLflowTracker:
                 self._in_flight.pop(r, None)
                 self._written.discard(r)
                 self._ended.discard(r)
-
-    def relog(self, entries: Round | list[Round] | None) -> int:
-        """On resume: log the rounds the store missed (the server was down, or the process died while logging).
-
-        A round's parent metrics are written only if its step is not there yet, so every metric keeps
-        exactly one point per step; its artifacts go to a fresh ``round-NN`` run unless a finished one exists.
-
-        Returns:
-            How many rounds were logged again.
-        """
-        if entries is None:
-            return 0
-        client = self.mlflow.MlflowClient()
-        logged = self.logged_steps()
-        count = 0
-        for entry in entries if isinstance(entries, list) else [entries]:
-            done = client.search_runs(
-                [self._experiment_id], f"tags.mlflow.parentRunId = '{self.parent_id}' and "
-                f"tags.`{TAG_ROUND}` = '{entry.index}' and attributes.status = 'FINISHED'", max_results=1)
-            missing_metrics = entry.index not in logged
-            if done and not missing_metrics:
-                continue
-            if done:  # the round's run is whole; only the parent's metrics were still queued
-                self.log_metrics_now(entry)
-                count += 1
-                continue
-            with self.round(entry.index, relogged=True):
-                self.log(entry, parent_metrics=missing_metrics)
-            count += 1
-        self.wait()
-        return count
 
     @contextmanager
     def round(self, index: int, relogged: bool = False) -> Iterator[None]:
@@ -467,7 +372,7 @@ class MLflowTracker:
         self._write_backlog(force=False)
         run_id, artifact_uri = self._children[entry.index]
         write_files(artifact_uri, round_files(entry, self.log_predictions))
-        steps = _step_metrics(entry)
+        steps = step_metrics(entry)
         for i in range(0, len(steps), 1000):  # MLflow's limit per batch
             self.mlflow.MlflowClient().log_batch(run_id, metrics=steps[i : i + 1000])
         if entry.data is not None:
@@ -497,67 +402,6 @@ class MLflowTracker:
                 first = first or e
         if first is not None:
             raise first
-
-    def log_plots(self, records: list) -> None:
-        """Redraw ``plots/*.png`` in the parent run from the rounds so far, in the background (with ``plots``).
-
-        At most every :data:`PLOT_EVERY_S` seconds; :meth:`finish` draws the rounds not drawn yet.
-        """
-        if not self.plots:
-            return
-        self._plots = (list(records), list(self.skills))
-        # At most every PLOT_EVERY_S, and at most PLOT_MAX_SHARE of the time: drawing takes longer as rounds add up.
-        if time.monotonic() - self._plotted_at >= max(PLOT_EVERY_S, self._plot_seconds / PLOT_MAX_SHARE):
-            self._plotted_at = time.monotonic()
-            self._submit(self._draw_plots, *self._plots)
-            self._plots = None
-
-    def _draw_plots(self, records: list, skills: list[str]) -> None:
-        import tempfile
-
-        from teachgym.plots import write_round_plots
-
-        start = time.monotonic()
-        with tempfile.TemporaryDirectory() as tmp:
-            write_round_plots(records, skills, tmp)
-            self.log_artifact_dir(tmp, "plots")
-        self._plot_seconds = time.monotonic() - start
-
-    def log_checkpoint(self, student: Any, index: int, metrics: Mapping[str, float]) -> str | None:
-        """Log the student as pyfunc model ``student-round-NN`` (parent run, ``step=index``); return its id.
-
-        With ``checkpoints="none"`` nothing is logged; ``"best"`` logs only a round that beats the best so far
-        and deletes the one it replaces; ``"every"`` logs every round.
-        """
-        keep, model_config = self.checkpoints, self.model_config
-        if keep == "none":
-            return None
-        import tempfile
-        from pathlib import Path
-
-        from teachgym.mlflow_model import StudentModel
-
-        mlflow = self.mlflow
-        acc = float(metrics[ACC_MEAN])
-        if keep == "best" and self.best is not None and acc <= self.best[0]:
-            return None
-        self.wait()  # the round's metrics in the store first: log_model links the run's metrics at this step
-        with tempfile.TemporaryDirectory() as tmp:
-            student.save(str(Path(tmp) / "student"))
-            info = mlflow.pyfunc.log_model(
-                name=f"student-round-{index:02d}", python_model=StudentModel(),
-                artifacts={"student": str(Path(tmp) / "student")}, model_config=dict(model_config),
-                pip_requirements=["teachgym"], step=index,
-            )
-        # MLflow links the run's metrics of step `index` (acc/mean, acc/min, ...) to the model itself.
-        client = mlflow.MlflowClient()
-        if keep == "best" and self.best is not None:
-            client.delete_logged_model(self.best[2])
-        if self.best is None or acc > self.best[0]:
-            self.best = (acc, index, info.model_id)
-            client.set_tag(self.parent_id, TAG_BEST_ROUND, str(index))
-            client.set_tag(self.parent_id, TAG_BEST_MODEL, info.model_id)
-        return info.model_id
 
     def log_artifact_dir(self, path: str, artifact_path: str) -> None:
         """Attach a directory (e.g. the saved student) to the parent run."""

@@ -1,0 +1,105 @@
+"""What the scripts in ``benchmarks/`` share: the commit and machine a row was measured on, the keys that make a
+cached row current, and the model shapes they measure. The scripts import this module, never each other.
+
+``teachgym bench`` keys its cases with :func:`teachgym.provenance.case_key`; :func:`keys_for` keys a
+benchmark's cases the same way, so one rule decides whether a cached row is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from teachgym.bench import provenance
+from teachgym.compare import RunCurve
+from teachgym.config import load_config
+from teachgym.provenance import ROOT, git_state, machine
+
+#: The sources that decide a reasoning-gym benchmark's numbers (``benchmarks/reasoning_gym_*.py``): in its key.
+REASONING_GYM_SOURCES = ["envs/reasoning.py", "students/hf.py", "students/grpo.py", "policies/uniform.py",
+                         "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py",
+                         "src/teachgym/evaluation.py", "src/teachgym/rounds.py", "src/teachgym/state.py",
+                         "src/teachgym/types.py", "src/teachgym/config.py"]
+#: Qwen2.5-0.5B's architecture (its config.json), with tied embeddings as it ships.
+QWEN2_05B = {"vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+             "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+             "tie_word_embeddings": True}
+
+
+def git_commit() -> str:
+    """The repository's short commit (``unknown`` outside a git checkout)."""
+    return git_state(ROOT)[0]
+
+
+def environment() -> dict[str, str]:
+    """This machine's package versions and CPU. The same case (config, policy, seed) need not give the same
+    curve on two of them: floating-point kernels and library defaults differ, and training amplifies it."""
+    found = machine(gpu=False)
+    return {**found["packages"], "cpu": found["cpu"]}
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    return machine(gpu=False)["cpu"]
+
+
+def keys_for(config: str | Path, overrides: list[str], sections: dict[str, dict], simulated: bool) -> dict[str, dict]:
+    """Each policy's provenance for a benchmark's cases of ``config`` with ``overrides``, seed aside.
+
+    Where a case is logged and run decides nothing, so it is left out; a policy section's ``path`` (a model
+    file) is keyed by the file's bytes, not by where this machine keeps it.
+    """
+    resolved = load_config(config, overrides).model_dump(mode="json")
+    resolved.pop("tracking")
+    resolved.pop("sweep", None)
+    resolved["loop"].pop("output_dir")
+    resolved["loop"].pop("seed")
+    out = {}
+    for p, section in sections.items():
+        section = dict(section)
+        path = section.pop("path", None)
+        files = [Path(path)] if path and Path(path).exists() else []
+        out[p] = provenance({**resolved, "policy": section}, p, ROOT, simulated, files)
+    return out
+
+
+def keyed_name(keys: dict[str, dict], policies: list[str]) -> str:
+    """A sweep folder remembers its finished trials: a suffix from its cases' keys makes a changed key rerun."""
+    return hashlib.sha1(" ".join(keys[p]["key"] for p in policies).encode()).hexdigest()[:8]
+
+
+def current(rows: list[dict], keys: dict[str, dict]) -> list[dict]:
+    """The rows of the current keys; a file of rows written before keys existed, as it is."""
+    if not any("provenance" in r for r in rows):
+        return rows
+    return [r for r in rows if r.get("provenance", {}).get("key") == keys.get(r["policy"], {}).get("key")]
+
+
+def curves(rows: list[dict]) -> list:
+    """Cached rows as the learning curves `teachgym compare` reads from MLflow."""
+    return [RunCurve(f"teaching-efficiency-{r['student']}", r.get("run_id") or "", f"{r['policy']}-s{r['seed']}",
+                     r["policy"], str(r["seed"]), "FINISHED", r["examples"], r["acc_mean"], r["acc_min"])
+            for r in rows]
+
+
+def sources_hash(deciding: Sequence[str]) -> str:
+    """sha256 over the named sources (paths relative to the repository, and their bytes)."""
+    digest = hashlib.sha256()
+    for rel in deciding:
+        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def script_provenance(config: dict[str, Any], deciding: Sequence[str], packages: Sequence[str] = ()
+                      ) -> dict[str, Any]:
+    """A benchmark script's case key: the resolved config, the hash of ``deciding``, the package versions (with
+    ``packages``) and the CPU; the commit and whether the tree was dirty are recorded beside it, not keyed."""
+    extra = {name: importlib.metadata.version(name) for name in packages}
+    keyed = {"config": config, "code": sources_hash(deciding), "packages": {**environment(), **extra}}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
+    commit, dirty = git_state(ROOT)
+    return {**keyed, "key": key, "commit": commit, "dirty": dirty}
