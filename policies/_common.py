@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from teachgym.types import Observation, SkillStats
+from teachgym.types import Observation, RolloutStats, SkillStats, StepObservation
 
 
 def evaluations(obs: Observation) -> list[Mapping[str, SkillStats]]:
@@ -35,3 +36,23 @@ def default_floor(k: int) -> float:
     """A floor policy's default minimum weight per skill with ``k`` skills: 0.05 up to 10 skills, then 1/(2k),
     so that half of every round is still shared by the rule (a fixed 0.05 is more than 1/k beyond 20 skills)."""
     return min(0.05, 0.5 / k)
+
+
+def fold_once(policy: Any, observation: Observation | StepObservation,
+              fold: Callable[[Mapping[str, RolloutStats]], None], attr: str = "folded") -> None:
+    """Fold an RL student's rollout statistics into a policy's estimates exactly once.
+
+    Per step (a :class:`~teachgym.types.StepObservation`): the latest generation batch's statistics, and the
+    round is marked folded. Per round (an :class:`~teachgym.types.Observation`): the last round's statistics,
+    unless that round was folded already (batch by batch, or by an earlier ``act``). ``policy.<attr>`` holds the
+    last round folded (part of the policy's state).
+    """
+    if isinstance(observation, StepObservation):
+        fold(observation.last)
+        setattr(policy, attr, observation.round)
+        return
+    done = observation.round - 1
+    if done <= getattr(policy, attr):
+        return
+    fold(observation.rollouts)
+    setattr(policy, attr, done)

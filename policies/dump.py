@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from teachgym.policies._common import fold_once
 from teachgym.types import Mixture, Observation, RolloutStats, StepObservation
 
 
@@ -47,11 +48,7 @@ class DUMPPolicy:
 
     def update(self, observation: Observation) -> None:
         """Fold the last round's rollouts into the windows and counts (once per round)."""
-        done = observation.round - 1
-        if done <= self.folded:
-            return
-        self.fold(observation.rollouts)
-        self.folded = done
+        fold_once(self, observation, self.fold)
 
     def fold(self, rollouts: Mapping[str, RolloutStats]) -> None:
         """Add one batch's (or round's) per-skill mean |A| and completions to the windows and counts."""
@@ -89,8 +86,7 @@ class DUMPPolicy:
 
     def step(self, observation: StepObservation) -> Mixture:
         """Per generation batch: fold the latest batch into the windows, then the softmax over the UCB scores."""
-        self.fold(observation.last)
-        self.folded = observation.round  # this round is folded batch by batch: the next act() must not add it again
+        fold_once(self, observation, self.fold)  # batch by batch: the next act() does not add this round again
         return self.mixture(list(observation.skills))
 
     def mixture(self, names: list[str]) -> Mixture:

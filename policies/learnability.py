@@ -23,10 +23,11 @@ mixture by the formula above. The round's ``act`` then keeps these values instea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from teachgym.policies._common import default_floor
-from teachgym.types import Mixture, Observation, StepObservation
+from teachgym.policies._common import default_floor, fold_once
+from teachgym.types import Mixture, Observation, RolloutStats, StepObservation
 
 
 class LearnabilityPolicy:
@@ -50,9 +51,7 @@ class LearnabilityPolicy:
 
     def learnability(self, observation: Observation) -> dict[str, float]:
         """``L_s`` for every skill (see the module docstring), after folding in the latest rollouts."""
-        if self.stepped < observation.round - 1:  # a round folded step by step keeps its running values
-            for s, stats in observation.rollouts.items():
-                self.known[s] = float(stats.learnability)
+        fold_once(self, observation, self._measured, attr="stepped")  # a round folded step by step keeps its values
         out = {}
         for s in observation.skill_names:
             if s in self.known:
@@ -62,6 +61,17 @@ class LearnabilityPolicy:
                 out[s] = a * (1 - a)
         return out
 
+    def _measured(self, rollouts: Mapping[str, RolloutStats]) -> None:
+        """A round's rollouts: each rolled-out skill's ``L_s`` is the one measured."""
+        for s, stats in rollouts.items():
+            self.known[s] = float(stats.learnability)
+
+    def _moved_toward(self, rollouts: Mapping[str, RolloutStats]) -> None:
+        """A batch's rollouts: each rolled-out skill's ``L_s`` moves toward the batch's, by its share of a window."""
+        for s, stats in rollouts.items():
+            rate = min(1.0, stats.groups / self.step_window)
+            self.known[s] = (1 - rate) * self.known.get(s, float(stats.learnability)) + rate * float(stats.learnability)
+
     def act(self, observation: Observation) -> Mixture:
         """Weights from the skills' learnability (formula in the module docstring)."""
         self.acted = self.learnability(observation)  # a skill no batch of this round rolled out keeps its value
@@ -69,10 +79,7 @@ class LearnabilityPolicy:
 
     def step(self, observation: StepObservation) -> Mixture:
         """Per generation batch: move each rolled-out skill's ``L_s`` toward the batch's, then the same formula."""
-        for s, stats in observation.last.items():
-            rate = min(1.0, stats.groups / self.step_window)
-            self.known[s] = (1 - rate) * self.known.get(s, float(stats.learnability)) + rate * float(stats.learnability)
-        self.stepped = observation.round
+        fold_once(self, observation, self._moved_toward, attr="stepped")
         return self.mixture(list(observation.skills),
                             {s: self.known.get(s, self.acted.get(s, 0.0)) for s in observation.skills})
 

@@ -26,6 +26,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from teachgym.policies._common import fold_once
 from teachgym.types import Mixture, Observation, RolloutStats, StepObservation
 
 
@@ -48,11 +49,7 @@ class SECPolicy:
 
     def update(self, observation: Observation) -> None:
         """Fold the last round's rollouts into the values (once per round)."""
-        done = observation.round - 1
-        if done <= self.folded:
-            return
-        self.fold(observation.rollouts)
-        self.folded = done
+        fold_once(self, observation, self.fold)
 
     def fold(self, rollouts: Mapping[str, RolloutStats]) -> None:
         """TD(0) with one batch's (or round's) mean |advantage| of every skill in it."""
@@ -66,8 +63,7 @@ class SECPolicy:
 
     def step(self, observation: StepObservation) -> Mixture:
         """Per generation batch: TD(0) with the latest batch, then the Boltzmann distribution."""
-        self.fold(observation.last)
-        self.folded = observation.round  # this round is folded batch by batch: the next act() must not add it again
+        fold_once(self, observation, self.fold)  # batch by batch: the next act() does not add this round again
         return self.mixture(list(observation.skills))
 
     def mixture(self, names: list[str]) -> Mixture:

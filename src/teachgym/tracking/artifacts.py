@@ -108,7 +108,7 @@ def log_training_set(client: Any, run_id: str, data: Any, index: int) -> None:
     client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
 
 
-def step_metrics(entry: Round) -> list:
+def step_metric_batch(entry: Round) -> list:
     """A per-step teacher's decisions and the filter's counts, one entry per generation batch, for the round's run
     at ``step=k`` (``TrainReport.step_log``)."""
     from mlflow.entities import Metric
@@ -118,7 +118,7 @@ def step_metrics(entry: Round) -> list:
     return [Metric(k, float(v), now, step) for step, values in enumerate(log) for k, v in values.items()]
 
 
-def parent_metrics(entry: Round) -> list:
+def parent_metric_batch(entry: Round) -> list:
     """A round's metrics for the parent run at ``step=entry.index`` (the student's train/* included)."""
     from mlflow.entities import Metric
 

@@ -39,7 +39,13 @@ from typing import TYPE_CHECKING, Any
 
 from teachgym.config import ConfigError
 from teachgym.tracking import mlflow_private
-from teachgym.tracking.artifacts import log_training_set, parent_metrics, round_files, step_metrics, write_files
+from teachgym.tracking.artifacts import (
+    log_training_set,
+    parent_metric_batch,
+    round_files,
+    step_metric_batch,
+    write_files,
+)
 from teachgym.tracking.checkpoints import Checkpoints
 from teachgym.tracking.recovery import Recovery
 from teachgym.tracking.runs import close_below
@@ -191,7 +197,7 @@ class MLflowTracker(Checkpoints, Recovery):
         parent_metrics = parent_metrics and entry.index not in self._logged_before  # a re-run round: logged already
         if parent_metrics:  # one batch per round at least, so a crash leaves the step either whole or absent
             with self._backlog_lock:
-                self._backlog.append((entry.index, parent_metrics(entry)))
+                self._backlog.append((entry.index, parent_metric_batch(entry)))
         with self._backlog_lock:
             self._in_flight[entry.index] = entry
             self._written.discard(entry.index)
@@ -228,7 +234,7 @@ class MLflowTracker(Checkpoints, Recovery):
 
     def log_metrics_now(self, entry: Round) -> None:
         """Write a round's parent metrics at once (on resume, for a round whose child run is already whole)."""
-        self.mlflow.MlflowClient().log_batch(self.parent_id, metrics=parent_metrics(entry))
+        self.mlflow.MlflowClient().log_batch(self.parent_id, metrics=parent_metric_batch(entry))
 
     def _write_backlog(self, force: bool = True) -> None:
         """Write the queued rounds' parent metrics, whole rounds in batches of at most ~1000 metrics.
@@ -372,7 +378,7 @@ class MLflowTracker(Checkpoints, Recovery):
         self._write_backlog(force=False)
         run_id, artifact_uri = self._children[entry.index]
         write_files(artifact_uri, round_files(entry, self.log_predictions))
-        steps = step_metrics(entry)
+        steps = step_metric_batch(entry)
         for i in range(0, len(steps), 1000):  # MLflow's limit per batch
             self.mlflow.MlflowClient().log_batch(run_id, metrics=steps[i : i + 1000])
         if entry.data is not None:
