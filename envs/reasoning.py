@@ -56,6 +56,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from teachgym.envs._math import _require, math_equal
 from teachgym.errors import TeachgymError
 from teachgym.types import Skill
 
@@ -207,8 +208,6 @@ class ReasoningGymEnv:
             if c not in CHECKERS:
                 raise ReasoningGymError(f"env.checker for {t!r} must be one of {list(CHECKERS)}, not {c!r}")
         if "math" in per_task.values():
-            from teachgym.envs._math import _require
-
             try:
                 _require()
             except ImportError as e:
@@ -417,8 +416,6 @@ class ReasoningGymEnv:
         except Exception:  # noqa: BLE001 - a malformed answer is wrong, never an error
             return False
         if self._checkers[task] == "math":
-            from teachgym.envs._math import math_equal
-
             return math_equal(answer, str(item["answer"]))
         return False
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from teachgym.gym import action_to_weights, vector_from_observation
 from teachgym.types import Mixture, Observation
 
 META_KEY = "teachgym_meta"  # attribute saved inside the stable-baselines3 zip
@@ -58,8 +59,6 @@ class LearnedPolicy:
             self.model.set_random_seed(seed)
 
     def act(self, observation: Observation) -> Mixture:
-        from teachgym.gym import action_to_weights, vector_from_observation
-
         skills = [s.name for s in observation.skills]
         if skills != list(self.meta["skills"]):
             raise ValueError(

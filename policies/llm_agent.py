@@ -39,9 +39,20 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from teachgym.config import ComponentConfig, SynthesisConfig, build_component
 from teachgym.errors import TeachgymError
 from teachgym.seeds import agent_seed
-from teachgym.types import Action, InvalidActionError, Mixture, Observation, Request, Synthesize, validate_action
+from teachgym.synthesis import SynthesisError, make_backend
+from teachgym.types import (
+    Action,
+    InvalidActionError,
+    Mixture,
+    Observation,
+    Request,
+    Synthesize,
+    action_to_dict,
+    validate_action,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +162,35 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
+def _scripted(script: list[str] | str | None, offset: int) -> ScriptedLM:
+    """The scripted backend: ``script`` as a list, or read from a JSON file holding one."""
+    if isinstance(script, str):
+        try:
+            script = json.loads(Path(script).read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"policy.script: cannot read a JSON list of answers from {script!r}: {e}") from e
+    return ScriptedLM(script or [], offset=offset)
+
+
+def _served(backend: str, model: str | None, url: str | None, api_key_env: str | None, api: str,
+            extra_body: dict[str, Any] | None, temperature: float, top_p: float, max_new_tokens: int, device: str,
+            timeout_s: float, constrained: bool) -> Any:
+    """A ``local`` or ``openai`` backend, built by the LLM data engine (:func:`teachgym.synthesis.make_backend`)."""
+    if model is None:
+        raise ValueError(f"policy.model: backend {backend!r} needs a model (a directory, or a served name)")
+    body = dict(extra_body or {})
+    if constrained and backend == "openai" and api == "chat":
+        body.setdefault("response_format", {"type": "json_schema", "json_schema": {
+            "name": "teacher_decision", "schema": ANSWER_SCHEMA}})
+    cfg = SynthesisConfig(backend=backend, model=model, url=url, api_key_env=api_key_env, api=api,
+                          extra_body=body, temperature=temperature, top_p=top_p,
+                          max_new_tokens=max_new_tokens, device=device, batch_size=1, timeout_s=timeout_s)
+    try:
+        return make_backend(cfg)
+    except SynthesisError as e:
+        raise ValueError(str(e).replace("synthesis.", "policy.")) from e
+
+
 class LLMAgentPolicy:
     """A language model as the teacher (see the module docstring)."""
 
@@ -204,37 +244,14 @@ class LLMAgentPolicy:
             script: ``scripted``: the answers to replay, a list or a JSON file holding one.
             seed: Seeds sampling and the fallback policy.
         """
-        from teachgym.config import ComponentConfig, build_component
-
         if retries < 0 or history < 0 or failures < 0:
             raise ValueError("retries, history and failures must be >= 0")
         self.seed, self.retries, self.n_history, self.n_failures = seed, retries, history, failures
         self.temperature, self.top_p, self.max_new_tokens = temperature, top_p, max_new_tokens
         self.backend_name, self.api = backend, api
-        if backend == "scripted":
-            if isinstance(script, str):
-                try:
-                    script = json.loads(Path(script).read_text())
-                except (OSError, ValueError) as e:
-                    raise ValueError(f"policy.script: cannot read a JSON list of answers from {script!r}: {e}") from e
-            self.backend: Any = ScriptedLM(script or [], offset=self._seed_base)
-        else:
-            from teachgym.config import SynthesisConfig
-            from teachgym.synthesis import SynthesisError, make_backend
-
-            if model is None:
-                raise ValueError(f"policy.model: backend {backend!r} needs a model (a directory, or a served name)")
-            body = dict(extra_body or {})
-            if constrained and backend == "openai" and api == "chat":
-                body.setdefault("response_format", {"type": "json_schema", "json_schema": {
-                    "name": "teacher_decision", "schema": ANSWER_SCHEMA}})
-            cfg = SynthesisConfig(backend=backend, model=model, url=url, api_key_env=api_key_env, api=api,
-                                  extra_body=body, temperature=temperature, top_p=top_p,
-                                  max_new_tokens=max_new_tokens, device=device, batch_size=1, timeout_s=timeout_s)
-            try:
-                self.backend = make_backend(cfg)
-            except SynthesisError as e:
-                raise ValueError(str(e).replace("synthesis.", "policy.")) from e
+        self.backend: Any = (_scripted(script, self._seed_base) if backend == "scripted" else
+                             _served(backend, model, url, api_key_env, api, extra_body, temperature, top_p,
+                                     max_new_tokens, device, timeout_s, constrained))
         try:
             template = Path(prompt).read_text() if prompt else (
                 resources.files("teachgym.policies").joinpath("llm_agent_prompt.txt").read_text())
@@ -327,8 +344,6 @@ class LLMAgentPolicy:
         if fell_back:
             action = self.fallback.act(observation)
             rationale = f"fallback to {self.fallback_name}: no usable answer in {len(answers)} attempt(s)"
-        from teachgym.types import action_to_dict
-
         self.decisions.append({"round": observation.round, "action": action_to_dict(action),
                                "rationale": rationale, "fallback": fell_back})
         self._last = {"prompt": prompt, "answers": answers, "rationale": rationale, "fallback": fell_back,
@@ -337,8 +352,6 @@ class LLMAgentPolicy:
 
     def _complete(self, prompt: str, seed: int) -> str:
         """One answer; a server that refuses the JSON-schema constraint is asked again without it."""
-        from teachgym.synthesis import SynthesisError
-
         try:
             return self.backend.complete([prompt], 1, self.max_new_tokens, self.temperature, self.top_p, seed)[0][0]
         except SynthesisError as e:

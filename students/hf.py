@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from teachgym.config import options_from
+from teachgym.interrupts import check
 from teachgym.students._trl_private import drop_forward_patch
 from teachgym.tracking.store import download, run_is_active
 from teachgym.types import TrainReport
@@ -90,8 +91,6 @@ def _device(device: str) -> str:
 def _stop_check() -> Any:
     """A trainer callback: a stop signal that Python could not raise mid-step stops at the next step."""
     from transformers import TrainerCallback
-
-    from teachgym.interrupts import check
 
     class StopCheck(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from teachgym.evaluation import eval_columns
+from teachgym.students._simulated_params import check_ranges, depths, known, per_skill
 from teachgym.types import TrainReport
 
 _EPS = 1e-3  # smallest probability the loss uses, so an untrained student's loss is finite
@@ -105,16 +107,11 @@ class SimulatedStudent:
         else:
             names, prereq = list(skills or ()), {s: [] for s in skills or ()}
         if prerequisites is not None:
-            _known(prerequisites, names, "prerequisites")
+            known(prerequisites, names, "prerequisites")
             prereq.update({k: list(v) for k, v in prerequisites.items()})
         for k, deps in prereq.items():
-            _known({d: 0 for d in deps}, names, f"prerequisites of {k!r}")
-        if not 0 <= gate[0] < gate[1] <= 1:
-            raise ValueError(f"gate must satisfy 0 <= low < high <= 1, got {gate}")
-        if not 0 < ceiling <= 1:
-            raise ValueError(f"ceiling must be in (0, 1], got {ceiling}")
-        if examples_to_learn <= 0 or substeps < 1 or half_life < 0:
-            raise ValueError("examples_to_learn must be > 0, substeps >= 1 and half_life >= 0")
+            known({d: 0 for d in deps}, names, f"prerequisites of {k!r}")
+        check_ranges(gate, ceiling, examples_to_learn, substeps, half_life)
         self.skills = names
         self.prerequisites = prereq
         self.seed = seed
@@ -130,25 +127,50 @@ class SimulatedStudent:
         idx = {s: i for i, s in enumerate(names)}
         self._idx = idx
 
-        depth = _depths(prereq, names)
+        depth = depths(prereq, names)
         diff = np.array([examples_to_learn * (1 + depth_scale * depth[s]) for s in names], dtype=float)
         if difficulty:
-            _known(difficulty, names, "difficulty")
+            known(difficulty, names, "difficulty")
             for s, v in difficulty.items():
                 diff[idx[s]] = float(v)
         if (diff <= 0).any():
             raise ValueError("every difficulty must be positive")
         self.difficulty = diff
+        self._difficulty_list = diff.tolist()
 
+        self._set_transfer(transfer, prereq, names, idx)
+
+        self._initial = np.clip(per_skill(initial, names, "initial"), 0.0, self.ceiling)
+        self.competence = self._initial.copy()
+
+        plat = per_skill(plateau, names, "plateau")
+        if (plat < 0).any():
+            raise ValueError("every plateau must be >= 0")
+        self._plateau = plat.tolist()
+        self.stage = np.where(plat > 0, 0.0, 1.0)  # a skill's private stage; 1 (open) without a plateau
+
+        self._set_eval_items(env, idx, eval_per_skill)
+        self._rng = np.random.default_rng(seed)
+        self._draws: np.ndarray | None = None  # per-item uniforms for the current state
+        self.examples_seen = 0
+        self.version = 0
+        if checkpoint:
+            self._restore(Path(checkpoint) / CHECKPOINT)
+
+    def _set_transfer(self, transfer: float | Mapping[str, Mapping[str, float]], prereq: Mapping[str, list[str]],
+                      names: list[str], idx: Mapping[str, int]) -> None:
+        """The transfer matrix (``[s, o]``: how much practice of ``o`` teaches ``s``) and the lists the fast path
+        reads: a number links each skill with its prerequisites both ways; a mapping gives the entries."""
+        k = len(names)
         is_prereq = np.zeros((k, k), dtype=bool)  # [k, j]: j is a prerequisite of k
         for s, deps in prereq.items():
             for d in deps:
                 is_prereq[idx[s], idx[d]] = True
         t = np.eye(k)
         if isinstance(transfer, Mapping):
-            _known(transfer, names, "transfer")
+            known(transfer, names, "transfer")
             for s, row in transfer.items():
-                _known(row, names, f"transfer[{s!r}]")
+                known(row, names, f"transfer[{s!r}]")
                 for o, v in row.items():
                     t[idx[s], idx[o]] = float(v)
         else:
@@ -157,24 +179,16 @@ class SimulatedStudent:
         self.transfer = t
         self._transfer_rows = [[(j, float(v)) for j, v in enumerate(row) if v] for row in t]
         self._prereq_lists = [[int(j) for j in np.flatnonzero(row)] for row in is_prereq]
-        self._difficulty_list = diff.tolist()
 
-        self._initial = np.clip(_per_skill(initial, names, "initial"), 0.0, self.ceiling)
-        self.competence = self._initial.copy()
-
-        plat = _per_skill(plateau, names, "plateau")
-        if (plat < 0).any():
-            raise ValueError("every plateau must be >= 0")
-        self._plateau = plat.tolist()
-        self.stage = np.where(plat > 0, 0.0, 1.0)  # a skill's private stage; 1 (open) without a plateau
-
+    def _set_eval_items(self, env: Any, idx: Mapping[str, int], eval_per_skill: int) -> None:
+        """The eval items as a row of the item->skills incidence matrix each, and their gold answers (the env's
+        eval set; without an env, ``eval_per_skill`` items per skill)."""
+        k = len(idx)
         # Eval items: a row of the item->skills incidence matrix per item, and the gold answers.
         self._index: dict[str, tuple[int, str]] = {}
         self._env = env
         self._golds: list[str] = []
         if env is not None:
-            from teachgym.evaluation import eval_columns
-
             prompts, self._golds, skills, _ = eval_columns(env)  # skills: a list per item
             self._index = {p: (i, c) for i, (p, c) in enumerate(zip(prompts, self._golds, strict=True))}
             member = np.zeros((len(prompts), k))
@@ -190,12 +204,6 @@ class SimulatedStudent:
         # Fast path for the common case of one skill per eval item: indexing instead of matrix products.
         single = (member.sum(1) == 1).all()
         self._item_skill = member.argmax(1) if single else None
-        self._rng = np.random.default_rng(seed)
-        self._draws: np.ndarray | None = None  # per-item uniforms for the current state
-        self.examples_seen = 0
-        self.version = 0
-        if checkpoint:
-            self._restore(Path(checkpoint) / CHECKPOINT)
 
     def reset(self, seed: int | None = None) -> None:
         """Back to the initial competences, with fresh measurement draws from ``seed`` (default: the constructor's)."""
@@ -405,40 +413,3 @@ class SimulatedStudent:
         self.version = int(state["version"])
         self._rng.bit_generator.state = state["rng"]
         self._draws = None if state["draws"] is None else np.asarray(state["draws"])
-
-
-def _per_skill(value: float | Mapping[str, float], names: Sequence[str], what: str) -> np.ndarray:
-    """A value per skill (skill order) from one number for all, or ``{skill: value}`` (the rest 0)."""
-    if not isinstance(value, Mapping):
-        return np.full(len(names), float(value))
-    _known(value, names, what)
-    out = np.zeros(len(names))
-    for s, v in value.items():
-        out[names.index(s)] = float(v)
-    return out
-
-
-def _known(mapping: Mapping[str, Any], names: Sequence[str], what: str) -> None:
-    unknown = sorted(set(mapping) - set(names))
-    if unknown:
-        raise ValueError(f"{what}: unknown skill(s) {unknown}; the skills are {list(names)}")
-
-
-def _depths(prereq: Mapping[str, Sequence[str]], names: Sequence[str]) -> dict[str, int]:
-    """Longest prerequisite chain below each skill (0 for a root); raises on a cycle."""
-    depth: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def visit(s: str) -> int:
-        if s in depth:
-            return depth[s]
-        if s in visiting:
-            raise ValueError(f"prerequisites form a cycle through {s!r}")
-        visiting.add(s)
-        depth[s] = max((visit(d) + 1 for d in prereq.get(s, ())), default=0)
-        visiting.discard(s)
-        return depth[s]
-
-    for s in names:
-        visit(s)
-    return depth

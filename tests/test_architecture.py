@@ -1,9 +1,13 @@
-"""The house's rules, checked on the code itself: no import cycles, small modules and functions, a loop
-that reads like its design, and an architecture page that names only modules that exist."""
+"""The house's rules, checked on the code itself: the layer map of ``docs/architecture.md`` (no module imports
+from a higher layer, imports inside functions included), no import cycles, small modules and functions over the
+whole project, MLflow only in ``teachgym.tracking``, TRL's internals only in their fenced module, one error base
+class, benchmark scripts that import the library and not each other, and a loop that reads like its design."""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -11,16 +15,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src" / "teachgym"
-MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_LOOP_LINES = 600, 100, 80
+#: The catalogue's folders, installed as ``teachgym.<folder>`` (pyproject's package-dir).
+CATALOGUE = ("policies", "students", "envs")
+#: Every folder of the project's code the size rules cover (tests aside).
+CODE = (SRC, *(ROOT / c for c in CATALOGUE), ROOT / "benchmarks", ROOT / "examples")
+MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_LOOP_LINES = 450, 80, 80
 
 
 def _modules() -> dict[str, Path]:
+    """Every module of the installed package ``teachgym`` (the catalogue under its installed name)."""
     out = {}
-    for path in SRC.rglob("*.py"):
-        parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = path
+    for base, prefix in [(SRC, "teachgym"), *((ROOT / c, f"teachgym.{c}") for c in CATALOGUE)]:
+        for path in base.rglob("*.py"):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join([prefix, *parts])] = path
     return out
 
 
@@ -95,6 +105,7 @@ def test_import_graph_sees_imports_inside_functions():
     graph = import_graph()
     assert "teachgym.synthesis" in graph["teachgym.loop"]  # imported inside assemble()
     assert "teachgym.tracking.writer" in graph["teachgym.loop"]  # inside _mlflow_tracker()
+    assert "teachgym.students.simulated" in graph["teachgym.calibrate"]  # the catalogue is in the graph
 
 
 def test_no_import_cycles_among_teachgym_modules():
@@ -107,15 +118,19 @@ def _functions(tree: ast.AST):
             yield node
 
 
-def test_modules_and_functions_stay_small():
-    big_modules = {name: n for name, path in _modules().items()
+def _code_files() -> list[Path]:
+    return sorted(path for folder in CODE for path in folder.rglob("*.py"))
+
+
+def test_modules_and_functions_stay_small_over_the_whole_project():
+    big_modules = {str(path.relative_to(ROOT)): n for path in _code_files()
                    if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert big_modules == {}, f"modules over {MAX_MODULE_LINES} lines"
     long = {}
-    for name, path in _modules().items():
+    for path in _code_files():
         for fn in _functions(ast.parse(path.read_text())):
             if fn.end_lineno - fn.lineno + 1 > MAX_FUNCTION_LINES:
-                long[f"{name}.{fn.name}"] = fn.end_lineno - fn.lineno + 1
+                long[f"{path.relative_to(ROOT)}:{fn.name}"] = fn.end_lineno - fn.lineno + 1
     assert long == {}, f"functions over {MAX_FUNCTION_LINES} lines"
 
 
@@ -141,7 +156,10 @@ def test_architecture_page_names_only_modules_that_exist():
 
 def test_architecture_page_maps_every_module():
     text = ARCHITECTURE.read_text()
-    unmapped = sorted(m for m in _modules() if m != "teachgym" and f"`{m}`" not in text)
+    # A catalogue's plugin is named by its layer's pattern (and its own docs page); its shared helpers by name.
+    plugins = tuple(f"teachgym.{c}." for c in CATALOGUE)
+    unmapped = sorted(m for m in _modules() if m != "teachgym" and f"`{m}`" not in text
+                      and not (m.startswith(plugins) and not m.rpartition(".")[2].startswith("_")))
     assert unmapped == [], "docs/architecture.md should say what each module owns"
 
 
@@ -155,3 +173,109 @@ def test_layer_modules_do_not_import_the_loop(module):
             seen.add(m)
             todo += [n for n in graph[m]]
     assert "teachgym.loop" not in seen
+
+
+# -- the layer map ----------------------------------------------------------------------------------
+
+
+def layer_map() -> list[tuple[int, str, list[str]]]:
+    """The table under ``## Layers`` in the architecture page: (number, name, module patterns), lowest first.
+
+    A pattern is a module name, or ``teachgym.x.*`` for every module under ``teachgym.x``."""
+    text = ARCHITECTURE.read_text()
+    section = text.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        m = re.match(r"^\|\s*(\d+)\s*\|\s*([^|]+?)\s*\|(.+)\|\s*$", line)
+        if m:
+            rows.append((int(m.group(1)), m.group(2), re.findall(r"`(teachgym[a-z_.*]*)`", m.group(3))))
+    return sorted(rows)
+
+
+def layer_of(module: str, layers: list[tuple[int, str, list[str]]]) -> list[int]:
+    out = []
+    for number, _, patterns in layers:
+        for pattern in patterns:
+            if module == pattern or (pattern.endswith(".*") and module.startswith(pattern[:-1])):
+                out.append(number)
+    return out
+
+
+def test_every_module_is_in_exactly_one_layer():
+    layers = layer_map()
+    assert [n for n, _, _ in layers] == list(range(1, len(layers) + 1)) and len(layers) >= 8
+    placed = {m: layer_of(m, layers) for m in _modules()}
+    assert {m: n for m, n in placed.items() if len(n) != 1} == {}, "each module needs one row of the layer map"
+
+
+def test_no_module_imports_from_a_higher_layer():
+    layers = layer_map()
+    graph = import_graph()
+    level = {m: layer_of(m, layers)[0] for m in graph}
+    upward = sorted(f"{a} (layer {level[a]}) -> {b} (layer {level[b]})"
+                    for a, targets in graph.items() for b in targets if level[b] > level[a])
+    assert upward == []
+
+
+def test_the_layer_rule_sees_an_upward_import():
+    layers = [(1, "low", ["teachgym.a"]), (2, "high", ["teachgym.b.*"])]
+    assert layer_of("teachgym.b.c", layers) == [2] and layer_of("teachgym.a", layers) == [1]
+    assert layer_of("teachgym.ab", layers) == []
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_only_tracking_talks_to_mlflow():
+    """``teachgym.tracking`` (and ``teachgym.mlflow_model``, the pyfunc class MLflow loads by that name) alone
+    import MLflow; everything else goes through it."""
+    talking = sorted(m for m, path in _modules().items()
+                     if any(n == "mlflow" or n.startswith("mlflow.") for n in _imports(path))
+                     and not (m.startswith("teachgym.tracking.") or m == "teachgym.mlflow_model"))
+    assert talking == []
+
+
+#: TRL's (and transformers') private names; only ``teachgym.students._trl_private`` may use them.
+TRL_PRIVATE = re.compile(r"_generate_and_score_completions|\._tokenizer\b|vllm_generation|add_fused_lm_head|"
+                         r"__dict__\.pop\(\s*[\"']forward")
+
+
+def test_trl_internals_stay_in_their_fence():
+    outside = sorted(m for m, path in _modules().items()
+                     if m != "teachgym.students._trl_private" and TRL_PRIVATE.search(path.read_text()))
+    assert outside == []
+
+
+def test_every_teachgym_error_derives_from_the_base():
+    from teachgym.errors import TeachgymError
+    from teachgym.interrupts import Interrupted
+
+    loose = []
+    for name in _modules():
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # an optional dependency this environment lacks
+            continue
+        for obj in vars(module).values():
+            if (inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__ == name
+                    and obj is not Interrupted and not issubclass(obj, TeachgymError)):
+                loose.append(f"{name}.{obj.__name__}")
+    assert loose == [], "teachgym's errors derive from teachgym.errors.TeachgymError"
+
+
+def test_benchmark_scripts_import_the_library_not_each_other():
+    scripts = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+    crossing = {}
+    for path in (ROOT / "benchmarks").glob("*.py"):
+        text = path.read_text()
+        names = {n.split(".")[0] for n in _imports(path)} & scripts
+        if names or re.search(r"sys\.path\.insert\([^)]*benchmarks", text):
+            crossing[path.name] = sorted(names) or ["sys.path"]
+    assert crossing == {}

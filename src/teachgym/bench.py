@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, load_config
+from teachgym import bench_report
+from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, build_component, load_config
 from teachgym.provenance import code_hash, component_source, git_state, machine
+from teachgym.registry import BUILTINS, resolve
+from teachgym.sweep import plan_sweep, run_sweep
 
 #: Policies every leaderboard has: the normalised score is (policy - uniform) / (oracle - uniform).
 ANCHORS = ("uniform", "oracle")
@@ -55,8 +58,6 @@ class Challenge:
     @property
     def learnable(self) -> list[str]:
         """The skills the score averages over (every skill but the declared noise)."""
-        from teachgym.config import build_component
-
         env = build_component("envs", "env", self.config.env, seed=0)
         return [s.name for s in env.skills if s.name not in set(self.bench.noise)]
 
@@ -105,8 +106,6 @@ def variant(policy: str) -> tuple[str, bool, bool]:
 
 def batchwise(challenge: Challenge) -> bool:
     """Whether the challenge's student draws batch by batch (GRPO): where ``@step`` and ``+filter`` variants run."""
-    from teachgym.registry import resolve
-
     return callable(getattr(resolve("students", challenge.config.student.name), "train_batches", None))
 
 
@@ -197,8 +196,6 @@ def run_bench(
     ``learned`` runs on the challenges that have a model under ``root`` / :data:`LEARNED_DIR` and is
     skipped on the others (:func:`missing_learned` names them).
     """
-    from teachgym.sweep import plan_sweep, run_sweep
-
     file = results / ("simulated.jsonl" if simulated else "lm.jsonl")
     stored = [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
     wanted = list(dict.fromkeys([*anchors, *policies]))
@@ -299,16 +296,12 @@ def missing_learned(challenges: Sequence[Challenge], root: Path) -> list[str]:
 def default_policies() -> list[str]:
     """Every built-in teacher the bench can run (not the anchors, nor those in :data:`NOT_BENCHED`), and the
     per-step variant (``<name>@step``) of each that can teach per step (run on batch-wise challenges only)."""
-    from teachgym.registry import BUILTINS
-
     names = [p for p in BUILTINS["policies"] if p not in ANCHORS and p not in NOT_BENCHED]
     return names + [f"{p}@step" for p in names if steps(p)]
 
 
 def steps(policy: str) -> bool:
     """Whether a policy (a built-in or ``module:Class``) has a ``step`` method (can teach per step)."""
-    from teachgym.registry import resolve
-
     return callable(getattr(resolve("policies", policy), "step", None))
 
 
@@ -320,9 +313,6 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
     ``cached``: run nothing, and report the cases of the current keys already in the results file (a
     leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they ran).
     """
-    from teachgym import bench_report
-    from teachgym.registry import resolve
-
     challenges = load_challenges(directory, challenge_names)
     chosen = list(policies) or default_policies()
     for p in chosen:
@@ -365,8 +355,6 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
 def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], results: Path, simulated: bool,
            command: str) -> str:
     """The markdown report of these rows (with the rank agreement when the other leaderboard's rows exist)."""
-    from teachgym import bench_report
-
     kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
     other_rows = reported_rows(results, other)
     text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, _footer(rows, command),

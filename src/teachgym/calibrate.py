@@ -26,7 +26,10 @@ import yaml
 
 from teachgym.config import ComponentConfig, build_component
 from teachgym.errors import TeachgymError
+from teachgym.students.simulated import SimulatedStudent
+from teachgym.tracking import runs
 from teachgym.tracking.runs import logged_text
+from teachgym.tracking.schema import ACC, ACC_MEAN, ACC_MIN, DATA_EXAMPLES, TAG_POLICY, TAG_SEED, TAG_STAGE, TAG_STUDENT
 
 
 class CalibrationError(TeachgymError, ValueError):
@@ -52,18 +55,6 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
     Raises:
         CalibrationError: No such experiment, or no finished run with per-skill curves.
     """
-    from teachgym.tracking import runs
-    from teachgym.tracking.schema import (
-        ACC,
-        ACC_MEAN,
-        ACC_MIN,
-        DATA_EXAMPLES,
-        TAG_POLICY,
-        TAG_SEED,
-        TAG_STAGE,
-        TAG_STUDENT,
-    )
-
     client = runs.client(tracking_uri)
     exp = runs.find_experiments(client, [experiment], CalibrationError)[0]
     out = []
@@ -199,8 +190,6 @@ class Model:
 
     def predict(self, params: Mapping[str, Any], run: RunCurves) -> np.ndarray:
         """Competence per skill after rounds 0..R of ``run``'s rows per skill."""
-        from teachgym.students.simulated import SimulatedStudent
-
         student = SimulatedStudent(skills=self.skills, prerequisites=self.prerequisites, substeps=self.substeps,
                                    **params)
         out = [student.competence.copy()]

@@ -1,5 +1,9 @@
 """The ``teachgym`` command: ``run``, ``sweep``, ``bench``, ``compare``, ``ui``, ``runs``, ``skill-graph``,
-``calibrate`` and ``list`` (their arguments: :mod:`teachgym.cli_args`)."""
+``calibrate`` and ``list`` (their arguments: :mod:`teachgym.cli_args`).
+
+Each command imports its own subsystem (the loop, a sweep, the bench, ...) when it runs, so that
+``teachgym --help``, ``teachgym list`` and a config error answer at once; the foundation is imported here.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from teachgym import cli_args
+from teachgym.config import ConfigError, load_config
 from teachgym.console import Display, quiet_libraries
+from teachgym.distributed import team
+from teachgym.interrupts import Interrupted
 from teachgym.registry import KINDS, RegistryError, describe
+from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri
+from teachgym.types import InvalidActionError
 
 
 def _describe_action(action: dict | None) -> str:
@@ -48,8 +57,6 @@ _progress.first = 0.0  # type: ignore[attr-defined]
 
 def _load_config(args: argparse.Namespace) -> Any:
     """The config from ``args.config`` + ``args.overrides``, then quiet libraries; None (error printed) if invalid."""
-    from teachgym.config import ConfigError, load_config
-
     try:
         config = load_config(args.config, args.overrides)
     except ConfigError as e:
@@ -111,17 +118,12 @@ def _print_done(result: Any, saved: bool, seconds: float) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import traceback
 
-    from teachgym.config import ConfigError
     from teachgym.engine import EngineError
-    from teachgym.interrupts import Interrupted
     from teachgym.synthesis import SynthesisError
-    from teachgym.tracking.store import TrackingUnavailable
-    from teachgym.types import InvalidActionError
 
     # Like `python -m`: `policy.name=my_teacher:MyTeacher` finds my_teacher.py in the working directory.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    from teachgym.distributed import team
 
     main = team().main  # launched by accelerate: process 0 alone speaks (the others would repeat every line)
     if not main:
@@ -178,7 +180,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from teachgym.tracking.runs import stale_runs
-    from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri
 
     quiet_libraries()
     uri = resolve_tracking_uri(args.tracking_uri)
@@ -203,8 +204,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_skill_graph(args: argparse.Namespace) -> int:
-    from teachgym.config import ConfigError
-
     config = _load_config(args)
     if config is None:
         return 2
@@ -232,7 +231,6 @@ def cmd_skill_graph(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from teachgym.calibrate import CalibrationError, calibrate
-    from teachgym.config import ConfigError
 
     quiet_libraries()
     try:
@@ -250,9 +248,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from teachgym.config import ConfigError
     from teachgym.sweep import plan_sweep, run_sweep
-    from teachgym.tracking.store import TrackingUnavailable
 
     if os.getcwd() not in sys.path:  # policies given by import path, as in `teachgym run`
         sys.path.insert(0, os.getcwd())
@@ -307,7 +303,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import shlex
 
     from teachgym.bench import bench_command, load_challenges
-    from teachgym.config import ConfigError
 
     if os.getcwd() not in sys.path:  # a teacher given by import path, as in `teachgym run`
         sys.path.insert(0, os.getcwd())
@@ -365,8 +360,6 @@ def ui_url(host: str, port: int, experiment_id: str | None) -> str:
 def cmd_ui(args: argparse.Namespace) -> int:
     import socket
     import subprocess
-
-    from teachgym.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if uri.startswith(("http://", "https://")):

@@ -25,10 +25,22 @@ from teachgym.analysis import (
     format_interval,
     mean_ci,
     paired_difference,
+    plot_learning_curves,
     probability_of_improvement,
     probability_of_improvement_ci,
 )
 from teachgym.errors import TeachgymError
+from teachgym.tracking import runs
+from teachgym.tracking.schema import (
+    ACC_MEAN,
+    ACC_MIN,
+    CUMULATIVE_EXAMPLES,
+    TAG_POLICY,
+    TAG_SEED,
+    TAG_SETTING,
+    TAG_SWEEP,
+    TAG_SWEEP_NAME,
+)
 
 
 class CompareError(TeachgymError, ValueError):
@@ -65,18 +77,6 @@ def load_runs(tracking_uri: str | None, experiments: Sequence[str] = (), include
     Raises:
         CompareError: A named experiment does not exist (with near names), or none has a run.
     """
-    from teachgym.tracking import runs
-    from teachgym.tracking.schema import (
-        ACC_MEAN,
-        ACC_MIN,
-        CUMULATIVE_EXAMPLES,
-        TAG_POLICY,
-        TAG_SEED,
-        TAG_SETTING,
-        TAG_SWEEP,
-        TAG_SWEEP_NAME,
-    )
-
     client = runs.client(tracking_uri)
     chosen = runs.find_experiments(client, experiments, CompareError)
     curves = []
@@ -294,8 +294,6 @@ def render(rows: list[dict], fmt: str, target: float, grouped: bool) -> str:
 
 def plot(curves: Sequence[RunCurve], path: str) -> None:
     """Learning curves by policy (mean and 95% band over seeds), one line per (experiment, policy)."""
-    from teachgym.analysis import plot_learning_curves
-
     multi = len({c.experiment for c in curves}) > 1
     settings = len({c.setting for c in curves}) > 1
     groups: dict[str, list] = {}

@@ -33,6 +33,7 @@ from teachgym.errors import TeachgymError
 from teachgym.protocols import fills_requests, learns_from_counts, supports_generation
 from teachgym.rows import RowFilter, arrow_table, as_label_lists, column, example_schema, normalise, pool_index
 from teachgym.seeds import attempt_seed
+from teachgym.synthesis import SynthesisLog
 from teachgym.types import Examples, InvalidActionError, Mixture, Synthesize, validate_action
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,8 +178,6 @@ def _synthesize_llm(
     failures: Sequence[Failure],
 ) -> list[dict]:
     """Rows from the LLM engine; a shortfall is filled from the env's own sources (or is an error)."""
-    from teachgym.synthesis import SynthesisLog
-
     got, log = synthesizer.synthesize(env, skill, n, level, seed, filt, failures)
     report.llm = report.llm or SynthesisLog()
     report.llm.add(log)
@@ -203,6 +202,41 @@ def _synthesize_llm(
         at_level = idx[index.levels[idx] == level]
         idx = at_level if len(at_level) else idx
     return rows + _take(pool, _sample(idx, short, np.random.default_rng(seed))).to_pylist()
+
+
+def _split_requests(action: Synthesize, budget: int, report: DataReport) -> list[tuple[tuple[str, int | None], int]]:
+    """The budget split over the action's (skill, level) requests by their ``n`` (largest remainder); the report
+    records what each skill asked for."""
+    shares: dict[tuple[str, int | None], float] = defaultdict(float)
+    for r in action.requests:
+        shares[(r.skill, r.level)] += r.n
+    keys = list(shares)
+    counts_by_key = largest_remainder({str(i): shares[k] for i, k in enumerate(keys)}, budget)
+    for i, (skill, _) in enumerate(keys):
+        report.requested[skill] = report.requested.get(skill, 0) + counts_by_key[str(i)]
+    return [(key, counts_by_key[str(i)]) for i, key in enumerate(keys)]
+
+
+def _shuffled(pool: Any, picks: list[np.ndarray], rows: list[dict], budget: int, gen: np.random.Generator, env: Env,
+              filt: RowFilter, report: DataReport) -> Dataset:
+    """The pool rows picked and the rows built, as one shuffled ``Dataset`` of ``budget`` rows; the report gets
+    what was dropped, each source's count and each skill's."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    parts = [_take(pool, np.concatenate(picks))] if picks else []
+    if rows or not parts:
+        parts.append(pa.Table.from_pylist(rows, schema=example_schema()))
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    assert table.num_rows == budget, (table.num_rows, budget)
+    table = table.take(pa.array(gen.permutation(budget)))
+    report.dropped = dict(filt.dropped)
+    report.sources = _value_counts(table.column("source"))
+    report.examples = {s.name: 0 for s in env.skills}
+    report.examples.update(_value_counts(pc.list_flatten(table.column("skills"))))
+    return Dataset(InMemoryTable(table))
 
 
 def materialize(
@@ -235,11 +269,6 @@ def materialize(
         InvalidActionError: The action is malformed (before any data is built).
         EngineError: The data sources cannot fill the budget.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    from datasets import Dataset
-    from datasets.table import InMemoryTable
-
     validate_action(action, env.skills)
     if eval_prompts is None:
         eval_prompts = set(column(env.eval_set(), "prompt"))
@@ -267,17 +296,10 @@ def materialize(
             else:
                 picks.append(_sample(idx, n, gen))
     elif isinstance(action, Synthesize):
-        shares: dict[tuple[str, int | None], float] = defaultdict(float)
-        for r in action.requests:
-            shares[(r.skill, r.level)] += r.n
-        keys = list(shares)
-        counts_by_key = largest_remainder({str(i): shares[k] for i, k in enumerate(keys)}, budget)
-        for i, (skill, _) in enumerate(keys):
-            report.requested[skill] = report.requested.get(skill, 0) + counts_by_key[str(i)]
+        requests = _split_requests(action, budget, report)
         if counts_only and synthesizer is None:
             return _counted(report, env, {"generator": budget})
-        for i, (skill, level) in enumerate(keys):
-            n = counts_by_key[str(i)]
+        for (skill, level), n in requests:
             if n and synthesizer is not None:
                 rows += _synthesize_llm(synthesizer, env, skill, n, level, rng.randrange(2**31), filt, report, failures)
             elif n:
@@ -292,17 +314,7 @@ def materialize(
         report.requested = dict(Counter(s for r in valid for s in r["skills"]))
         rows = [valid[i % len(valid)] for i in range(budget)]
 
-    parts = [_take(pool, np.concatenate(picks))] if picks else []
-    if rows or not parts:
-        parts.append(pa.Table.from_pylist(rows, schema=example_schema()))
-    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-    assert table.num_rows == budget, (table.num_rows, budget)
-    table = table.take(pa.array(gen.permutation(budget)))
-    report.dropped = dict(filt.dropped)
-    report.sources = _value_counts(table.column("source"))
-    report.examples = {s.name: 0 for s in env.skills}
-    report.examples.update(_value_counts(pc.list_flatten(table.column("skills"))))
-    return Dataset(InMemoryTable(table)), report
+    return _shuffled(pool, picks, rows, budget, gen, env, filt, report), report
 
 
 def _counted(report: DataReport, env: Env, sources: dict[str, int]) -> tuple[SkillCounts, DataReport]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from teachgym.distributed import team
 from teachgym.protocols import AnswersEval
+from teachgym.rows import column
 from teachgym.types import Failure, SkillStats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -135,8 +136,6 @@ _EVAL: weakref.WeakKeyDictionary[Any, tuple[Any, tuple, tuple[_Groups, _Groups]]
 
 def _cached(env: Env) -> tuple[tuple, tuple[_Groups, _Groups]]:
     """The eval set's columns and groups, computed once per eval set (the loop evaluates every round)."""
-    from teachgym.rows import column
-
     ev = env.eval_set()
     try:
         hit = _EVAL.get(env)

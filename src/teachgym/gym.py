@@ -40,7 +40,11 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from teachgym.config import ComponentConfig, ConfigError, build_component
+from teachgym.engine import materialize
+from teachgym.evaluation import evaluate
 from teachgym.protocols import filters_groups
+from teachgym.rows import column
 from teachgym.types import Mixture, Observation, SkillStats
 
 LOSS_CAP = 10.0  # losses above this are clipped, so the observation space is bounded
@@ -175,8 +179,6 @@ class TeachEnv(gymnasium.Env):
         render_mode: str | None = None,
         randomize: Mapping[str, float] | None = None,
     ) -> None:
-        from teachgym.config import ComponentConfig, build_component
-
         if reward not in ("gain", "final", "weakest"):
             raise ValueError(f"reward must be 'gain', 'final' or 'weakest', got {reward!r}")
         if action not in ("logits", "weights"):
@@ -216,7 +218,6 @@ class TeachEnv(gymnasium.Env):
     def _measure(self) -> tuple[np.ndarray, np.ndarray]:
         if self.fast:
             return self.student.measure(), self.student.expected_loss()
-        from teachgym.evaluation import evaluate
 
         result = evaluate(self.student, self.teach_env, None, self.max_new_tokens, self.eval_batch_size, 0)
         acc = np.array([result.profile[s].accuracy for s in self.skills])
@@ -244,14 +245,10 @@ class TeachEnv(gymnasium.Env):
         else:
             config = self._student_config
             if self.randomize:  # domain randomisation: another student around the given parameters
-                from teachgym.config import ComponentConfig
-
                 drawn = randomize_params(config.kwargs, self.randomize, self.np_random)
                 config = ComponentConfig(name=config.name, **drawn)
             self.student = self._build("students", "student", config, seed=student_seed, env=self.teach_env)
             if filters_groups(self.student):  # it would need a BatchSource to refill from: refuse, do not ignore
-                from teachgym.config import ConfigError
-
                 raise ConfigError("student_kwargs: filter_groups needs teachgym run (the gym trains each round as a "
                                   "whole and cannot refill dropped groups); drop it here")
             self.fast = self._has_fast_path(self.student)
@@ -270,9 +267,6 @@ class TeachEnv(gymnasium.Env):
         if self.fast:
             self.student.practice(weights * self.examples_per_round)
         else:
-            from teachgym.engine import materialize
-            from teachgym.rows import column
-
             if self._eval_prompts is None:
                 self._eval_prompts = set(column(self.teach_env.eval_set(), "prompt"))
             mixture = Mixture(dict(zip(self.skills, weights.tolist())))

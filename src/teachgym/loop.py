@@ -48,6 +48,8 @@ from teachgym.rows import column
 from teachgym.seeds import round_seed
 from teachgym.state import policies_for, policy_levels, restrict
 from teachgym.steps import check_step_setup, train_round
+from teachgym.synthesis import LLMSynthesizer
+from teachgym.tracking import schema
 from teachgym.tracking.null import NullTracker, complete
 from teachgym.tracking.schema import PROBE_EXAMPLES, experiment_name, round_metrics
 from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri, unreachable_message
@@ -58,6 +60,7 @@ from teachgym.types import (
     rollout_metrics,
     validate_action,
 )
+from teachgym.vllm_eval import VLLMAnswers
 from teachgym.warm_start import warm_start
 
 log = logging.getLogger(__name__)
@@ -280,8 +283,6 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: st
     check_plugin("student", student, config.student.name)
     generate = None
     if config.eval.backend == "vllm":  # refused here, before any folder or run exists, without vLLM and a GPU
-        from teachgym.vllm_eval import VLLMAnswers
-
         generate = VLLMAnswers(student, config.eval.vllm).generate
     policy = build_component("policies", "policy", config.policy, seed=loop.seed)
     check_plugin("policy", policy, config.policy.name)
@@ -293,8 +294,6 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: st
     check_step_setup(loop, policy, student, config.policy.name, config.student.name, team().size)
     synthesizer = None
     if config.synthesis is not None:
-        from teachgym.synthesis import LLMSynthesizer
-
         synthesizer = LLMSynthesizer(config.synthesis)
     eval_prompts = set(column(env.eval_set(), "prompt"))
     counts_only = counts_suffice(student, env, synthesizer)
@@ -315,7 +314,7 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: st
 
 def _mlflow_tracker(config: ExperimentConfig, env: Any, run_name: str, run_dir: RunDir, process: dict[str, Any],
                     warm_tags: dict[str, str], counts_only: bool, uri: str) -> CompleteTracker:
-    from teachgym.tracking import schema
+    # Imported only when tracking is on: the writer brings MLflow's client, plots and the pyfunc model.
     from teachgym.tracking.writer import MLflowTracker
 
     return MLflowTracker(

@@ -13,14 +13,14 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from teachgym.config import ComponentConfig, build_component
+from teachgym.registry import resolve
+
 
 class StudentModel(mlflow.pyfunc.PythonModel):
     """Loads a checkpointed student (any registered student class) and answers prompts with ``generate``."""
 
     def load_context(self, context: Any) -> None:
-        from teachgym.config import ComponentConfig, build_component
-        from teachgym.registry import resolve
-
         cfg = context.model_config
         env = build_component("envs", "env", ComponentConfig(**cfg["env"]))
         student_cfg = dict(cfg["student"])

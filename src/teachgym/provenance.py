@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from teachgym.registry import resolve
+
 #: The repository (an editable install's checkout): the root the deciding sources are named from.
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,8 +29,6 @@ DECIDING = ("envs/bench.py", "envs/_generated.py", "students/hf.py", "students/g
 
 def component_source(kind: str, name: str) -> str:
     """A hash of the source file of a registered component (``policies`` or ``envs``; a built-in or ``module:attr``)."""
-    from teachgym.registry import resolve
-
     target = resolve(kind, name)
     try:
         text = inspect.getsource(sys.modules[target.__module__])

@@ -41,6 +41,8 @@ from typing import Any
 from teachgym import statefile
 from teachgym.config import ExperimentConfig
 from teachgym.config_diff import RESUMABLE_CHANGES, RESUMABLE_SECTIONS, ResumeError, result_changes, resumed_config
+from teachgym.interrupts import critical
+from teachgym.legacy_state import LegacyStateError, read_legacy_round, remove_legacy_files
 from teachgym.liveness import process_alive, process_start_time, this_process
 from teachgym.protocols import Resumable, Stateful
 from teachgym.rng import capture_rngs, restore_rngs
@@ -129,8 +131,6 @@ class RunDir:
         Raises:
             StateSaveError: The state could not be written (a full disk, ...); the previous round stays whole.
         """
-        from teachgym.interrupts import critical
-
         name = f"round-{state.round:02d}"
         tmp = self.state_dir / f".{name}.tmp-{os.getpid()}"
         with critical():  # a stop signal waits until the round is whole on disk
@@ -258,8 +258,6 @@ class RunDir:
             if synthesizer is not None and state.llm_seen is not None:
                 synthesizer.seen = set(state.llm_seen)
             if legacy:  # rewritten at once in the data-only format; the pickles are not read again
-                from teachgym.legacy_state import remove_legacy_files
-
                 self.save(state, student, keep="every")
                 remove_legacy_files(where, self.state_dir)
                 log.warning("%s: read the older teachgym's pickled state once (--trust-old-state) and rewrote it "
@@ -298,7 +296,6 @@ class RunDir:
                 "code its author put in it (anyone who could write to this folder). If you trust this folder, "
                 "pass --trust-old-state: it is read once and rewritten in the new, data-only format"
             )
-        from teachgym.legacy_state import LegacyStateError, read_legacy_round
 
         try:
             state = read_legacy_round(where, self.state_dir)

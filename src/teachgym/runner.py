@@ -25,6 +25,34 @@ from teachgym.types import ROUND_PREFIXES
 RESULT_FILE = "result.json"
 
 
+def _unfinished(out: Path) -> bool:
+    """Whether an earlier attempt of the trial left an experiment that did not finish (then it is resumed)."""
+    for file in out.glob(f"*/{RUN_FILE}"):
+        try:
+            if json.loads(file.read_text()).get("status") != "FINISHED":
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
+def _finished_row(result: Any) -> dict[str, Any]:
+    """A finished trial's curve, as a row of plain data."""
+    return {
+        "status": "finished",
+        "run_id": result.run_id,
+        "output_dir": result.output_dir,
+        "examples": [r.examples for r in result.rounds],
+        "acc_mean": [r.mean_accuracy for r in result.rounds],
+        "acc_min": [r.weakest[1] for r in result.rounds],
+        "final_acc": result.final.accuracies,
+        "acc": [r.accuracies for r in result.rounds],
+        # an RL student's round totals (rollouts spent, zero-variance share) and a per-step teacher's summaries
+        "totals": [{k: v for k, v in r.metrics.items() if k.startswith(ROUND_PREFIXES) and k.count("/") == 1}
+                   for r in result.rounds],
+    }
+
+
 def run_trial(
     config: ExperimentConfig | Mapping[str, Any],
     report: Callable[[int, int, float], None] | None = None,
@@ -66,12 +94,7 @@ def run_trial(
     done = out / RESULT_FILE
     if done.exists():
         return {**json.loads(done.read_text()), "skipped": True}
-    resume = False
-    for file in out.glob(f"*/{RUN_FILE}"):
-        try:
-            resume = resume or json.loads(file.read_text()).get("status") != "FINISHED"
-        except (OSError, ValueError):
-            continue
+    resume = _unfinished(out)
     start = time.perf_counter()
     try:
         result = run_experiment(
@@ -87,21 +110,7 @@ def run_trial(
         cause = e.__cause__ if isinstance(e, PolicyError) and e.__cause__ else e
         return {"status": "failed", "error": f"{type(e).__name__}: {e}", "wall_s": time.perf_counter() - start,
                 "traceback": "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))}
-    row = {
-        "status": "finished",
-        "run_id": result.run_id,
-        "output_dir": result.output_dir,
-        "examples": [r.examples for r in result.rounds],
-        "acc_mean": [r.mean_accuracy for r in result.rounds],
-        "acc_min": [r.weakest[1] for r in result.rounds],
-        "final_acc": result.final.accuracies,
-        "acc": [r.accuracies for r in result.rounds],
-        # an RL student's round totals (rollouts spent, zero-variance share) and a per-step teacher's summaries
-        "totals": [{k: v for k, v in r.metrics.items() if k.startswith(ROUND_PREFIXES) and k.count("/") == 1}
-                   for r in result.rounds],
-        "wall_s": time.perf_counter() - start,
-        "resumed": resume,
-    }
+    row = {**_finished_row(result), "wall_s": time.perf_counter() - start, "resumed": resume}
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(row))
     os.replace(tmp, done)

@@ -32,6 +32,7 @@ from teachgym.engine import DataReport, SkillCounts
 from teachgym.errors import TeachgymError
 from teachgym.evaluation import EvalResult
 from teachgym.rounds import Round, RoundRecord, RoundState
+from teachgym.rows import arrow_table
 from teachgym.synthesis import SynthesisLog
 from teachgym.types import (
     Examples,
@@ -128,8 +129,6 @@ def decode(data: Any, folder: Path) -> Any:
 def write_tables(tables: Mapping[str, Any], folder: Path) -> None:
     """Each dataset of :func:`encode` as a Parquet file in ``folder``."""
     import pyarrow.parquet as pq
-
-    from teachgym.rows import arrow_table
 
     for name, data in tables.items():
         pq.write_table(arrow_table(data), folder / name)

@@ -316,7 +316,7 @@ class PolicyError(TeachgymError, RuntimeError):
     """The teacher policy raised an exception (a bug in the policy, not in teachgym)."""
 
 
-class InvalidActionError(ValueError):
+class InvalidActionError(TeachgymError, ValueError):
     """A teacher returned an action the engine cannot train on."""
 
 

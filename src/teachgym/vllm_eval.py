@@ -23,13 +23,13 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+from teachgym.config import ConfigError
+
 __all__ = ["VLLMAnswers", "require_vllm"]
 
 
 def require_vllm(option: str) -> None:
     """Raise ``ConfigError`` naming ``option`` unless vLLM is installed and a CUDA GPU is visible."""
-    from teachgym.config import ConfigError
-
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(f"{option} needs vLLM: pip install 'teachgym[vllm]' (Linux with a CUDA GPU)")
     import torch
@@ -44,8 +44,6 @@ class VLLMAnswers:
     def __init__(self, student: Any, engine_args: dict[str, Any] | None = None) -> None:
         require_vllm("eval.backend=vllm")
         if not callable(getattr(student, "save", None)):
-            from teachgym.config import ConfigError
-
             raise ConfigError("eval.backend=vllm needs a student that can save() a transformers model folder")
         self.student = student
         self.engine_args = dict(engine_args or {})

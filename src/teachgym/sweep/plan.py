@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, load_config
+from teachgym.compare import RunCurve
+from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, build_component, load_config
+from teachgym.registry import resolve
 from teachgym.tracking.schema import TAG_SETTING, TAG_TRIAL
+from teachgym.tracking.store import resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,7 @@ class SweepPlan:
     configs: dict[str, ExperimentConfig]  # trial key -> its validated config (tracking URI set at run time)
     experiments: dict[str, str]  # trial key -> MLflow experiment
     source: str
+    uri: str = ""  # the tracking URI, resolved once when the sweep is planned
 
     def describe(self) -> str:
         axes = " × ".join(f"{k} ({len(v)})" for k, v in self.grid.items()) or "no swept keys"
@@ -123,8 +127,6 @@ def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] 
         SweepError, ConfigError, RegistryError: A bad grid, an invalid trial config (the trial is
             named), or an unknown component (with near names), before anything runs.
     """
-    from teachgym.registry import resolve
-
     fixed, cli_axes = split_overrides(overrides)
     base = load_config(config, fixed)
     sweep = base.sweep or SweepConfig()
@@ -180,11 +182,13 @@ def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] 
     if opts.address and base.tracking.enabled and not uri.startswith(("http://", "https://")):
         raise SweepError(
             f"a sweep on a Ray cluster (address {opts.address!r}) needs a tracking server every node can reach, not "
-            f"{uri}: start one (`mlflow server --host 0.0.0.0 --port 5000 --backend-store-uri sqlite:///mlflow.db`) "
-            "and pass tracking.tracking_uri=http://<this host>:5000 (or tracking.enabled=false)"
+            f"{uri}: start one on the cluster's private network (`mlflow server --host <private address> --port 5000 "
+            "--backend-store-uri sqlite:///mlflow.db`; MLflow's server has no authentication unless started with "
+            "`--app-name basic-auth`, so never expose it beyond that network: docs/campaigns.md) and pass "
+            "tracking.tracking_uri=http://<that address>:5000 (or tracking.enabled=false)"
         )
     return SweepPlan(name, directory, base, opts, grid, fixed, trials, configs, experiments,
-                     str(config) if not isinstance(config, Mapping) else "<dict>")
+                     str(config) if not isinstance(config, Mapping) else "<dict>", uri)
 
 
 def _trial_config(cfg: ExperimentConfig, trial: Trial, directory: Path) -> ExperimentConfig:
@@ -199,14 +203,10 @@ def _trial_config(cfg: ExperimentConfig, trial: Trial, directory: Path) -> Exper
 
 def _env_name(cfg: ExperimentConfig) -> str:
     """The env's own name (the experiment is named after it), built once per distinct env config."""
-    from teachgym.config import build_component
-
     return build_component("envs", "env", cfg.env, seed=cfg.loop.seed).name
 
 
 def store_uri(config: ExperimentConfig) -> str:
-    from teachgym.tracking.store import resolve_tracking_uri
-
     return resolve_tracking_uri(config.tracking.tracking_uri)
 
 
@@ -223,8 +223,6 @@ class TrialResult:
         return self.row.get("error")
 
     def curve(self, experiment: str) -> Any:
-        from teachgym.compare import RunCurve
-
         return RunCurve(experiment=experiment, run_id=self.row.get("run_id") or "", run_name=self.trial.name,
                         policy=self.trial.policy, seed=str(self.trial.seed), status="FINISHED",
                         examples=list(self.row["examples"]), acc_mean=list(self.row["acc_mean"]),

@@ -6,14 +6,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from teachgym.compare import group_rows, paired_rows, plot, render, render_paired
 from teachgym.sweep.plan import SWEEP_FILE, SweepPlan, TrialResult, write_json
 from teachgym.tracking.sweep_run import SweepRun
 
 
 def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0.5) -> dict[str, Any]:
     """The final tables: every finished trial grouped by policy (and setting), and paired with the baseline."""
-    from teachgym.compare import group_rows, paired_rows, render, render_paired
-
     curves = [r.curve(plan.experiments[r.trial.key]) for r in results if r.status == "finished"]
     counts = {s: sum(r.status == s for r in results) for s in ("finished", "failed", "interrupted")}
     counts["not started"] = len(plan.trials) - len(results)
@@ -40,8 +39,6 @@ def summarize(plan: SweepPlan, results: Sequence[TrialResult], target: float = 0
 
 
 def write_summary(plan: SweepPlan, summary: Mapping[str, Any], curves_png: bool = True) -> None:
-    from teachgym.compare import plot, render, render_paired
-
     d = plan.directory
     (d / "summary.md").write_text(summary["markdown"])
     if summary["curves"]:
@@ -59,6 +56,11 @@ class SweepReport:
     def __init__(self, uri: str, plan: SweepPlan, meta: dict[str, Any]) -> None:
         self.plan = plan
         self.run = SweepRun(uri, plan.name, meta, lambda m: write_json(plan.directory / SWEEP_FILE, m))
+
+    @property
+    def run_id(self) -> str | None:
+        """The sweep run's id (None before :meth:`start`)."""
+        return self.run.run_id
 
     def start(self, done: int, todo: int) -> None:
         plan = self.plan

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import ExperimentConfig
+from teachgym.config_diff import result_changes
+from teachgym.interrupts import Interrupted, stop_on_signals
 from teachgym.runner import run_trial
 from teachgym.sweep.plan import (
     SWEEP_FILE,
@@ -30,6 +32,7 @@ from teachgym.sweep.plan import (
 )
 from teachgym.sweep.report import SweepReport, summarize, write_summary
 from teachgym.tracking.schema import TAG_SWEEP, TAG_SWEEP_NAME
+from teachgym.tracking.store import prepare_store, serve_store
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,46 @@ class SweepResult:
         return 1 if len(self.finished) < len(self.results) else 0
 
 
+def _lock(plan: SweepPlan) -> Any:
+    """The sweep folder's lock, held by this process (one process runs a sweep at a time)."""
+    from filelock import FileLock, Timeout
+
+    plan.directory.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(plan.directory / "sweep.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SweepError(f"sweep {plan.name!r} is already running (lock {plan.directory / 'sweep.lock'}); wait for it "
+                         "or stop it first") from None
+    return lock
+
+
+def _done_and_todo(plan: SweepPlan) -> tuple[dict[str, TrialResult], list[Trial]]:
+    """The trials an earlier run of the sweep finished (kept as they are), and the ones to run."""
+    ended = _read_trials(plan.directory)
+    results: dict[str, TrialResult] = {}
+    todo = []
+    for t in plan.trials:
+        row = ended.get(t.key)
+        if row is not None and row.get("status") == "finished":
+            results[t.key] = TrialResult(t, "finished", {**row, "skipped": True})
+        else:
+            todo.append(t)
+    return results, todo
+
+
+def _one_writer(stack: contextlib.ExitStack, uri: str | None, concurrent: int, emit: Callable[..., None]
+                ) -> str | None:
+    """The URI the trials log to: with a sqlite store and several trials at once, a local ``mlflow server`` over
+    it for the sweep's duration (one process writes the file)."""
+    if not (uri and uri.startswith("sqlite:///") and concurrent > 1):
+        return uri
+    prepare_store(uri, None)
+    trial_uri = stack.enter_context(serve_store(uri))
+    emit("status", message=f"MLflow server for {uri} at {trial_uri} (one writer for {concurrent} trials at once)")
+    return trial_uri
+
+
 def run_sweep(
     plan: SweepPlan,
     sequential: bool = False,
@@ -90,42 +133,18 @@ def run_sweep(
         SweepError: Another process is running this sweep, or its folder holds another base config.
         TrackingUnavailable: The tracking server does not answer.
     """
-    from filelock import FileLock, Timeout
-
-    from teachgym.interrupts import stop_on_signals
-    from teachgym.tracking.store import prepare_store, serve_store
-
     emit = on_event or (lambda kind, **info: None)
-    plan.directory.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(plan.directory / "sweep.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise SweepError(f"sweep {plan.name!r} is already running (lock {plan.directory / 'sweep.lock'}); wait for it "
-                         "or stop it first") from None
+    lock = _lock(plan)
     start = time.perf_counter()
     try:
         meta = _sweep_meta(plan)
-        ended = _read_trials(plan.directory)
-        results: dict[str, TrialResult] = {}
-        todo = []
-        for t in plan.trials:
-            row = ended.get(t.key)
-            if row is not None and row.get("status") == "finished":
-                results[t.key] = TrialResult(t, "finished", {**row, "skipped": True})
-            else:
-                todo.append(t)
-        uri = store_uri(plan.base) if plan.base.tracking.enabled else None
+        results, todo = _done_and_todo(plan)
+        uri = (plan.uri or store_uri(plan.base)) if plan.base.tracking.enabled else None
         concurrent = 1 if sequential else min(len(todo), _capacity(plan))
         interrupted: BaseException | None = None
         with contextlib.ExitStack() as stack:
             stack.enter_context(stop_on_signals())
-            trial_uri = uri
-            if uri and uri.startswith("sqlite:///") and concurrent > 1:
-                prepare_store(uri, None)
-                trial_uri = stack.enter_context(serve_store(uri))
-                emit("status", message=f"MLflow server for {uri} at {trial_uri} (one writer for {concurrent} trials "
-                     "at once)")
+            trial_uri = _one_writer(stack, uri, concurrent, emit)
             run = None
             if trial_uri:
                 for exp in dict.fromkeys(plan.experiments.values()):
@@ -187,8 +206,6 @@ def _for_run(config: ExperimentConfig, uri: str | None, meta: Mapping[str, Any])
 
 def _run_here(todo: list[Trial], configs: dict[str, ExperimentConfig], emit: Callable[..., None],
               ended: Callable[[Trial, dict[str, Any]], None]) -> None:
-    from teachgym.interrupts import Interrupted
-
     for trial in todo:
         emit("start", trial=trial.name, key=trial.key)
         row = run_trial(configs[trial.key], report=lambda r, n, acc, k=trial.key: emit("round", key=k, round=r,
@@ -318,7 +335,6 @@ def _drain(queue: Any, emit: Callable[..., None]) -> None:
 
 def _sweep_meta(plan: SweepPlan) -> dict[str, Any]:
     """``sweep.json``: created on the first run; a rerun must have the same base config."""
-    from teachgym.config_diff import result_changes
 
     path = plan.directory / SWEEP_FILE
     base = plan.base.model_dump()

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from teachgym.config import ConfigError
 from teachgym.errors import TeachgymError
 from teachgym.tracking.schema import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 
@@ -106,8 +107,6 @@ def _check_other_store(uri: str) -> None:
         ConfigError: MLflow refuses it (e.g. a plain folder: MLflow's file store is in maintenance mode).
     """
     import mlflow
-
-    from teachgym.config import ConfigError
 
     try:
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
