@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from teachgym.benchmarking import git_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -277,16 +279,8 @@ def render(results: dict, label: str) -> str:
                   f"| {e['skills']} skills | {e['items']:,} | {e['total_s']:.1f} s | {e['generate_s']:.1f} s | "
                   f"{e['loss_s']:.1f} s | {e['rest_s']:.2f} s | {e['ms_per_item']:.2f} s |", ""]
     lines.append(f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} CPU cores "
-                 f"(git {_git_head()}). `python benchmarks/scale.py`.")
+                 f"(git {git_commit()}). `python benchmarks/scale.py`.")
     return "\n".join(lines) + "\n"
-
-
-def _git_head() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip() or "?"
-    except OSError:
-        return "?"
 
 
 def main() -> None:

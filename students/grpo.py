@@ -47,8 +47,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from teachgym.config import options_from
 from teachgym.distributed import team
+from teachgym.options import options_from
 from teachgym.students._rollouts import Group, Rollouts, batch_stats, join, repeat, split_groups, take
 from teachgym.students._trl_private import drop_forward_patch, grpo_trainer_class, prepare_reference, release_vllm
 from teachgym.students.hf import HFStudent, ModelOptions, _help, _stop_check, load_tensors, save_tensors

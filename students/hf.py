@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from teachgym.config import options_from
 from teachgym.interrupts import check
+from teachgym.options import options_from
 from teachgym.students._trl_private import drop_forward_patch
 from teachgym.tracking.store import download, run_is_active
 from teachgym.types import TrainReport

@@ -44,7 +44,8 @@ from typing import Any
 import numpy as np
 
 from teachgym.evaluation import eval_columns
-from teachgym.students._simulated_params import check_ranges, depths, known, per_skill
+from teachgym.options import options_from
+from teachgym.students._simulated_params import SimulatedOptions, depths, known, per_skill
 from teachgym.types import TrainReport
 
 _EPS = 1e-3  # smallest probability the loss uses, so an untrained student's loss is finite
@@ -54,51 +55,22 @@ CHECKPOINT = "simulated_student.json"
 class SimulatedStudent:
     """A student whose skill competences follow the analytic model in the module docstring.
 
+    Built from :class:`~teachgym.students._simulated_params.SimulatedOptions` (each field's help says what it
+    sets) or from their fields as keywords, as a config's ``student:`` section builds it.
+
     Args:
         env: The env whose skills, prerequisites and eval set the student uses (injected by the loop).
-        skills: Skill names, when there is no env (only the fast ``practice``/``measure`` API then works).
-        prerequisites: ``{skill: [prerequisite, ...]}``, overriding the env's.
-        examples_to_learn: Examples that close 63% of the gap for a skill with no prerequisites.
-        depth_scale: How much harder each level of prerequisite depth makes a skill.
-        difficulty: ``{skill: examples}``, overriding the derived difficulty of those skills.
-        transfer: Share of an example that counts as practice for a directly related skill, or a full
-            ``{skill: {other: share}}`` matrix (missing entries 0, diagonal 1).
-        half_life: Examples of other training that halve an unpractised skill's competence (0: no forgetting).
-        onset: Examples of any skill that close 63% of the gap of a shared *format* competence, which gates
-            every skill like a prerequisite (what a language model learns first: the answer format); it
-            gives learning curves a slow start. 0: no such stage.
-        plateau: Examples of a skill's own practice that close 63% of that skill's private stage, which
-            gates it the same way: a plateau, then a rise (a number for every skill, or ``{skill: examples}``;
-            0: none).
-        gate: Prerequisite competence at which a skill starts to be learnable, and at which fully.
-        ceiling: Competence a skill saturates at.
-        initial: Starting competence, for every skill or ``{skill: value}``.
-        eval_per_skill: Eval items per skill when there is no env (with an env: the env's eval set).
-        substeps: Slices each round is trained in.
-        checkpoint: A directory written by :meth:`save` to resume from.
+        options: The student's options; or give their fields as keywords.
         seed: Seeds the measurement draws.
     """
 
-    def __init__(
-        self,
-        env: Any = None,
-        skills: Sequence[str] | None = None,
-        prerequisites: Mapping[str, Sequence[str]] | None = None,
-        examples_to_learn: float = 3000.0,
-        depth_scale: float = 1.0,
-        difficulty: Mapping[str, float] | None = None,
-        transfer: float | Mapping[str, Mapping[str, float]] = 0.2,
-        half_life: float = 60_000.0,
-        onset: float = 0.0,
-        plateau: float | Mapping[str, float] = 0.0,
-        gate: tuple[float, float] = (0.3, 0.7),
-        ceiling: float = 0.97,
-        initial: float | Mapping[str, float] = 0.0,
-        eval_per_skill: int = 100,
-        substeps: int = 4,
-        checkpoint: str | None = None,
-        seed: int = 0,
-    ) -> None:
+    Options = SimulatedOptions
+
+    def __init__(self, env: Any = None, options: SimulatedOptions | None = None, *, seed: int = 0, **kwargs: Any
+                 ) -> None:
+        o = options if options is not None else options_from(SimulatedOptions, kwargs, "student simulated")
+        self.options = o
+        skills, prerequisites, difficulty = o.skills, o.prerequisites, o.difficulty
         if env is None and not skills:
             raise ValueError("SimulatedStudent needs an env or a list of skills")
         if env is not None:
@@ -111,24 +83,21 @@ class SimulatedStudent:
             prereq.update({k: list(v) for k, v in prerequisites.items()})
         for k, deps in prereq.items():
             known({d: 0 for d in deps}, names, f"prerequisites of {k!r}")
-        check_ranges(gate, ceiling, examples_to_learn, substeps, half_life)
         self.skills = names
         self.prerequisites = prereq
         self.seed = seed
-        self.gate = (float(gate[0]), float(gate[1]))
-        self.ceiling = float(ceiling)
-        self.half_life = float(half_life)
-        if onset < 0:
-            raise ValueError(f"onset must be >= 0, got {onset}")
-        self.onset = float(onset)
+        self.gate = (float(o.gate[0]), float(o.gate[1]))
+        self.ceiling = float(o.ceiling)
+        self.half_life = float(o.half_life)
+        self.onset = float(o.onset)
         self.format = 0.0 if self.onset > 0 else 1.0
-        self.substeps = int(substeps)
+        self.substeps = int(o.substeps)
         k = len(names)
         idx = {s: i for i, s in enumerate(names)}
         self._idx = idx
 
         depth = depths(prereq, names)
-        diff = np.array([examples_to_learn * (1 + depth_scale * depth[s]) for s in names], dtype=float)
+        diff = np.array([o.examples_to_learn * (1 + o.depth_scale * depth[s]) for s in names], dtype=float)
         if difficulty:
             known(difficulty, names, "difficulty")
             for s, v in difficulty.items():
@@ -138,24 +107,24 @@ class SimulatedStudent:
         self.difficulty = diff
         self._difficulty_list = diff.tolist()
 
-        self._set_transfer(transfer, prereq, names, idx)
+        self._set_transfer(o.transfer, prereq, names, idx)
 
-        self._initial = np.clip(per_skill(initial, names, "initial"), 0.0, self.ceiling)
+        self._initial = np.clip(per_skill(o.initial, names, "initial"), 0.0, self.ceiling)
         self.competence = self._initial.copy()
 
-        plat = per_skill(plateau, names, "plateau")
+        plat = per_skill(o.plateau, names, "plateau")
         if (plat < 0).any():
             raise ValueError("every plateau must be >= 0")
         self._plateau = plat.tolist()
         self.stage = np.where(plat > 0, 0.0, 1.0)  # a skill's private stage; 1 (open) without a plateau
 
-        self._set_eval_items(env, idx, eval_per_skill)
+        self._set_eval_items(env, idx, o.eval_per_skill)
         self._rng = np.random.default_rng(seed)
         self._draws: np.ndarray | None = None  # per-item uniforms for the current state
         self.examples_seen = 0
         self.version = 0
-        if checkpoint:
-            self._restore(Path(checkpoint) / CHECKPOINT)
+        if o.checkpoint:
+            self._restore(Path(o.checkpoint) / CHECKPOINT)
 
     def _set_transfer(self, transfer: float | Mapping[str, Mapping[str, float]], prereq: Mapping[str, list[str]],
                       names: list[str], idx: Mapping[str, int]) -> None:

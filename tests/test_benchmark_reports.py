@@ -71,11 +71,11 @@ def test_the_readme_leaderboard_is_what_the_bench_results_make(benchmarks):
     assert "| learnability |" in readme.block()  # every built-in has its row, not only the anchors
 
 
-def test_the_per_step_report_and_readme_block_are_what_their_rows_make(benchmarks):
+def test_the_per_step_report_and_docs_block_are_what_their_rows_make(benchmarks):
     per_step = benchmarks("per_step")
     rows = per_step.reported()
     assert {r["challenge"] for r in rows} == {"ladder-rl", "arithmetic-grpo"}
     assert {r["policy"] for r in rows} >= {"dump@step", "sec@step", "learnability@step", "uniform+filter"}
     text = per_step.markdown(per_step.summary(rows))
     assert (RESULTS / "per_step" / "per_step.md").read_text() == per_step.REPORT_TITLE + text
-    assert per_step.readme_block(rows) in (ROOT / "README.md").read_text()
+    assert per_step.page_block(rows) in (ROOT / "docs" / "rl-students.md").read_text()

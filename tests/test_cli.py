@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from teachgym.cli import main
@@ -43,3 +45,14 @@ def _repo_root(monkeypatch):
     import pathlib
 
     monkeypatch.chdir(pathlib.Path(__file__).parent.parent)
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["bench"], ["compare"], ["ui"], ["runs"], ["calibrate"],
+                                     ["skill-graph"], ["list"]])
+def test_help_is_plain_text_without_restructured_text_markup(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: teachgym" in out
+    assert not re.search(r"``|:(func|class|mod|meth|data):`", out), out

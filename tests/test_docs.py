@@ -8,7 +8,6 @@ The site itself is built with ``mkdocs build --strict`` (a broken link or refere
 
 from __future__ import annotations
 
-import inspect
 import re
 import shlex
 import subprocess
@@ -20,6 +19,7 @@ import yaml
 
 from teachgym.cli import build_parser
 from teachgym.config import ExperimentConfig, load_config
+from teachgym.options import component_keys
 from teachgym.registry import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,11 +64,7 @@ def test_the_docs_show_commands():
 
 def _component_keys(section: str, name: str) -> set[str] | None:
     """The keyword arguments a component accepts (None: it takes **kwargs, anything goes)."""
-    target = resolve(COMPONENTS[section], name)
-    params = inspect.signature(target).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params}
+    return component_keys(resolve(COMPONENTS[section], name))
 
 
 def _check_override(key: str, base: ExperimentConfig) -> None:

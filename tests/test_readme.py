@@ -27,3 +27,8 @@ def test_readme_custom_policy_example(tmp_path, monkeypatch, capsys):
     round_lines = [line for line in out.splitlines() if line.startswith("round")]
     assert len(round_lines) == 3  # round 0 + the README's loop.rounds=2
     assert "teacher: mixture" in round_lines[1] and round_lines[1].count("=") == 2  # two skills, as written
+
+
+def test_the_readme_stays_a_front_door():
+    """Generated tables and long explanations live on the docs pages they belong to."""
+    assert len(README.read_text().splitlines()) <= 250

@@ -9,7 +9,6 @@ the component's constructor signature when it is built (:func:`build_component`)
 from __future__ import annotations
 
 import copy
-import dataclasses
 import difflib
 import inspect
 import typing
@@ -21,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from teachgym.errors import TeachgymError
+from teachgym.options import options_fields
 from teachgym.registry import Kind, resolve
 
 
@@ -344,43 +344,13 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def options_from(cls: type, kwargs: Mapping[str, Any], owner: str) -> Any:
-    """``cls(**kwargs)`` for a plugin's options dataclass, with an unknown keyword named and its near names given.
-
-    Raises:
-        ValueError: An unknown keyword (``build_component`` makes it a :class:`ConfigError`), or a value the
-            dataclass's own checks refuse.
-    """
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in kwargs:
-        if key not in names:
-            near = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"{owner} has no option {key!r}{hint} (options: {', '.join(names)})")
-    return cls(**kwargs)
-
-
-def _options_fields(target: Any) -> dict[str, Any]:
-    """The fields of a plugin's options dataclass (``target.Options``), as pydantic field definitions."""
-    options = getattr(target, "Options", None)
-    if not (inspect.isclass(target) and dataclasses.is_dataclass(options)):
-        return {}
-    hints = typing.get_type_hints(options)
-    out = {}
-    for f in dataclasses.fields(options):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else ...)
-        out[f.name] = (hints.get(f.name, Any), default)
-    return out
-
-
 def _signature_model(target: Any, skip: set[str]) -> tuple[type[BaseModel], bool]:
     """A pydantic model of ``target``'s keyword arguments, to validate config kwargs by type.
 
     A class with an options dataclass (``Options``: its constructor takes the options' fields as keywords) is
     validated against those fields: an unknown key is named, with the near ones.
     """
-    options = _options_fields(target)
+    options = options_fields(target)
     skip = skip | ({"options"} if options else set())
     fn = target.__init__ if inspect.isclass(target) else target
     sig = inspect.signature(target)  # for a class: its constructor's parameters, without self

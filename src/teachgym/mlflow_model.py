@@ -8,12 +8,12 @@ directory as an artifact, and the env and student configs to load it again. Its 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import mlflow.pyfunc
 
 from teachgym.config import ComponentConfig, build_component
+from teachgym.options import component_keys
 from teachgym.registry import resolve
 
 
@@ -24,7 +24,7 @@ class StudentModel(mlflow.pyfunc.PythonModel):
         cfg = context.model_config
         env = build_component("envs", "env", ComponentConfig(**cfg["env"]))
         student_cfg = dict(cfg["student"])
-        params = inspect.signature(resolve("students", student_cfg["name"])).parameters
+        params = component_keys(resolve("students", student_cfg["name"])) or set()
         path = context.artifacts["student"]
         # A student reloads from its saved directory through `model=` (HF) or `checkpoint=` (simulated).
         key = "model" if "model" in params else "checkpoint"
