@@ -181,18 +181,8 @@ class DatasetEnv:
                                                        difficulty_column, skill_separator, skills)
         self._codes, self._parents = codes, parents
         self._split(order, min_pool_per_skill)
-        descriptions = dict(descriptions or {})
-        prerequisites = {k: tuple(v) for k, v in (prerequisites or {}).items()}
-        unknown = sorted((set(descriptions) | set(prerequisites) | {p for v in prerequisites.values() for p in v})
-                         - set(order))
-        if unknown:
-            raise DatasetEnvError(f"env.descriptions/prerequisites name skills not in the data: {unknown}")
         levels = levels_per_code(codes, self._rows.column("level").to_numpy()[parents], len(order))
-        self.skills: tuple[Skill, ...] = tuple(
-            Skill(s, descriptions.get(s, f"skill {s!r} of {Path(path).name}"), prerequisites.get(s, ()),
-                  levels[k])
-            for k, s in enumerate(order)
-        )
+        self.skills: tuple[Skill, ...] = _skills(order, levels, descriptions, prerequisites, Path(path).name)
         self._gold: dict[str, set[str]] | None = None  # every prompt's golds, built when first needed
         self._eval_gold = golds_of(self._rows.filter(pc.is_in(self._rows.column("prompt"),
                                                             value_set=self._eval_table.column("prompt"))))
@@ -276,3 +266,18 @@ class DatasetEnv:
         return bool(golds) and any(self._check(output, g) for g in golds)
 
 
+def _skills(order: list[str], levels: list[tuple[int, ...]], descriptions: Mapping[str, str] | None,
+            prerequisites: Mapping[str, Sequence[str]] | None, file: str) -> tuple[Skill, ...]:
+    """The env's skills, in order of first appearance, with the descriptions and prerequisites the config gives.
+
+    Raises:
+        DatasetEnvError: A description or prerequisite names a skill the data does not have.
+    """
+    descriptions = dict(descriptions or {})
+    prerequisites = {k: tuple(v) for k, v in (prerequisites or {}).items()}
+    unknown = sorted((set(descriptions) | set(prerequisites) | {p for v in prerequisites.values() for p in v})
+                     - set(order))
+    if unknown:
+        raise DatasetEnvError(f"env.descriptions/prerequisites name skills not in the data: {unknown}")
+    return tuple(Skill(s, descriptions.get(s, f"skill {s!r} of {file}"), prerequisites.get(s, ()), levels[k])
+                 for k, s in enumerate(order))

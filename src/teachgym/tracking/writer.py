@@ -128,7 +128,7 @@ class MLflowTracker(Checkpoints, Recovery):
                 f"digits, '_', '-', '.', ' ', ':' and '/' only; rename the skills or set tracking.enabled=false")
         self.mlflow = mlflow
         self.active_rounds = active_rounds
-        self.uri = resolve_tracking_uri(tracking_uri)
+        self.uri = tracking_uri or resolve_tracking_uri(None)  # the loop passes the URI it resolved once
         self.experiment, self.run_name = experiment, run_name
         self.tags, self.params, self.config_yaml = dict(tags), dict(params), config_yaml
         self.log_predictions = log_predictions
