@@ -358,7 +358,7 @@ def _signature_model(target: Any, skip: set[str]) -> tuple[type[BaseModel], bool
         hints = typing.get_type_hints(fn)
     except Exception:  # unresolved forward refs: fall back to no type checking for those
         hints = {}
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = dict(options)  # the options first: they are what a user sets
     var_kw = False
     for p in sig.parameters.values():
         if p.name == "self" or p.name in skip or p.kind is p.VAR_POSITIONAL:
@@ -368,7 +368,6 @@ def _signature_model(target: Any, skip: set[str]) -> tuple[type[BaseModel], bool
             continue
         ann = hints.get(p.name, Any)
         fields[p.name] = (ann, ... if p.default is p.empty else p.default)
-    fields.update(options)
     model = create_model(
         f"{getattr(target, '__name__', 'component')}Args",
         __config__=ConfigDict(extra="allow" if var_kw else "forbid", arbitrary_types_allowed=True),
