@@ -105,7 +105,32 @@ def log_training_set(client: Any, run_id: str, data: Any, index: int) -> None:
         from mlflow.data.huggingface_dataset import from_huggingface
 
         entity = from_huggingface(data, name=name)._to_mlflow_entity()
-    client.log_inputs(run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+    log_inputs_once(client, run_id, [DatasetInput(entity, [InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+
+
+#: How the stores say that a dataset was inserted by another writer meanwhile (sqlite, PostgreSQL, MySQL).
+_DATASET_RACE = ("UNIQUE constraint failed: datasets.", "duplicate key value violates unique constraint",
+                 "Duplicate entry")
+
+
+def log_inputs_once(client: Any, run_id: str, inputs: list[Any], attempts: int = 4) -> None:
+    """``client.log_inputs``, safe when several runs log the same dataset at the same moment.
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when it is missing, in one
+    transaction per request: two trials of a sweep that log an identical training set at once both miss it, and
+    the second insert fails on the table's unique key (``BAD_REQUEST: ... UNIQUE constraint failed: datasets...``).
+    The dataset is then there, so the call is made again and links the existing one.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, inputs)
+            return
+        except MlflowException as e:
+            if attempt == attempts - 1 or not any(mark in str(e) for mark in _DATASET_RACE):
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def step_metric_batch(entry: Round) -> list:
