@@ -4,6 +4,7 @@
 needs are here; the rest lives in submodules (``teachgym.loop``, ``teachgym.registry``, ...).
 """
 
+from teachgym.errors import TeachgymError
 from teachgym.types import (
     Action,
     Examples,
@@ -41,6 +42,7 @@ __all__ = [
     "SkillStats",
     "StepObservation",
     "Synthesize",
+    "TeachgymError",
     "TrainReport",
     "__version__",
 ]
