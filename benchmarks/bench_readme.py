@@ -22,8 +22,9 @@ def block() -> str:
     """The leaderboard block the committed results make."""
     from teachgym.bench import reported_rows
     from teachgym.bench_report import readme_block
+    from teachgym.provenance import code_hash
 
-    return readme_block({kind: reported_rows(RESULTS, kind) for kind in ("simulated", "lm")})
+    return readme_block({kind: reported_rows(RESULTS, kind) for kind in ("simulated", "lm")}, code_hash(ROOT))
 
 
 def current(text: str) -> str:

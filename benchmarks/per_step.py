@@ -28,6 +28,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from teachgym.bench_report import stale_notice
+from teachgym.provenance import code_hash
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "per_step"
 PAGE = ROOT / "docs" / "rl-students.md"  # the page that explains the tables holds them
@@ -141,6 +144,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
                                          if "teacher/step_prior_distance" in t]),
                 "commits": sorted({f"{r['provenance']['commit']}{' (dirty)' if r['provenance']['dirty'] else ''}"
                                    for r in rs}),
+                "codes": [r["provenance"]["code"] for r in rs],
             })
         out[challenge] = {"variants": lines, "contrasts": contrasts(rows, challenge)}
     return out
@@ -224,6 +228,10 @@ def markdown(table: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                       f"{'meets' if len(others) == 1 else 'meet'} the same bar.", ""]
     commits = sorted({c for parts in table.values() for r in parts["variants"] for c in r["commits"]})
     lines.append(f"Rows from commit(s) {', '.join(commits)}; `python benchmarks/per_step.py`.")
+    notice = stale_notice([c for parts in table.values() for r in parts["variants"] for c in r["codes"]],
+                          code_hash(ROOT))
+    if notice:
+        lines[:0] = [notice, ""]
     return "\n".join(lines) + "\n"
 
 

@@ -276,3 +276,15 @@ def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_
     with pytest.raises(ConfigError, match="has no step"):
         bench_command(["uniform@step"], ["ladder-rl"], "0", True, "table", str(ROOT / "configs" / "bench"),
                       str(tmp_path / "r"), str(tmp_path / "w"), True, False, "teachgym bench uniform@step")
+
+
+def test_a_report_of_rows_from_other_deciding_code_says_they_are_stale():
+    from teachgym.bench_report import readme_block, stale_notice
+
+    assert stale_notice(["a1", "a1"], "a1") == ""
+    notice = stale_notice(["a1", "b2", "b2"], "a1")
+    assert notice.startswith("**Stale") and "2 of 3 rows" in notice and "`b2`" in notice and "`a1`" not in notice
+    rows = [{"challenge": "c", "policy": p, "seed": s, "score": v + s / 10, "status": "finished",
+             "provenance": {"code": "old"}} for p, v in (("uniform", 0.1), ("oracle", 0.6)) for s in range(3)]
+    assert "**Stale" in readme_block({"simulated": rows}, current_code="new")
+    assert "**Stale" not in readme_block({"simulated": rows}, current_code="old")

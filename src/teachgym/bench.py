@@ -8,7 +8,8 @@ policy and to the scorer only.
 
 A **case** is (challenge, policy, seed). Cases run through the sweep runner, one sweep per (challenge,
 policy) whose folder is named by the case's provenance key: the resolved config, the policy's source,
-a hash of the code that decides the numbers (:data:`DECIDING`), the package versions and the hardware.
+a hash of the code that decides the numbers (:data:`teachgym.provenance.DECIDING`), the package versions
+and the hardware.
 A changed key is a new sweep (the case reruns); a finished case of the same key is reused, never rerun.
 Each row also records the commit and whether the tree was dirty. Rows go to
 ``<results>/<lm|simulated>.jsonl``; :mod:`teachgym.bench_report` makes the leaderboard from them.
@@ -29,7 +30,7 @@ from typing import Any
 
 from teachgym import bench_report
 from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, build_component, load_config
-from teachgym.provenance import code_hash, component_source, git_state, machine
+from teachgym.provenance import ROOT, code_hash, component_source, git_state, machine
 from teachgym.registry import BUILTINS, resolve
 from teachgym.sweep import plan_sweep, run_sweep
 
@@ -151,9 +152,9 @@ def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
                files: Sequence[Path] = ()) -> dict[str, Any]:
     """The case's key and, beside it, the commit and dirty flag.
 
-    The key covers the resolved config, the policy's and the env's sources, the :data:`DECIDING` code, the
-    packages and the hardware, and the bytes of ``files`` (model files the config names, e.g. a learned
-    teacher's).
+    The key covers the resolved config, the policy's and the env's sources, the
+    :data:`teachgym.provenance.DECIDING` code, the packages and the hardware, and the bytes of ``files`` (model
+    files the config names, e.g. a learned teacher's).
     """
     hardware = found = machine(gpu=not simulated)
     if simulated:  # numpy arithmetic on any machine: the packages decide, not the CPU
@@ -358,7 +359,7 @@ def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], resu
     kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
     other_rows = reported_rows(results, other)
     text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, _footer(rows, command),
-                                 other_rows, "LM" if simulated else "simulated")
+                                 other_rows, "LM" if simulated else "simulated", code_hash(ROOT))
     return f"## teachgym bench: {kind} students\n\n" + text
 
 
