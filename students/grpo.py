@@ -227,7 +227,7 @@ class GRPOStudent(HFStudent):
             )
         if opts.use_vllm:  # refused before round 0 without vLLM and a GPU, with the install hint
             require_vllm("student.use_vllm")
-        self._load(ModelOptions(opts.model, opts.tiny, opts.lora, opts.precision, opts.device), seed)
+        self._load(opts, seed)
         self.options = opts
         self.env = env
         self.num_generations = opts.num_generations

@@ -18,8 +18,7 @@ import pytest
 import yaml
 
 from teachgym.cli import build_parser
-from teachgym.config import ExperimentConfig, load_config
-from teachgym.options import component_keys
+from teachgym.config import ExperimentConfig, component_keys, load_config
 from teachgym.registry import resolve
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,8 +27,7 @@ import yaml
 from teachgym.config import ComponentConfig, build_component
 from teachgym.errors import TeachgymError
 from teachgym.students.simulated import SimulatedStudent
-from teachgym.tracking import runs
-from teachgym.tracking.runs import logged_text
+from teachgym.tracking import runs as store
 from teachgym.tracking.schema import ACC, ACC_MEAN, ACC_MIN, DATA_EXAMPLES, TAG_POLICY, TAG_SEED, TAG_STAGE, TAG_STUDENT
 
 
@@ -55,10 +54,10 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
     Raises:
         CalibrationError: No such experiment, or no finished run with per-skill curves.
     """
-    client = runs.client(tracking_uri)
-    exp = runs.find_experiments(client, [experiment], CalibrationError)[0]
+    client = store.client(tracking_uri)
+    exp = store.find_experiments(client, [experiment], CalibrationError)[0]
     out = []
-    for run in runs.parent_runs(client, [exp.experiment_id]):
+    for run in store.parent_runs(client, [exp.experiment_id]):
         tags = run.data.tags
         if tags.get(TAG_STAGE) or (policies and tags[TAG_POLICY] not in policies):
             continue
@@ -68,8 +67,8 @@ def load_runs(tracking_uri: str | None, experiment: str, policies: Sequence[str]
                         and k not in (ACC_MEAN, ACC_MIN))
         if not skills:
             continue
-        acc = {s: runs.series(client, run.info.run_id, ACC + s) for s in skills}
-        n = {s: runs.series(client, run.info.run_id, DATA_EXAMPLES + s) for s in skills}
+        acc = {s: store.series(client, run.info.run_id, ACC + s) for s in skills}
+        n = {s: store.series(client, run.info.run_id, DATA_EXAMPLES + s) for s in skills}
         rounds = max(acc[skills[0]])
         if rounds < 1 or any(sorted(acc[s]) != list(range(rounds + 1)) for s in skills):
             continue  # a run with gaps in its curves: nothing to align
@@ -92,7 +91,7 @@ def _sigmoid(x: float) -> float:
 def run_config(tracking_uri: str | None, runs: Sequence[RunCurves]) -> dict[str, Any]:
     """The experiment config the first of ``runs`` that has one logged (``config.yaml``); {} if none does."""
     for run in runs:
-        text = logged_text(tracking_uri, run.run_id, "config.yaml")
+        text = store.logged_text(tracking_uri, run.run_id, "config.yaml")
         if text is not None:
             return yaml.safe_load(text) or {}
     return {}

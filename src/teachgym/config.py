@@ -376,6 +376,13 @@ def _signature_model(target: Any, skip: set[str]) -> tuple[type[BaseModel], bool
     return model, var_kw
 
 
+def component_keys(target: Any) -> set[str] | None:
+    """The keywords ``build_component`` accepts for ``target`` (an options dataclass's fields included), or None
+    when it takes any (``**kwargs`` without an options dataclass)."""
+    model, var_kw = _signature_model(target, skip=set())
+    return None if var_kw else set(model.model_fields)
+
+
 def build_component(kind: Kind, section: str, config: ComponentConfig, **injected: Any) -> Any:
     """Resolve ``config.name`` and call it with the config's kwargs (type-checked) plus ``injected``.
 

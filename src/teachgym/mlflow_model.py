@@ -12,8 +12,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
-from teachgym.config import ComponentConfig, build_component
-from teachgym.options import component_keys
+from teachgym.config import ComponentConfig, build_component, component_keys
 from teachgym.registry import resolve
 
 

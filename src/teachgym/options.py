@@ -2,8 +2,8 @@
 from its fields as keywords, and its config section is validated against those fields.
 
 :func:`teachgym.config.build_component` reads :func:`options_fields` to check a config section by type and name;
-the plugin calls :func:`options_from` when it is given keywords; :func:`component_keys` says what a component
-accepts (the docs' tests and the MLflow model loader ask).
+the plugin calls :func:`options_from` when it is given keywords; :func:`teachgym.config.component_keys` says what
+a component accepts (the docs' tests and the MLflow model loader ask).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["component_keys", "options_fields", "options_from"]
+__all__ = ["options_fields", "options_from"]
 
 
 def options_from(cls: type, kwargs: Mapping[str, Any], owner: str) -> Any:
@@ -32,17 +32,6 @@ def options_from(cls: type, kwargs: Mapping[str, Any], owner: str) -> Any:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise ValueError(f"{owner} has no option {key!r}{hint} (options: {', '.join(names)})")
     return cls(**kwargs)
-
-
-def component_keys(target: Any) -> set[str] | None:
-    """The keywords a component accepts from its config section (an options dataclass's fields included), or None
-    when it takes any (``**kwargs`` without an options dataclass)."""
-    params = inspect.signature(target).parameters.values()
-    options = options_fields(target)
-    if any(p.kind is p.VAR_KEYWORD for p in params) and not options:
-        return None
-    return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "options"} | set(
-        options)
 
 
 def options_fields(target: Any) -> dict[str, Any]:

@@ -58,6 +58,8 @@ LEGACY_FILE = "loop.pkl"  # a round written by teachgym before the data-only for
 RUN_FILE = "run.json"
 
 log = logging.getLogger(__name__)
+
+
 class StateSaveError(ResumeError):
     """A round's state could not be written (a full disk, a read-only folder); the previous round is whole."""
 

@@ -25,6 +25,7 @@ from teachgym.engine import materialize
 from teachgym.evaluation import loss_profile
 from teachgym.rows import column
 from teachgym.seeds import skill_seed
+from teachgym.tracking.schema import experiment_name
 from teachgym.tracking.skill_graph_run import log_skill_graph
 from teachgym.tracking.store import resolve_tracking_uri
 from teachgym.types import Mixture
@@ -112,7 +113,7 @@ def save_and_log(graph: dict[str, Any], config: ExperimentConfig, out: str | Pat
     run_id = None
     if config.tracking.enabled:
         # The same experiment the loop logs to: named after the env object (an import path's env has its own name).
-        name = config.tracking.experiment or f"teachgym/{graph.get('env', config.env.name)}"
+        name = experiment_name(config, graph.get("env", config.env.name))
         run_id = log_skill_graph(resolve_tracking_uri(config.tracking.tracking_uri), name,
                                  {"examples_per_skill": graph["examples_per_skill"], "warmup": graph["warmup"],
                                   "env.name": config.env.name, "student.name": config.student.name}, [out, png])
