@@ -1,7 +1,7 @@
 """What the scripts in ``benchmarks/`` share: the commit and machine a row was measured on, the keys that make a
 cached row current, and the model shapes they measure. The scripts import this module, never each other.
 
-``teachgym bench`` keys its cases with :func:`teachgym.provenance.case_key`; :func:`keys_for` keys a
+``teachgym bench`` keys its cases with :func:`teachgym.bench.provenance`; :func:`keys_for` keys a
 benchmark's cases the same way, so one rule decides whether a cached row is reused.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 from teachgym.bench import provenance
 from teachgym.compare import RunCurve
 from teachgym.config import load_config
-from teachgym.provenance import ROOT, git_state, machine
+from teachgym.provenance import ROOT, code_hash, git_state, machine
+from teachgym.provenance import git_commit as provenance_git_commit
 
 #: The sources that decide a reasoning-gym benchmark's numbers (``benchmarks/reasoning_gym_*.py``): in its key.
 REASONING_GYM_SOURCES = ["envs/reasoning.py", "students/hf.py", "students/grpo.py", "policies/uniform.py",
@@ -32,7 +33,7 @@ QWEN2_05B = {"vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864
 
 def git_commit() -> str:
     """The repository's short commit (``unknown`` outside a git checkout)."""
-    return git_state(ROOT)[0]
+    return provenance_git_commit(ROOT)
 
 
 def environment() -> dict[str, str]:
@@ -86,20 +87,12 @@ def curves(rows: list[dict]) -> list:
             for r in rows]
 
 
-def sources_hash(deciding: Sequence[str]) -> str:
-    """sha256 over the named sources (paths relative to the repository, and their bytes)."""
-    digest = hashlib.sha256()
-    for rel in deciding:
-        digest.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def script_provenance(config: dict[str, Any], deciding: Sequence[str], packages: Sequence[str] = ()
                       ) -> dict[str, Any]:
     """A benchmark script's case key: the resolved config, the hash of ``deciding``, the package versions (with
     ``packages``) and the CPU; the commit and whether the tree was dirty are recorded beside it, not keyed."""
     extra = {name: importlib.metadata.version(name) for name in packages}
-    keyed = {"config": config, "code": sources_hash(deciding), "packages": {**environment(), **extra}}
+    keyed = {"config": config, "code": code_hash(ROOT, deciding), "packages": {**environment(), **extra}}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     commit, dirty = git_state(ROOT)
     return {**keyed, "key": key, "commit": commit, "dirty": dirty}

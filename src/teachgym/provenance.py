@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,23 +63,31 @@ def machine(gpu: bool = True) -> dict[str, Any]:
     return {"packages": packages, "cpu": cpu, "cores": os.cpu_count(), "gpu": name}
 
 
-def code_hash(root: Path) -> str:
-    """sha256 over the :data:`DECIDING` sources (their paths and bytes)."""
+def code_hash(root: Path, sources: Sequence[str] = DECIDING) -> str:
+    """sha256 over ``sources`` (default :data:`DECIDING`): their paths relative to ``root`` and their bytes."""
     digest = hashlib.sha256()
-    for rel in DECIDING:
+    for rel in sources:
         path = root / rel
         digest.update(rel.encode() + b"\0" + (path.read_bytes() if path.exists() else b"-"))
     return digest.hexdigest()[:16]
 
 
+def git_commit(root: Path) -> str:
+    """The short commit at ``root`` (``unknown`` outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def git_state(root: Path) -> tuple[str, bool]:
     """The short commit at ``root`` and whether tracked files differ from it (results files aside)."""
+    commit = git_commit(root)
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                 ":(exclude)benchmarks/results"], cwd=root, capture_output=True, text=True,
                                check=True).stdout.strip()
-        return commit, bool(dirty)
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
+    return (commit, bool(dirty)) if commit != "unknown" else ("unknown", True)
