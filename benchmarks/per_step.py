@@ -144,7 +144,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
                                          if "teacher/step_prior_distance" in t]),
                 "commits": sorted({f"{r['provenance']['commit']}{' (dirty)' if r['provenance']['dirty'] else ''}"
                                    for r in rs}),
-                "codes": [r["provenance"]["code"] for r in rs],
+                "codes": [r["provenance"]["code"] for r in rs if "code" in r["provenance"]],  # (hand-made rows lack it)
             })
         out[challenge] = {"variants": lines, "contrasts": contrasts(rows, challenge)}
     return out
