@@ -98,6 +98,11 @@ class _Started:
         elif self.resume:
             print(f"resuming {info.run_id or info.output_dir}: no round had finished, starting at round 0", flush=True)
 
+    def continue_with(self, args: argparse.Namespace, fix: str) -> None:
+        """After a stop or an error: the round that is saved and the command that continues (once the run exists)."""
+        if self.run is not None:
+            print(f"{_saved_round(self.run)}; {fix}continue with:\n  {_resume_hint(args, self.run)}", file=sys.stderr)
+
 
 def _print_done(result: Any, saved: bool, seconds: float) -> None:
     """The last lines of ``teachgym run``: first and last acc/mean, where the student and the MLflow run are."""
@@ -148,31 +153,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started,
                                 trust_old_state=args.trust_old_state)
     except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable, SynthesisError) as e:
-        run = started.run
         if not main:
             return 2
         print(f"error: {e}", file=sys.stderr)
-        if run is not None and not isinstance(e, TrackingUnavailable):
-            print(f"{_saved_round(run)}; after fixing it, continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
+        if not isinstance(e, TrackingUnavailable):
+            started.continue_with(args, "after fixing it, ")
         return 2
     except PolicyError as e:
-        run = started.run
         if not main:
             return 1
         cause = e.__cause__
         print("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)).rstrip(), file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
-        if run is not None:
-            print(f"{_saved_round(run)}; fix the policy, then continue with:\n  {_resume_hint(args, run)}",
-                  file=sys.stderr)
+        started.continue_with(args, "fix the policy, then ")
         return 1
     except Interrupted as e:
-        run = started.run
         if not main:
             return e.exit_code
         print(f"\nstopped by {e.signame}; the MLflow runs are marked KILLED.", file=sys.stderr)
-        if run is not None:
-            print(f"{_saved_round(run)}; continue with:\n  {_resume_hint(args, run)}", file=sys.stderr)
+        started.continue_with(args, "")
         return e.exit_code
     _print_done(result, config.loop.save_student, time.perf_counter() - start)
     return 0
