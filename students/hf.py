@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from teachgym import progress
 from teachgym.interrupts import check
 from teachgym.options import options_from
 from teachgym.students._trl_private import drop_forward_patch
@@ -89,12 +90,25 @@ def _device(device: str) -> str:
 
 
 def _stop_check() -> Any:
-    """A trainer callback: a stop signal that Python could not raise mid-step stops at the next step."""
+    """A trainer callback: a stop signal that Python could not raise mid-step stops at the next step; and the
+    steps as progress (:mod:`teachgym.progress`, silent unless the front end shows it)."""
     from transformers import TrainerCallback
 
     class StopCheck(TrainerCallback):
+        ticker: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.ticker = progress.start("training", state.max_steps or None, "steps")
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.ticker is not None:
+                self.ticker.update(1)
             check()
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.ticker is not None:
+                self.ticker.close()
+                self.ticker = None
 
     return StopCheck()
 

@@ -9,50 +9,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from teachgym import cli_args
-from teachgym.config import ConfigError, load_config
+from teachgym import cli_args, progress
+from teachgym.config import ConfigError, check_names, load_config
 from teachgym.console import Display, quiet_libraries
 from teachgym.distributed import team
 from teachgym.interrupts import Interrupted
 from teachgym.registry import KINDS, RegistryError, describe
+from teachgym.run_output import RoundLines, print_done, program, resume_hint
 from teachgym.tracking.store import TrackingUnavailable, prepare_store, resolve_tracking_uri
 from teachgym.types import InvalidActionError
-
-
-def _describe_action(action: dict | None) -> str:
-    if action is None:
-        return "-"
-    if action["type"] == "mixture":
-        top = sorted(action["weights"].items(), key=lambda kv: -kv[1])[:3]
-        return "mixture " + " ".join(f"{k}={v:.2f}" for k, v in top)
-    if action["type"] == "synthesize":
-        return "synthesize " + " ".join(
-            f"{r['skill']}x{r['n']}" + (f"@L{r['level']}" if r["level"] is not None else "") for r in action["requests"]
-        )
-    return f"examples ({action['n_rows']} rows)"
-
-
-def _progress(record, rounds_total: int) -> None:
-    name, acc = record.weakest
-    delta = ""
-    if record.round > 0:
-        delta = f" ({record.metrics.get('acc/mean', 0) - _progress.first:+.3f} vs round 0)"
-    else:
-        _progress.first = record.mean_accuracy
-    loss = f" loss {record.train_loss:.3f}" if record.train_loss is not None else ""
-    print(
-        f"round {record.round:>2}/{rounds_total}  acc/mean {record.mean_accuracy:.3f}{delta}  "
-        f"weakest {name} {acc:.2f}  teacher: {_describe_action(record.action)}{loss}  [{record.seconds:.1f}s]",
-        flush=True,
-    )
-
-
-_progress.first = 0.0  # type: ignore[attr-defined]
 
 
 def _load_config(args: argparse.Namespace) -> Any:
@@ -64,15 +35,6 @@ def _load_config(args: argparse.Namespace) -> Any:
         return None
     quiet_libraries()
     return config
-
-
-def _resume_hint(args: argparse.Namespace, run: Any) -> str:
-    """The command that continues this experiment."""
-    import shlex
-
-    target = run.run_id or os.path.basename(run.output_dir)
-    words = ["teachgym", "run", args.config, *args.overrides, "--resume", target]
-    return " ".join(shlex.quote(w) for w in words)
 
 
 def _saved_round(run: Any) -> str:
@@ -101,23 +63,7 @@ class _Started:
     def continue_with(self, args: argparse.Namespace, fix: str) -> None:
         """After a stop or an error: the round that is saved and the command that continues (once the run exists)."""
         if self.run is not None:
-            print(f"{_saved_round(self.run)}; {fix}continue with:\n  {_resume_hint(args, self.run)}", file=sys.stderr)
-
-
-def _print_done(result: Any, saved: bool, seconds: float) -> None:
-    """The last lines of ``teachgym run``: first and last acc/mean, where the student and the MLflow run are."""
-    first, last = result.rounds[0], result.final
-    print(
-        f"done in {seconds:.0f}s: acc/mean {first.mean_accuracy:.3f} -> {last.mean_accuracy:.3f} "
-        f"over {last.examples} examples; student saved under {result.output_dir}"
-        if saved
-        else f"done in {seconds:.0f}s: acc/mean {first.mean_accuracy:.3f} -> "
-        f"{last.mean_accuracy:.3f} over {last.examples} examples",
-        flush=True,
-    )
-    if result.run_id:
-        print(f"MLflow: run {result.run_id} in {result.tracking_uri}; browse with: teachgym ui --tracking-uri "
-              f"{result.tracking_uri}")
+            print(f"{_saved_round(self.run)}; {fix}continue with:\n  {resume_hint(args, self.run)}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,6 +85,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load_config(args)
     if config is None:
         return 2
+    try:
+        check_names(config)  # a misspelt plugin name: now, before the header and before anything is created
+    except RegistryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.progress or (args.progress is None and sys.stdout.isatty()):
+        progress.enable()
     from teachgym.loop import PolicyError, default_run_name, run_experiment
 
     print(
@@ -150,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = _Started(bool(args.resume))
     start = time.perf_counter()
     try:
-        result = run_experiment(config, on_round=_progress, resume=args.resume or False, on_start=started,
+        result = run_experiment(config, on_round=RoundLines(), resume=args.resume or False, on_start=started,
                                 trust_old_state=args.trust_old_state)
     except (ConfigError, RegistryError, InvalidActionError, EngineError, TrackingUnavailable, SynthesisError) as e:
         if not main:
@@ -173,7 +126,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"\nstopped by {e.signame}; the MLflow runs are marked KILLED.", file=sys.stderr)
         started.continue_with(args, "")
         return e.exit_code
-    _print_done(result, config.loop.save_student, time.perf_counter() - start)
+    finally:
+        progress.disable()
+    print_done(result, config.loop.save_student, time.perf_counter() - start)
     return 0
 
 
@@ -276,13 +231,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"summary, tables and plot: {plan.directory}", flush=True)
     if result.run_id:
         print(f"MLflow: sweep run {result.run_id} (sweep-{plan.name}) in {result.tracking_uri}; its trials have tag "
-              f"teachgym.sweep = '{result.sweep_id}'; again from the store: teachgym compare --sweep {plan.name} "
-              f"--baseline {plan.options.baseline or 'uniform'} --tracking-uri {result.tracking_uri}")
-    import shlex
-
+              f"teachgym.sweep = '{result.sweep_id}'; again from the store: {shlex.join(program())} compare --sweep "
+              f"{plan.name} --baseline {plan.options.baseline or 'uniform'} --tracking-uri {result.tracking_uri}")
     flags = [(f"--{k.replace('_', '-')}", getattr(args, k)) for k in
              ("name", "max_concurrent", "cpus_per_trial", "gpus_per_trial", "address", "baseline")]
-    words = ["teachgym", "sweep", args.config, *args.overrides, *(w for f, v in flags if v is not None
+    words = [*program(), "sweep", args.config, *args.overrides, *(w for f, v in flags if v is not None
                                                                    for w in (f, str(v)))]
     again = shlex.join(words + (["--sequential"] if args.sequential else []))
     if result.interrupted is not None:
@@ -299,8 +252,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import shlex
-
     from teachgym.bench import bench_command, load_challenges
 
     if os.getcwd() not in sys.path:  # a teacher given by import path, as in `teachgym run`

@@ -22,6 +22,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p_run.add_argument("--resume", nargs="?", const=True, metavar="RUN_ID",
                        help="continue the newest unfinished experiment with this config's experiment and run name "
                        "(or the run RUN_ID) after its last finished round")
+    p_run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="show training steps and evaluation items as they go, with ETA (default: when the "
+                       "output is a terminal; in a log, a line every 5 s)")
     p_run.add_argument("--trust-old-state", action="store_true",
                        help="with --resume: read a round state written by an older teachgym (a pickle, which can run "
                             "code) once, and rewrite it in the data-only format")

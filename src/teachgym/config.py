@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from teachgym.errors import TeachgymError
 from teachgym.options import options_fields
-from teachgym.registry import Kind, resolve
+from teachgym.registry import Kind, RegistryError, resolve
 
 
 class ConfigError(TeachgymError, ValueError):
@@ -416,3 +416,22 @@ def build_component(kind: Kind, section: str, config: ComponentConfig, **injecte
         raise
     except ValueError as e:  # constructors reject bad arguments with ValueError: a config mistake, not a bug
         raise ConfigError(f"{section} {config.name!r}: {e}") from e
+
+
+def check_names(config: ExperimentConfig) -> None:
+    """Resolve every component name in ``config`` (importing a plugin's module, building nothing), so that a
+    misspelt name fails at once, before a run prints or creates anything.
+
+    Raises:
+        RegistryError: The first unknown name, with the field that holds it and the near names.
+    """
+    sections = [("envs", "env", config.env), ("students", "student", config.student),
+                ("policies", "policy", config.policy)]
+    if config.warm_start is not None:
+        sections += [("students", "warm_start.student", config.warm_start.student),
+                     ("policies", "warm_start.policy", config.warm_start.policy)]
+    for kind, section, component in sections:
+        try:
+            resolve(kind, component.name)
+        except RegistryError as e:
+            raise RegistryError(f"{section}.name: {e}") from None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from teachgym.distributed import team
+from teachgym.progress import in_batches
 from teachgym.protocols import AnswersEval
 from teachgym.rows import column
 from teachgym.types import Failure, SkillStats
@@ -74,9 +75,13 @@ def evaluate(
         outputs, correct, losses = answered[0], [bool(c) for c in answered[1]], [float(x) for x in answered[2]]
     else:
         # With several processes (accelerate) each answers its share of the items; all get every answer.
+        # In the student's own batches, so that progress shows (a vLLM engine gets every prompt at once).
         split, answer = team().map_split, generate or student.generate
-        outputs = split(lambda ps: answer(ps, max_new_tokens=max_new_tokens, batch_size=batch_size), prompts)
-        losses = split(lambda ps, gs: student.loss(ps, gs, batch_size=batch_size), prompts, golds)
+        chunk = batch_size if generate is None else len(prompts)
+        outputs = split(lambda ps: in_batches(lambda b: answer(b, max_new_tokens=max_new_tokens, batch_size=batch_size),
+                                              "evaluating: answers", "items", chunk, ps), prompts)
+        losses = split(lambda ps, gs: in_batches(lambda b, g: student.loss(b, g, batch_size=batch_size),
+                                                 "evaluating: loss", "items", batch_size, ps, gs), prompts, golds)
         correct = [bool(env.verify(p, o)) for p, o in zip(prompts, outputs)]
 
     names = [s.name for s in env.skills]

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from teachgym import progress
 from teachgym.checks import check_plugin
 from teachgym.config import ConfigError, ExperimentConfig, build_component, flatten
 from teachgym.config_diff import resumed_config
@@ -220,7 +221,7 @@ def _prepare(config: ExperimentConfig, resume: str | bool, crew: Team
 def play_round_zero(exp: Experiment) -> RoundState:
     """Round 0: evaluate the untrained student, save and log it."""
     loop, t0 = exp.config.loop, time.perf_counter()
-    with exp.tracker.round(0):
+    with exp.tracker.round(0), progress.scope(f"round 0/{loop.rounds}"):
         result = evaluate(exp.student, exp.env, None, loop.max_new_tokens, loop.eval_batch_size, loop.num_failures,
                           generate=exp.generate)
         done = Round(0, result, round_metrics(result, None, None, 0, exp.skills), seconds=time.perf_counter() - t0)
@@ -237,7 +238,7 @@ def play_round(exp: Experiment, state: RoundState, r: int) -> RoundState:
     config, env, student, policy = exp.config, exp.env, exp.student, exp.policy
     loop, seed, t0 = config.loop, round_seed(config.loop.seed, r), time.perf_counter()
     obs = restrict(_observe(exp, state, r), loop.state, state.result.subskills)  # what this teacher may see
-    with exp.tracker.round(r):
+    with exp.tracker.round(r), progress.scope(f"round {r}/{loop.rounds}"):
         # Aioli-style policies first probe the student; probe rows come out of this round's budget.
         obs, probed, probe_rows, probe_results = run_probes(exp, obs, seed)
         # The teacher acts, and the engine builds the data, in process 0; every process gets both.
