@@ -28,9 +28,10 @@ lint: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch first, from the spec above (on this machine a local CPU wheel), unless .venv already has one;
+	# torch first (with numpy, which torch imports at start), from the spec above (on this machine a local CPU
+	# wheel), unless .venv already has one;
 	# then pin whatever torch is there so that no dependency can swap it for a multi-GB CUDA build.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install "$(TORCH)" numpy
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch-constraint.txt
 	$(BIN)/pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"
 	touch $@

@@ -288,3 +288,41 @@ def test_a_report_of_rows_from_other_deciding_code_says_they_are_stale():
              "provenance": {"code": "old"}} for p, v in (("uniform", 0.1), ("oracle", 0.6)) for s in range(3)]
     assert "**Stale" in readme_block({"simulated": rows}, current_code="new")
     assert "**Stale" not in readme_block({"simulated": rows}, current_code="old")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_the_bench_writes_in_the_working_folder_and_cached_never_writes_an_empty_report(tmp_path):
+    """Run from another folder with the defaults: the rows and reports land in ./outputs/bench/results, the committed
+    leaderboard is read, never written; --cached with no rows of its cases writes nothing; one seed says why the
+    report has no intervals; no plotting warning."""
+    committed = _snapshot(ROOT / "benchmarks" / "results" / "bench")
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    bench = [TEACHGYM, "bench", "--simulated", "--no-mlflow", "--dir", str(ROOT / "configs" / "bench")]
+    done = subprocess.run([*bench, "uniform", "--challenges", "unlearnable", "--seeds", "0"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr and "legend" not in done.stderr, done.stderr
+    report = (tmp_path / "outputs" / "bench" / "results" / "simulated.md").read_text()
+    assert "**One seed: scores without intervals.**" in report
+    room = next(line for line in report.splitlines() if line.startswith("| unlearnable |"))
+    assert "(n=1)" in room and "[" not in room  # a difference, no interval
+    cached = subprocess.run([*bench, "--cached", "--challenges", "mastered"], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert cached.returncode == 1 and "no report written" in cached.stderr, cached.stderr
+    assert (tmp_path / "outputs" / "bench" / "results" / "simulated.md").read_text() == report
+    assert _snapshot(ROOT / "benchmarks" / "results" / "bench") == committed
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout == status
+
+
+def test_a_report_without_a_teacher_to_draw_has_no_legend_warning(tmp_path):
+    import warnings
+
+    from teachgym.bench_report import plot_profile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_profile([], str(tmp_path / "p.png"))
+    assert (tmp_path / "p.png").stat().st_size > 1000

@@ -1,4 +1,4 @@
-"""The embedded default, end to end, as `make run` runs it (slow: about two minutes on 2 CPU cores)."""
+"""The embedded default, end to end, as `make run` runs it (slow: about 90 s on 2 CPU cores)."""
 
 import pytest
 

@@ -23,6 +23,7 @@ import importlib.metadata
 import importlib.util
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ ANCHORS = ("uniform", "oracle")
 NOT_BENCHED = {"llm-agent": "needs a language-model endpoint"}
 #: Where the bench finds each challenge's ``learned`` teacher (``benchmarks/train_bench_teachers.py`` trains them
 #: on the simulated twins): ``<LEARNED_DIR>/<challenge>.zip``, relative to the repository root.
+REFERENCE = "benchmarks/results/bench"  # the committed leaderboard, in a checkout
 LEARNED_DIR = "benchmarks/results/bench/learned"
 
 
@@ -187,6 +189,7 @@ def run_bench(
     on_case: Callable[[dict[str, Any]], None] | None = None,
     run: bool = True,
     anchors: Sequence[str] = ANCHORS,
+    reference: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
 
@@ -194,11 +197,16 @@ def run_bench(
     ``results/<lm|simulated>.jsonl`` as each sweep ends; rows of other keys stay in the file (another machine's,
     another commit's).
     ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
+    ``reference``: another results folder (the committed leaderboard) whose rows of the current keys are reused,
+    never written.
     ``learned`` runs on the challenges that have a model under ``root`` / :data:`LEARNED_DIR` and is
     skipped on the others (:func:`missing_learned` names them).
     """
     file = results / ("simulated.jsonl" if simulated else "lm.jsonl")
-    stored = [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
+    stored = _read(file)
+    if reference is not None and reference.resolve() != results.resolve():
+        known = {(r["provenance"]["key"], r["seed"]) for r in stored}
+        stored += [r for r in _read(reference / file.name) if (r["provenance"]["key"], r["seed"]) not in known]
     wanted = list(dict.fromkeys([*anchors, *policies]))
     rows: list[dict[str, Any]] = []
     for ch in challenges:
@@ -263,6 +271,10 @@ def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, An
     return row
 
 
+def _read(file: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
+
+
 def _write(file: Path, rows: list[dict[str, Any]]) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp")
@@ -308,11 +320,13 @@ def steps(policy: str) -> bool:
 
 def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
                   fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
-                  command: str, cached: bool = False) -> int:
+                  command: str, cached: bool = False, reference: str | None = None) -> int:
     """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows).
 
     ``cached``: run nothing, and report the cases of the current keys already in the results file (a
     leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they ran).
+    ``reference``: the committed leaderboard's folder (default: :data:`REFERENCE` in this checkout), whose rows
+    of the current keys are reused; only ``results`` is written, and nothing when no case has a row.
     """
     challenges = load_challenges(directory, challenge_names)
     chosen = list(policies) or default_policies()
@@ -323,6 +337,7 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
             raise ConfigError(f"{p}: {name!r} has no step() method, so it cannot teach per step; drop '@step'")
     out = Path(results)
     root = Path(__file__).resolve().parents[2]
+    ref = Path(reference) if reference else root / REFERENCE
     ray = importlib.util.find_spec("ray") is not None
     say = (lambda *a, **k: None) if fmt == "json" else print
 
@@ -334,8 +349,14 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
         say(f"learned: skipped on {', '.join(untrained)} (no model in {LEARNED_DIR}; train one: "
             f"python benchmarks/train_bench_teachers.py {' '.join(untrained)})", flush=True)
     rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
-                     sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached)
+                     sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached,
+                     reference=ref)
     kind = "simulated" if simulated else "lm"
+    if not any(r["status"] == "finished" for r in rows):  # an empty report would say nothing, and replace one
+        print(f"no finished case of the current keys in {out}" + ("" if ref.resolve() == out.resolve() else
+              f" or {ref}") + (" (--cached runs nothing: run without it)" if cached else "") + "; no report written",
+              file=sys.stderr)
+        return 1
     cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
     failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
               for r in rows if r["status"] != "finished"]
@@ -343,7 +364,7 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
                                                   "leaderboard": bench_report.leaderboard(rows),
                                                   "without_headroom": bench_report.without_headroom(rows)},
                                                  indent=1, default=str) + "\n")
-    text = report(rows, challenges, out, simulated, command)
+    text = report(rows, challenges, out, simulated, command, ref)
     (out / f"{kind}.md").write_text(text)
     bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"))
     if fmt == "json":
@@ -354,10 +375,13 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
 
 
 def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], results: Path, simulated: bool,
-           command: str) -> str:
-    """The markdown report of these rows (with the rank agreement when the other leaderboard's rows exist)."""
+           command: str, reference: Path | None = None) -> str:
+    """The markdown report of these rows (with the rank agreement when the other leaderboard's rows exist, in
+    ``results`` or else in ``reference``)."""
     kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
     other_rows = reported_rows(results, other)
+    if other_rows is None and reference is not None:
+        other_rows = reported_rows(reference, other)
     text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, _footer(rows, command),
                                  other_rows, "LM" if simulated else "simulated", code_hash(ROOT))
     return f"## teachgym bench: {kind} students\n\n" + text

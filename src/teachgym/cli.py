@@ -266,7 +266,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             return 0
         command = shlex.join(["teachgym", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "teachgym bench"
         return bench_command(args.policies, args.challenges, args.seeds, args.simulated, args.format, args.dir,
-                             args.results, args.work, args.sequential, not args.no_mlflow, command, args.cached)
+                             args.results, args.work, args.sequential, not args.no_mlflow, command, args.cached,
+                             args.reference)
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -107,7 +107,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p_b.add_argument("--format", choices=["table", "json"], default="table",
                      help="json: print the rows (challenge, policy, seed, score, normalised) for scripts")
     p_b.add_argument("--dir", default="configs/bench", help="the challenge folder (default configs/bench)")
-    p_b.add_argument("--results", default="benchmarks/results/bench", help="results and reports folder")
+    p_b.add_argument("--results", default="outputs/bench/results", help="the rows and reports this command writes "
+                     "(default outputs/bench/results; benchmarks/results/bench updates the committed leaderboard)")
+    p_b.add_argument("--reference", help="a results folder whose rows of the current keys are reused, never written "
+                     "(default: the committed leaderboard, benchmarks/results/bench)")
     p_b.add_argument("--work", default="outputs/bench", help="the cases' run folders")
     p_b.add_argument("--sequential", action="store_true", help="run the cases one by one in this process (no Ray)")
     p_b.add_argument("--no-mlflow", action="store_true", help="do not log the cases to MLflow")

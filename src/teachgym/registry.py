@@ -56,7 +56,7 @@ BUILTINS: dict[str, dict[str, Entry]] = {
         ),
         "reasoning-gym": Entry(
             "teachgym.envs.reasoning:ReasoningGymEnv",
-            "reasoning-gym's procedural tasks, one skill per task@level of their curricula, scored by the package",
+            "reasoning-gym's procedural tasks, one skill per task:level of their curricula, scored by the package",
         ),
     },
     "students": {
