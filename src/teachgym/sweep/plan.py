@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.compare import RunCurve
-from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, build_component, load_config
-from teachgym.registry import resolve
+from teachgym.config import ConfigError, ExperimentConfig, SweepConfig, build_component, check_names, load_config
 from teachgym.tracking.schema import TAG_SETTING, TAG_TRIAL
 from teachgym.tracking.store import resolve_tracking_uri
 
@@ -160,8 +159,7 @@ def plan_sweep(config: str | Path | Mapping[str, Any], overrides: Sequence[str] 
         short = ",".join(f"{o.partition('=')[0].rsplit('.', 1)[-1]}={o.partition('=')[2]}" for o in setting.split())
         name_ = f"{policy}-s{cfg.loop.seed}" + (f"-{short}" if short else "")
         trial = Trial(key, grid_overrides, name_, cfg.policy.name, cfg.loop.seed, setting)
-        for kind, comp in (("envs", cfg.env), ("students", cfg.student), ("policies", cfg.policy)):
-            resolve(kind, comp.name)  # an unknown name fails here, with near names
+        check_names(cfg)  # an unknown name fails here, with its field and the near names
         cfg = _trial_config(cfg, trial, directory)
         trials.append(trial)
         configs[key] = cfg
