@@ -53,11 +53,14 @@ import dataclasses
 import difflib
 import random
 import re
+import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from teachgym.envs._content import ContentOverlapWarning, owners, taken_elsewhere
 from teachgym.envs._math import _require, math_equal
-from teachgym.errors import TeachgymError
+from teachgym.envs._reasoning_parts import ReasoningGymError, _curriculum_fields, _level_count, _Source
 from teachgym.types import Skill
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,10 +80,6 @@ CHECKERS = ("score", "math")
 _ANSWER = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
 
 
-class ReasoningGymError(TeachgymError, ValueError):
-    """The env's options name something reasoning-gym does not have (the message says what is valid)."""
-
-
 def _package() -> Any:
     try:
         import reasoning_gym.factory as factory
@@ -98,26 +97,6 @@ def extract_answer(output: str) -> str:
     """The answer in an output: inside its last ``<answer>...</answer>``, else the whole output; stripped."""
     found = _ANSWER.findall(output)
     return (found[-1] if found else output).strip()
-
-
-@dataclasses.dataclass(frozen=True)
-class _Source:
-    """One task at one level: the package's dataset object, which makes items and scores answers."""
-
-    task: str
-    level: int
-    eval: Any  # the package's dataset of eval items
-    train: Any  # ... and of training items, from the seeds after the eval ones
-    summary: str  # the attribute values at this level, for skill descriptions
-
-    def item(self, split: str, index: int) -> dict[str, Any]:
-        try:
-            return (self.eval if split == "eval" else self.train)[index]
-        except Exception as e:  # noqa: BLE001 - the package's error, named with the task and level
-            raise ReasoningGymError(
-                f"reasoning-gym task {self.task!r} level {self.level} could not make item {index}: "
-                f"{type(e).__name__}: {e}"
-            ) from e
 
 
 class ReasoningGymEnv:
@@ -193,8 +172,10 @@ class ReasoningGymEnv:
         self.skills: tuple[Skill, ...] = self._make_skills()
         # question -> (task, the dataset that made it, its item), for score_answer: every row the env returns.
         self._items: dict[str, tuple[str, Any, dict[str, Any]]] = {}
+        self.eval_dropped: dict[str, dict[str, int]] = {}  # skill -> {skill whose training has it: eval items}
         self._eval_rows = self._draw_eval()
         self._eval_prompts = frozenset(r["prompt"] for r in self._eval_rows)
+        self._eval_content = owners(self._eval_rows)  # no training row of another skill may have it
         self._eval: Dataset | None = None
         self._pool: Dataset | None = None
 
@@ -308,10 +289,13 @@ class ReasoningGymEnv:
                 "level": src.level}
 
     def _draw(self, task: str, levels: list[int], n: int, split: str, indices: Iterator[int],
-              exclude: frozenset[str]) -> list[dict]:
-        """Up to ``n`` rows with distinct questions, none in ``exclude``, spread over ``levels`` in turn."""
+              exclude: frozenset[str], taken: Mapping[tuple, set[str]] | None = None,
+              dropped: Counter | None = None) -> list[dict]:
+        """Up to ``n`` rows with distinct questions, none in ``exclude`` and none whose content another skill
+        has in ``taken`` (counted in ``dropped`` by that skill), spread over ``levels`` in turn."""
         rows: list[dict] = []
         seen: set[str] = set()
+        skipped: set[str] = set()
         levels, misses = list(levels), 0
         while len(rows) < n and levels:
             lv = levels[len(rows) % len(levels)]
@@ -320,7 +304,11 @@ class ReasoningGymEnv:
             except StopIteration:  # this split's items are used up
                 levels.remove(lv)
                 continue
-            if row["prompt"] in exclude or row["prompt"] in seen:
+            others = taken_elsewhere(row, taken) if taken else ()
+            if dropped is not None and others and row["prompt"] not in skipped:  # distinct questions
+                skipped.add(row["prompt"])
+                dropped[", ".join(sorted(others))] += 1
+            if row["prompt"] in exclude or row["prompt"] in seen or others:
                 misses += 1
                 if misses > 200 + 2 * n:  # this level's questions are used up: spread over the others
                     levels.remove(lv)
@@ -331,15 +319,34 @@ class ReasoningGymEnv:
             rows.append(row)
         return rows
 
+    def _training_content(self) -> dict[tuple, set[str]]:
+        """The content of the rows each skill's pool is drawn from (its first training items), by skill."""
+        n = self.pool_per_skill
+        return owners(self._row(src, "train", i) for src in self._sources.values()
+                      for i in range(min(n, len(src.train))))
+
     def _draw_eval(self) -> list[dict]:
+        """Each skill's eval items, skipping those whose content another skill's pool trains on (counted in
+        :attr:`eval_dropped` and said in a warning: they would measure that skill, not this one)."""
         rows: list[dict] = []
+        taken = self._training_content()
         for (task, lv), src in self._sources.items():
+            dropped: Counter = Counter()
             drawn = self._draw(task, [lv], self.eval_per_skill, "eval", iter(range(len(src.eval))),
-                               frozenset(r["prompt"] for r in rows))
+                               frozenset(r["prompt"] for r in rows), taken, dropped)
+            name = self._skill_name(task, lv)
+            if dropped:
+                self.eval_dropped[name] = dict(dropped)
+                warnings.warn(f"reasoning-gym: {sum(dropped.values())} eval questions of {name} skipped (and "
+                              f"replaced): their numbers and answer are in the training rows of "
+                              f"{', '.join(sorted(dropped))}", ContentOverlapWarning, stacklevel=2)
             if len(drawn) < self.eval_per_skill:
+                overlap = "" if not dropped else (
+                    f"; {sum(dropped.values())} more have the content of training rows of "
+                    f"{', '.join(sorted(dropped))} (the skills test the same thing: drop one)")
                 raise ReasoningGymError(
                     f"reasoning-gym task {task!r} level {lv} has only {len(drawn)} distinct questions, fewer "
-                    f"than env.eval_per_skill={self.eval_per_skill} (and training needs others): lower "
+                    f"than env.eval_per_skill={self.eval_per_skill} (and training needs others){overlap}: lower "
                     f"eval_per_skill or drop the level")
             self._check_golds(task, lv, drawn)
             if len({str(src.item("eval", 0)["question"]) for _ in range(2)}) > 1:
@@ -378,7 +385,8 @@ class ReasoningGymEnv:
             for s in self.skills:
                 task, levels = self._task_level(s.name, None)
                 indices = iter(range(len(self._sources[(task, levels[0])].train)))
-                drawn = self._draw(task, levels, self.pool_per_skill, "train", indices, self._eval_prompts)
+                drawn = self._draw(task, levels, self.pool_per_skill, "train", indices, self._eval_prompts,
+                                   self._eval_content)
                 if not drawn:
                     raise ReasoningGymError(f"skill {s.name!r}: every question it can make is an eval question")
                 rows += [{**r, "source": "pool"} for r in drawn]
@@ -397,7 +405,8 @@ class ReasoningGymEnv:
         task, levels = self._task_level(skill, level)
         rng = random.Random(f"{seed}:{skill}:{level}")
         span = _SPANS.get(task, (EVAL_SPAN, TRAIN_SPAN))[1]
-        rows = self._draw(task, levels, n, "train", iter(lambda: rng.randrange(span), -1), self._eval_prompts)
+        rows = self._draw(task, levels, n, "train", iter(lambda: rng.randrange(span), -1), self._eval_prompts,
+                          self._eval_content)
         return [{**r, "source": "generator"} for r in rows]
 
     def verify(self, prompt: str, output: str) -> bool:
@@ -418,24 +427,3 @@ class ReasoningGymEnv:
         if self._checkers[task] == "math":
             return math_equal(answer, str(item["answer"]))
         return False
-
-
-def _level_count(factory: Any, task: str) -> int:
-    """How many curriculum levels a task has (the longest attribute's); 1 without a curriculum."""
-    if task not in factory.CURRICULA:
-        return 1
-    attrs = factory.create_curriculum(task).attributes.values()
-    return max((len(a.levels) for a in attrs), default=1)
-
-
-def _curriculum_fields(curriculum: Any) -> set[str]:
-    """The config fields a curriculum level sets."""
-    from reasoning_gym.coaching.attributes import RangeAttributeDefinition
-
-    out: set[str] = set()
-    for a in curriculum.attributes.values():
-        if isinstance(a, RangeAttributeDefinition):
-            out |= {a.lower_field_name, a.upper_field_name}
-        else:
-            out.add(a.field_name)
-    return out

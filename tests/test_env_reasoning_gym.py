@@ -8,7 +8,7 @@ pytest.importorskip("reasoning_gym")
 
 from teachgym.checks import check_env  # noqa: E402
 from teachgym.config import ComponentConfig, ConfigError, build_component  # noqa: E402
-from teachgym.envs.reasoning import ReasoningGymEnv, extract_answer  # noqa: E402
+from teachgym.envs.reasoning import ReasoningGymEnv, ReasoningGymError, extract_answer  # noqa: E402
 
 
 def make(**kwargs):
@@ -174,10 +174,10 @@ def test_a_run_logs_each_task_and_level_as_a_skill(tmp_path):
     ])
     result = run_experiment(cfg)
     assert set(result.final.accuracies) == {"spell_backward:0", "spell_backward:1", "basic_arithmetic:0",
-                                            "chain_sum:0"}
+                                            "chain_sum:1"}
     run = _client().get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert {"acc/spell_backward:1", "loss/chain_sum:0", "data/examples/basic_arithmetic:0"} <= set(run.data.metrics)
+    assert {"acc/spell_backward:1", "loss/chain_sum:1", "data/examples/basic_arithmetic:0"} <= set(run.data.metrics)
 
 
 def test_the_skill_tree_shows_levels_under_their_task_and_synthesis_asks_for_a_level(tmp_path):
@@ -195,9 +195,10 @@ def test_the_skill_tree_shows_levels_under_their_task_and_synthesis_asks_for_a_l
     assert set(result.final.accuracies) == {"spell_backward", "basic_arithmetic", "chain_sum"}
     action = result.final.action
     assert action["type"] == "synthesize"
-    # Ties at round 0 go to the easiest level first: level 0 of each task (spell_backward also has level 1).
+    # Ties at round 0 go to the easiest level first: the level-0 leaves (chain_sum has levels 1 only), then the
+    # level-1 ones in task order.
     assert [(r["skill"], r["level"]) for r in action["requests"]] == [
-        ("spell_backward", 0), ("basic_arithmetic", 0), ("chain_sum", 0)]
+        ("spell_backward", 0), ("basic_arithmetic", 0), ("spell_backward", 1)]
     assert sum(r["n"] for r in action["requests"]) == 40
     assert result.final.metrics["data/examples/spell_backward"] > 0
 
@@ -252,3 +253,29 @@ def test_the_shipped_config_learns(tmp_path):
     assert first.mean_accuracy == 0.0
     assert last.mean_accuracy >= 0.4, last.accuracies
     assert min(last.accuracies.values()) >= 0.2, last.accuracies
+
+
+def test_eval_content_never_reaches_training_through_another_skill():
+    """chain_sum asks "0 - 4 =", basic_arithmetic "Calculate 0 - 4.": other prompts, the same numbers and answer.
+    An eval item whose content another skill's pool trains on is skipped, counted and said; no training row
+    (pool or generator, any skill) has another skill's eval content."""
+    from teachgym.envs._content import ContentOverlapWarning, owners, taken_elsewhere
+
+    with pytest.warns(ContentOverlapWarning, match=r"eval questions of basic_arithmetic:0 skipped"):
+        env = ReasoningGymEnv(["basic_arithmetic", "chain_sum"], levels={"basic_arithmetic": [0], "chain_sum": [0]},
+                              eval_per_skill=4, pool_per_skill=300)
+    assert env.eval_dropped["basic_arithmetic:0"]["chain_sum:0"] > 0
+    evals = owners(env.eval_set())
+    rows = [*env.pool(), *env.generate("basic_arithmetic:0", 2000, seed=1), *env.generate("chain_sum:0", 100, seed=1)]
+    assert len(rows) > 2000 and not [r for r in rows if taken_elsewhere(r, evals)]
+    # and the guard is what keeps them out: the task's own training items do carry that content
+    src = env._sources[("basic_arithmetic", 0)]
+    raw = [env._row(src, "train", i) for i in range(3000)]
+    assert [r for r in raw if taken_elsewhere(r, evals)]
+
+
+def test_two_skills_that_test_the_same_content_are_refused_by_name():
+    with pytest.raises(ReasoningGymError, match=r"chain_sum' level 0 has only \d+ distinct questions.*content of "
+                       r"training rows of basic_arithmetic:0 \(the skills test the same thing: drop one\)"):
+        ReasoningGymEnv(["basic_arithmetic", "chain_sum"], levels={"basic_arithmetic": [0], "chain_sum": [0]},
+                        eval_per_skill=50, pool_per_skill=2000)
