@@ -21,9 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from teachgym import progress
-from teachgym.interrupts import check
 from teachgym.options import options_from
+from teachgym.students._hf_parts import _stop_check, load_tensors, save_tensors, token_batches
 from teachgym.students._trl_private import drop_forward_patch
 from teachgym.tracking.store import download, run_is_active
 from teachgym.types import TrainReport
@@ -89,50 +88,6 @@ def _device(device: str) -> str:
     return "cpu"
 
 
-def _stop_check() -> Any:
-    """A trainer callback: a stop signal that Python could not raise mid-step stops at the next step; and the
-    steps as progress (:mod:`teachgym.progress`, silent unless the front end shows it)."""
-    from transformers import TrainerCallback
-
-    class StopCheck(TrainerCallback):
-        ticker: Any = None
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.ticker = progress.start("training", state.max_steps or None, "steps")
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.ticker is not None:
-                self.ticker.update(1)
-            check()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if self.ticker is not None:
-                self.ticker.close()
-                self.ticker = None
-
-    return StopCheck()
-
-
-def save_tensors(model: Any, file: str, names: set[str] | None = None) -> None:
-    """``model``'s tensors (only ``names``, if given) in a safetensors file; tied weights (an LM head that is
-    the embedding) are written once, as transformers writes them (a 0.5B Qwen2: 136M parameters fewer)."""
-    from safetensors.torch import save_file, save_model
-
-    if names is None:
-        save_model(model, file, force_contiguous=True)
-    else:
-        save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items() if k in names},
-                  file)
-
-
-def load_tensors(model: Any, file: str, device: str) -> tuple[list[str], list[str]]:
-    """Load what :func:`save_tensors` wrote into ``model``; the missing and unexpected names (tied ones excluded)."""
-    from safetensors.torch import load_model
-
-    missing, unexpected = load_model(model, file, strict=False, device=device)
-    return list(missing), list(unexpected)
-
-
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
@@ -152,6 +107,9 @@ class ModelOptions:
     precision: str = field(default="auto", metadata=_help(
         "``auto`` (bf16 on a GPU that supports it, else fp32), ``fp32``, ``bf16`` or ``fp16``"))
     device: str = field(default="auto", metadata=_help("``auto``, ``cpu`` or ``cuda``"))
+    eval_batch_tokens: int = field(default=32768, metadata=_help(
+        "Most tokens in one evaluation batch (rows × the longest row, new tokens included): fewer rows per batch "
+        "for long prompts, so memory stays bounded whatever the prompt lengths"))
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
@@ -291,6 +249,26 @@ class HFStudent:
             "dataloader_num_workers": 0,
         }
 
+    # -- what fits ------------------------------------------------------------------------------
+    def token_lengths(self, texts: Sequence[str], special_tokens: bool = True) -> list[int]:
+        """Each text's length in this student's tokens; ``special_tokens``: as a prompt (e.g. with a BOS, as training
+        adds them), else as a completion."""
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=special_tokens)["input_ids"]]
+
+    def limits(self) -> dict[str, tuple[int, str]]:
+        """What fits (:class:`teachgym.protocols.MeasuresTokens`): the model's positions and the training length."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        where = "student.tiny.max_position_embeddings" if self.options.model == "tiny" else \
+            f"{self.options.model}'s max_position_embeddings"
+        out = {}
+        if "max_length" in self.train_args:  # SFT
+            out["train"] = (int(self.train_args["max_length"]), "student.max_length")
+        if "max_completion_length" in self.train_args:  # GRPO's rollouts
+            out["completion"] = (int(self.train_args["max_completion_length"]), "student.max_completion_length")
+        if context:
+            out["context"] = (int(context), where)
+        return out
+
     # -- inference ------------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 256) -> list[str]:
         """Greedy answers, batched with left padding; the prompt and special tokens are stripped."""
@@ -300,9 +278,10 @@ class HFStudent:
         tok.padding_side = "left"  # generation continues from the right edge of every row
         self.model.eval()
         out: list[str] = []
-        for i in range(0, len(prompts), batch_size):
+        spans = token_batches(self.token_lengths(prompts), batch_size, self.options.eval_batch_tokens, max_new_tokens)
+        for i, end in spans:
             # Special tokens as TRL adds them when it tokenizes a prompt for training (e.g. a BOS).
-            enc = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
+            enc = tok(list(prompts[i:end]), return_tensors="pt", padding=True)
             enc = {k: v.to(self.device) for k, v in enc.items()}
             with torch.no_grad():
                 ids = self.model.generate(
@@ -323,9 +302,10 @@ class HFStudent:
         tok = self.tokenizer
         self.model.eval()
         losses: list[float] = []
-        for i in range(0, len(prompts), batch_size):
-            p_ids = tok(list(prompts[i : i + batch_size]))["input_ids"]
-            c_ids = tok(list(completions[i : i + batch_size]), add_special_tokens=False)["input_ids"]
+        lengths = [p + c for p, c in zip(self.token_lengths(prompts), self.token_lengths(completions, False))]
+        for i, end in token_batches(lengths, batch_size, self.options.eval_batch_tokens, 1):
+            p_ids = tok(list(prompts[i:end]))["input_ids"]
+            c_ids = tok(list(completions[i:end]), add_special_tokens=False)["input_ids"]
             seqs = [p + c + [tok.eos_token_id] for p, c in zip(p_ids, c_ids)]
             width = max(map(len, seqs))
             ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)

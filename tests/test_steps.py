@@ -99,7 +99,7 @@ def test_a_step_that_returns_garbage_is_caught_before_generation(answer, error, 
 def _grpo_config(tmp_path, policy="dump", **loop):
     return {"env": {"name": "arithmetic", "eval_per_skill": 4, "pool_per_skill": 20},
             "student": {"name": "grpo", "tiny": TINY, "num_generations": 2, "batch_size": 8,
-                        "max_completion_length": 3, "learning_rate": 1e-2},
+                        "max_completion_length": 4, "learning_rate": 1e-2},
             "policy": {"name": policy},
             "loop": {"rounds": 2, "examples_per_round": 16, "output_dir": str(tmp_path), "save_student": False,
                      **loop},
@@ -195,7 +195,7 @@ def test_a_grpo_round_with_a_filter_trains_only_groups_with_signal():
             return sum(map(ord, output)) % 2 == 0
 
     env = CoinEnv(eval_per_skill=4, pool_per_skill=30)
-    student = GRPOStudent(env=env, tiny=TINY, num_generations=4, batch_size=8, max_completion_length=3,
+    student = GRPOStudent(env=env, tiny=TINY, num_generations=4, batch_size=8, max_completion_length=4,
                           filter_groups=True, filter_max_draws=6, examples_per_round=8)
     pool = env.pool()
     data = pool.select(range(8))

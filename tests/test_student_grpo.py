@@ -175,7 +175,7 @@ def test_every_teacher_works_with_the_grpo_student(policy, tmp_path):
 
     cfg = load_config({"env": {"name": "arithmetic", "eval_per_skill": 4, "pool_per_skill": 20},
                        "student": {"name": "grpo", "tiny": TINY, "num_generations": 2, "batch_size": 8,
-                                   "max_completion_length": 3},
+                                   "max_completion_length": 4},
                        "policy": {"name": policy, **({"probe_fraction": 0.5} if policy == "aioli" else {})},
                        "loop": {"rounds": 2, "examples_per_round": 16, "output_dir": str(tmp_path),
                                 "save_student": False},
@@ -236,7 +236,7 @@ def test_a_grpo_experiment_resumes_exactly(policy, teach_every, filtering, tmp_p
         return load_config({
             "env": {"name": "arithmetic", "eval_per_skill": 4, "pool_per_skill": 20},
             "student": {"name": "grpo", "tiny": TINY, "num_generations": 2, "batch_size": 8,
-                        "max_completion_length": 3, "beta": 0.1, "learning_rate": 1e-2, "filter_groups": filtering},
+                        "max_completion_length": 4, "beta": 0.1, "learning_rate": 1e-2, "filter_groups": filtering},
             "policy": {"name": policy},
             "loop": {"rounds": 3, "examples_per_round": 16, "output_dir": str(tmp_path / name), "save_student": False,
                      "teach_every": teach_every},

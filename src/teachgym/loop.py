@@ -38,6 +38,7 @@ from teachgym.config_diff import resumed_config
 from teachgym.distributed import Team, team
 from teachgym.engine import counts_suffice, materialize
 from teachgym.evaluation import evaluate
+from teachgym.fit import check_fit
 from teachgym.interrupts import Interrupted, check, stop_on_signals
 from teachgym.liveness import this_process
 from teachgym.probing import run_probes
@@ -282,6 +283,7 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: st
     student = build_component("students", "student", student_config, seed=loop.seed, env=env,
                               examples_per_round=loop.examples_per_round)
     check_plugin("student", student, config.student.name)
+    check_fit(env, student, loop.max_new_tokens)  # questions and answers that cannot fit stop here, by skill
     generate = None
     if config.eval.backend == "vllm":  # refused here, before any folder or run exists, without vLLM and a GPU
         generate = VLLMAnswers(student, config.eval.vllm).generate

@@ -146,6 +146,21 @@ class TrainsBatchwise(Protocol):
 
 
 @runtime_checkable
+class MeasuresTokens(Protocol):
+    """A student that says how long texts are in its tokens and what fits, so that the loop can check before
+    round 0 that the env's questions and answers fit (:func:`teachgym.fit.check_fit`).
+
+    ``token_lengths(texts, special_tokens=False)`` measures completions (no BOS). ``limits()`` maps
+    ``"context"`` (positions the model has), ``"train"`` (the longest training sequence) and ``"completion"``
+    (the longest rollout) to ``(tokens, the setting that sets it)``; any may be left out.
+    """
+
+    def token_lengths(self, texts: Sequence[str], special_tokens: bool = True) -> list[int]: ...
+
+    def limits(self) -> Mapping[str, tuple[int, str]]: ...
+
+
+@runtime_checkable
 class Resumable(Protocol):
     """A student that can write and restore its exact state (weights, optimiser, RNGs): needed for ``--resume``."""
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from teachgym.config import ConfigError, LoopConfig
-from teachgym.engine import DataReport, materialize
+from teachgym.engine import DataReport, EngineError, materialize
 from teachgym.protocols import TeachesPerStep, TrainsBatchwise, filters_groups
 from teachgym.rows import column
 from teachgym.seeds import batch_seed, reservoir_seed
@@ -191,6 +191,9 @@ def train_round(student: Any, policy: Any, data: Any, report: DataReport, loop: 
     """Train one round, batch by batch where a teacher steps or the student filters; return the report and the
     rows trained on (``data`` itself when the round trains as a whole). ``report.examples`` then counts the rows
     trained on."""
+    if len(data) == 0:  # a trainer's sampler would fail on it with a traceback that names nothing of ours
+        raise EngineError(f"round {round}: no rows to train on (the round's budget, loop.examples_per_round minus "
+                          f"any probes, left none, or the env made none for the teacher's action)")
     stepping = loop.teach_every == "step"
     if not stepping and not filters_groups(student):
         return student.train(data), data
