@@ -1,10 +1,12 @@
-"""Rewrite the README's bench leaderboard from the committed bench results (``benchmarks/results/bench/``).
+"""Rewrite what the committed bench results make: the reports (``benchmarks/results/bench/<kind>.md`` and
+``benchmarks/results/per_step/lm.md``) and the README's bench leaderboard.
 
-    python benchmarks/bench_readme.py          # rewrite the block between the markers in README.md
-    python benchmarks/bench_readme.py --check  # exit 1 when README.md's block is not what the results make
+    python benchmarks/bench_readme.py          # rewrite the reports and the block between the markers in README.md
+    python benchmarks/bench_readme.py --check  # exit 1 when any of them is not what the results make
 
 The numbers come from the rows each report's ``.json`` names (what ``teachgym bench`` last reported),
-never from a hand-typed table; ``tests/test_benchmark_reports.py`` fails when the two disagree.
+never from a hand-typed table; a row whose key is not its case's current key is said to be stale, with the
+modules that changed; ``tests/test_benchmark_reports.py`` fails when a file disagrees.
 """
 
 from __future__ import annotations
@@ -18,13 +20,33 @@ README = ROOT / "README.md"
 RESULTS = ROOT / "benchmarks" / "results" / "bench"
 
 
+REPORTS = [(RESULTS, "simulated"), (RESULTS, "lm"), (ROOT / "benchmarks" / "results" / "per_step", "lm")]
+
+
+def reports() -> dict[Path, str]:
+    """Each committed bench report's file and the text its rows make."""
+    from teachgym.bench_command import stored_report
+
+    out = {}
+    for folder, kind in REPORTS:
+        text = stored_report(folder, kind, ROOT / "configs" / "bench", ROOT)
+        if text is not None:
+            out[folder / f"{kind}.md"] = text
+    return out
+
+
 def block() -> str:
     """The leaderboard block the committed results make."""
-    from teachgym.bench import reported_rows
+    from teachgym.bench import load_challenges
+    from teachgym.bench_command import report_staleness, reported_rows
     from teachgym.bench_report import readme_block
-    from teachgym.provenance import code_hash
 
-    return readme_block({kind: reported_rows(RESULTS, kind) for kind in ("simulated", "lm")}, code_hash(ROOT))
+    boards = {kind: reported_rows(RESULTS, kind) for kind in ("simulated", "lm")}
+    challenges = load_challenges(ROOT / "configs" / "bench")
+    names = {"simulated": "Simulated twins", "lm": "LM student"}
+    notes = [f"{names[k]}: {said}" for k, rows in boards.items() if rows
+             and (said := report_staleness(rows, challenges, k == "simulated", RESULTS, ROOT))]
+    return readme_block(boards, "\n\n".join(notes))
 
 
 def current(text: str) -> str:
@@ -43,9 +65,15 @@ def main() -> int:
     args = parser.parse_args()
     text = README.read_text()
     old, new = current(text), block()
+    files = reports()
+    differ = [str(f.relative_to(ROOT)) for f, t in files.items() if f.read_text() != t]
     if args.check:
-        print("README.md's bench leaderboard is up to date" if old == new else "README.md's bench leaderboard differs")
-        return 0 if old == new else 1
+        differ += ["README.md"] if old != new else []
+        print("the bench reports and README.md's leaderboard are up to date" if not differ else
+              f"these differ from what the results make: {', '.join(differ)}")
+        return 1 if differ else 0
+    for f, t in files.items():
+        f.write_text(t)
     README.write_text(text.replace(old, new))
     print(new)
     return 0

@@ -28,9 +28,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from teachgym.bench_report import stale_notice
-from teachgym.provenance import code_hash
-
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "per_step"
 PAGE = ROOT / "docs" / "rl-students.md"  # the page that explains the tables holds them
@@ -81,9 +78,16 @@ def reported() -> list[dict[str, Any]]:
     return [r for r in rows if (r["provenance"]["key"], r["seed"]) in cases]
 
 
-def page_block(rows: list[dict[str, Any]]) -> str:
-    """The block of ``docs/rl-students.md``, markers included."""
-    return f"{BEGIN}\n\n{markdown(summary(rows))}\n{END}"
+def notice(rows: list[dict[str, Any]]) -> str:
+    """Which rows are stale (their keys are not their cases' current keys) and why; '' when all are current."""
+    from teachgym.bench_command import report_staleness
+
+    return report_staleness(rows, challenges(), False, RESULTS, ROOT)
+
+
+def page_block(rows: list[dict[str, Any]], said: str | None = None) -> str:
+    """The block of ``docs/rl-students.md``, markers included (``said``: :func:`notice` of the rows, if known)."""
+    return f"{BEGIN}\n\n{markdown(summary(rows), notice(rows) if said is None else said)}\n{END}"
 
 
 def _cumulative(row: dict[str, Any]) -> list[float]:
@@ -144,7 +148,6 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
                                          if "teacher/step_prior_distance" in t]),
                 "commits": sorted({f"{r['provenance']['commit']}{' (dirty)' if r['provenance']['dirty'] else ''}"
                                    for r in rs}),
-                "codes": [r["provenance"]["code"] for r in rs if "code" in r["provenance"]],  # (hand-made rows lack it)
             })
         out[challenge] = {"variants": lines, "contrasts": contrasts(rows, challenge)}
     return out
@@ -178,8 +181,8 @@ def _f(x: float, fmt: str = "{:.3f}") -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
 
 
-def markdown(table: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
-    """The report: one table per task, and the issue's verdict for ladder-rl."""
+def markdown(table: dict[str, dict[str, list[dict[str, Any]]]], notice: str = "") -> str:
+    """The report: ``notice`` (which rows are stale), one table per task, and the issue's verdict for ladder-rl."""
     lines = ["Seeds 0-4, paired with uniform by seed. *score*: mean accuracy over the skills after the last round "
              "(± 95% t half-width); *Δ*: paired difference from uniform [95% t-interval]; *zero-var*: share of the "
              "generated GRPO groups whose rewards were all equal; *rollouts*: completions generated over the run "
@@ -228,8 +231,6 @@ def markdown(table: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
                       f"{'meets' if len(others) == 1 else 'meet'} the same bar.", ""]
     commits = sorted({c for parts in table.values() for r in parts["variants"] for c in r["commits"]})
     lines.append(f"Rows from commit(s) {', '.join(commits)}; `python benchmarks/per_step.py`.")
-    notice = stale_notice([c for parts in table.values() for r in parts["variants"] for c in r["codes"]],
-                          code_hash(ROOT))
     if notice:
         lines[:0] = [notice, ""]
     return "\n".join(lines) + "\n"
@@ -253,14 +254,16 @@ def main() -> int:
         same = old == page_block(reported())
         print("docs/rl-students.md's per-step block is up to date" if same else "its per-step block differs")
         return 0 if same else 1
-    rows = rows_for(run=not args.report_only)
+    # --report-only: the rows the committed report names (stale ones said to be); else the current keys' rows
+    rows = reported() if args.report_only else rows_for(run=True)
     import json
 
     (RESULTS / "per_step.json").write_text(json.dumps({"cases": [[r["provenance"]["key"], r["seed"]] for r in rows]},
                                                       indent=0) + "\n")
-    text = markdown(summary(rows))
+    said = notice(rows)
+    text = markdown(summary(rows), said)
     (RESULTS / "per_step.md").write_text(REPORT_TITLE + text)
-    PAGE.write_text(page.replace(old, page_block(rows)))
+    PAGE.write_text(page.replace(old, page_block(rows, said)))
     print(text)
     return 0
 

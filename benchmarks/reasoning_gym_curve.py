@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-from teachgym.benchmarking import REASONING_GYM_SOURCES, script_provenance  # noqa: E402  (one cache key for both reasoning-gym benchmarks)
+from teachgym.benchmarking import REASONING_GYM_ROOTS, script_provenance  # noqa: E402  (one cache key for both reasoning-gym benchmarks)
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "reasoning_gym.yaml"
@@ -91,7 +91,7 @@ def main() -> None:
             raise SystemExit(f"{OUT} does not exist: run without --redraw first")
         result = cached
     else:
-        facts = script_provenance(resolved_config(), REASONING_GYM_SOURCES, ["reasoning-gym"])
+        facts = script_provenance(resolved_config(), ["reasoning-gym"], REASONING_GYM_ROOTS)
         if cached and cached["provenance"]["key"] == facts["key"]:
             print(f"cached ({facts['key']})")
             result = cached

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-from teachgym.benchmarking import REASONING_GYM_SOURCES, script_provenance  # noqa: E402
+from teachgym.benchmarking import REASONING_GYM_ROOTS, script_provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "configs" / "reasoning_gym.yaml"
@@ -61,8 +61,8 @@ def case_config(task: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def provenance(config: dict[str, Any]) -> dict[str, Any]:
     """Everything that decides a case's numbers and its hash (the cache key), plus the commit it ran at
-    (:func:`teachgym.benchmarking.script_provenance` over :data:`~teachgym.benchmarking.REASONING_GYM_SOURCES`)."""
-    return script_provenance(config, REASONING_GYM_SOURCES, ["reasoning-gym"])
+    (:func:`teachgym.benchmarking.script_provenance` from :data:`~teachgym.benchmarking.REASONING_GYM_ROOTS`)."""
+    return script_provenance(config, ["reasoning-gym"], REASONING_GYM_ROOTS)
 
 
 def most_common_baseline(env: Any) -> dict[str, float]:

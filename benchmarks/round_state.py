@@ -27,14 +27,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 from teachgym.benchmarking import QWEN2_05B, environment, git_commit  # noqa: E402
+from teachgym.provenance import sources, sources_hash  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CASES = [("full", None), ("lora", 8), ("lora", 16), ("lora", 64)]
-DECIDING = ["students/hf.py"]
+ROOTS = ["teachgym.students.hf"]  # what it measures: HFStudent.save_state (and whatever that imports)
 
 
 def _key(case: dict[str, Any]) -> dict[str, Any]:
-    code = hashlib.sha256(b"".join((ROOT / p).read_bytes() for p in DECIDING)).hexdigest()[:16]
+    code = sources_hash(sources(ROOTS))
     keyed = {"case": case, "shape": QWEN2_05B, "code": code, "packages": environment()}
     return {**keyed, "key": hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16],
             "commit": git_commit(), "cores": os.cpu_count()}

@@ -246,7 +246,6 @@ def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_
     challenges; ``uniform@step`` is refused with the reason; the default list holds the per-step built-ins."""
     from teachgym.bench import (
         batchwise,
-        bench_command,
         case_config,
         default_policies,
         policy_source,
@@ -273,21 +272,37 @@ def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_
     name = sweep_name(ladder, "my.mod:T@step+filter", "abc")  # a sweep name takes no ':', '@' or '+'
     assert name == "bench-ladder-rl-my.mod.T.step.filter-abc"
     assert plan_sweep(ROOT / "configs" / "bench" / "ladder-rl.yaml", name=name).directory.name.endswith(name)
+    from teachgym.bench_command import bench_command
+
     with pytest.raises(ConfigError, match="has no step"):
         bench_command(["uniform@step"], ["ladder-rl"], "0", True, "table", str(ROOT / "configs" / "bench"),
                       str(tmp_path / "r"), str(tmp_path / "w"), True, False, "teachgym bench uniform@step")
 
 
-def test_a_report_of_rows_from_other_deciding_code_says_they_are_stale():
-    from teachgym.bench_report import readme_block, stale_notice
+def test_a_report_names_its_stale_rows_and_the_modules_that_changed():
+    """A row is stale when its key is not its case's current key; the notice names the modules whose source
+    changed since (from the source index of the row's code hash)."""
+    from teachgym.bench import case
+    from teachgym.bench_command import stale_notice, staleness
+    from teachgym.bench_report import readme_block
 
-    assert stale_notice(["a1", "a1"], "a1") == ""
-    notice = stale_notice(["a1", "b2", "b2"], "a1")
-    assert notice.startswith("**Stale") and "2 of 3 rows" in notice and "`b2`" in notice and "`a1`" not in notice
-    rows = [{"challenge": "c", "policy": p, "seed": s, "score": v + s / 10, "status": "finished",
-             "provenance": {"code": "old"}} for p, v in (("uniform", 0.1), ("oracle", 0.6)) for s in range(3)]
-    assert "**Stale" in readme_block({"simulated": rows}, current_code="new")
-    assert "**Stale" not in readme_block({"simulated": rows}, current_code="old")
+    ch = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])[0]
+    _, prov = case(ch, "learnability", True, Path("."), ROOT)
+    now = prov.pop("sources")
+    rows = [{"challenge": "unlearnable", "policy": "learnability", "seed": s, "status": "finished", "score": 0.5,
+             "provenance": dict(prov)} for s in range(3)]
+    assert staleness(rows, [ch], True, ROOT, {prov["code"]: now})["stale"] == 0
+    older = {**now, "teachgym.policies._common": "0" * 16, "teachgym.gone": "1" * 16}
+    rows[0]["provenance"] = {**prov, "key": "old", "code": "oldcode"}
+    rows[1]["provenance"] = {**prov, "key": "older", "code": "unindexed"}
+    found = staleness(rows, [ch], True, ROOT, {prov["code"]: now, "oldcode": older})
+    assert found == {"stale": 2, "total": 3, "modules": ["teachgym.gone", "teachgym.policies._common"], "unknown": 1}
+    notice = stale_notice(found)
+    assert notice.startswith("**Stale: 2 of 3 rows are not the current code's numbers.**")
+    assert "`teachgym.gone`, `teachgym.policies._common` changed since" in notice and "1 row(s) predate" in notice
+    board = [{"challenge": "c", "policy": p, "seed": s, "score": v + s / 10, "status": "finished",
+              "provenance": {"code": "x"}} for p, v in (("uniform", 0.1), ("oracle", 0.6)) for s in range(3)]
+    assert notice in readme_block({"simulated": board}, notice) and "Stale" not in readme_block({"simulated": board})
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -326,3 +341,50 @@ def test_a_report_without_a_teacher_to_draw_has_no_legend_warning(tmp_path):
         warnings.simplefilter("error")
         plot_profile([], str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_the_key_covers_every_module_a_case_imports_and_its_bench_section(tmp_path, monkeypatch):
+    """The audit's key holes: policies/_common.py (and warm_start, resume, rounds, checks) were in no key; a
+    plugin's helper module neither; nor the bench: section. Each now changes the key, so the case reruns."""
+    from teachgym import provenance
+    from teachgym.bench import case
+
+    ch = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])[0]
+    key = {p: case(ch, p, True, Path("."), ROOT)[1] for p in ("learnability", "uniform", "skill-it")}
+    for p in ("learnability", "skill-it"):
+        assert "teachgym.policies._common" in key[p]["sources"]
+    assert {"teachgym.warm_start", "teachgym.resume", "teachgym.rounds", "teachgym.checks"} <= set(
+        key["uniform"]["sources"])
+    common = str(ROOT / "policies" / "_common.py")
+    real = provenance._hashed
+    monkeypatch.setattr(provenance, "_hashed", lambda stamp: "edited" if stamp[0] == common else real(stamp))
+    after = {p: case(ch, p, True, Path("."), ROOT)[1]["key"] for p in key}
+    assert after["learnability"] != key["learnability"]["key"] and after["skill-it"] != key["skill-it"]["key"]
+    assert after["uniform"] == key["uniform"]["key"]  # uniform does not import it
+    monkeypatch.undo()
+    # the bench: section (score type, noise list) is in the key
+    data = ch.config.model_dump(mode="json")
+    data["bench"]["score"] = "auc" if data["bench"]["score"] == "final" else "final"
+    from teachgym.bench import Challenge
+    from teachgym.config import load_config
+
+    changed = Challenge(ch.name, ch.path, load_config(data))
+    assert case(changed, "uniform", True, Path("."), ROOT)[1]["key"] != key["uniform"]["key"]
+
+
+def test_editing_a_plugins_helper_module_reruns_its_cases(tmp_path, monkeypatch):
+    (tmp_path / "myhelper.py").write_text("SHARE = 1.0\n")
+    (tmp_path / "mypolicy.py").write_text(
+        "from myhelper import SHARE\nfrom teachgym.types import Mixture\n\n\n"
+        "class Even:\n    def act(self, obs):\n        return Mixture({s.name: SHARE for s in obs.skills})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ch = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])
+    args = dict(challenges=ch, policies=["mypolicy:Even"], seeds=[0], simulated=True, results=tmp_path / "res",
+                work=tmp_path / "work", root=ROOT, sequential=True, tracking=False, anchors=())
+    first = run_bench(**args)
+    assert "myhelper" in json.loads((tmp_path / "res" / "simulated.sources.json").read_text())[
+        first[0]["provenance"]["code"]]
+    (tmp_path / "myhelper.py").write_text("SHARE = 2.0  # edited\n")
+    second = run_bench(**args)
+    assert second[0]["provenance"]["key"] != first[0]["provenance"]["key"]
+    assert len((tmp_path / "res" / "simulated.jsonl").read_text().splitlines()) == 2  # it ran again

@@ -7,31 +7,28 @@ the same structure). Every teacher runs it as it runs anything; the structure go
 policy and to the scorer only.
 
 A **case** is (challenge, policy, seed). Cases run through the sweep runner, one sweep per (challenge,
-policy) whose folder is named by the case's provenance key: the resolved config, the policy's source,
-a hash of the code that decides the numbers (:data:`teachgym.provenance.DECIDING`), the package versions
-and the hardware.
+policy) whose folder is named by the case's provenance key: the resolved config with its ``bench:`` section,
+the source of every module the case imports (:func:`teachgym.provenance.sources`), the package versions and
+the hardware.
 A changed key is a new sweep (the case reruns); a finished case of the same key is reused, never rerun.
 Each row also records the commit and whether the tree was dirty. Rows go to
-``<results>/<lm|simulated>.jsonl``; :mod:`teachgym.bench_report` makes the leaderboard from them.
+``<results>/<lm|simulated>.jsonl`` (the source maps of their code hashes in ``<kind>.sources.json``);
+:mod:`teachgym.bench_report` makes the leaderboard from them, :mod:`teachgym.bench_command` the reports.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from teachgym import bench_report
 from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, build_component, load_config
-from teachgym.provenance import ROOT, code_hash, component_source, git_state, machine
+from teachgym.provenance import case_roots, component_source, git_state, machine, sources, sources_hash
 from teachgym.registry import BUILTINS, resolve
 from teachgym.sweep import plan_sweep, run_sweep
 
@@ -151,29 +148,51 @@ def policy_source(policy: str) -> str:
 
 
 def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
-               files: Sequence[Path] = ()) -> dict[str, Any]:
-    """The case's key and, beside it, the commit and dirty flag.
+               files: Sequence[Path] = (), bench: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The case's key and, beside it, the commit and dirty flag, and the source map its code hash is made of.
 
-    The key covers the resolved config, the policy's and the env's sources, the
-    :data:`teachgym.provenance.DECIDING` code, the packages and the hardware, and the bytes of ``files`` (model
-    files the config names, e.g. a learned teacher's).
+    The key covers the resolved config (where it is logged aside: that decides no number) and the challenge's
+    ``bench:`` section, the source of every teachgym and plugin module the case imports
+    (:func:`teachgym.provenance.sources` from the runner and the config's components, not a hand-kept list), the
+    packages and the hardware, and the bytes of ``files`` (model files the config names, e.g. a learned
+    teacher's). ``sources`` (module -> hash) is returned to be kept once per code hash, not in every row.
     """
     hardware = found = machine(gpu=not simulated)
     if simulated:  # numpy arithmetic on any machine: the packages decide, not the CPU
         hardware = {"packages": {"numpy": hardware["packages"]["numpy"]}}
-    keyed = {"config": config, "policy": policy_source(policy), "code": code_hash(root),
-             "env": component_source("envs", config["env"]["name"]),
-             "files": [hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files], **hardware}
+    code = sources(case_roots(config))
+    keyed = {"config": {k: v for k, v in config.items() if k != "tracking"}, "bench": bench,
+             "code": sources_hash(code), **hardware,
+             "files": [hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files]}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     commit, dirty = git_state(root)
-    return {"key": key, "code": keyed["code"], "policy_source": keyed["policy"], "commit": commit, "dirty": dirty,
-            **found}
+    return {"key": key, "code": keyed["code"], "policy_source": policy_source(policy), "commit": commit,
+            "dirty": dirty, **found, "sources": code}
 
 
-def score(challenge: Challenge, accs: Sequence[dict[str, float]], learnable: Sequence[str]) -> float:
-    """The challenge's score from a run's per-round accuracies: the learnable skills' mean, final or over rounds."""
-    means = [sum(a[s] for s in learnable) / len(learnable) for a in accs]
-    return means[-1] if challenge.bench.score == "final" else sum(means[1:]) / max(1, len(means) - 1)
+def case(ch: Challenge, policy: str, simulated: bool, work: Path, root: Path, tracking: bool = True
+         ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """One (challenge, policy) as it would run now: the config to run and its provenance (with ``sources``);
+    None where it cannot run (``learned`` without a model; a per-step or filtering variant off GRPO)."""
+    if variant(policy)[1:] != (False, False) and (simulated or not batchwise(ch)):
+        return None  # per-step teaching and filtering need a batch-wise (GRPO) student
+    config = case_config(ch, policy, simulated, tracking)
+    files: list[Path] = []
+    runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
+    if variant(policy)[0] == "learned":
+        model = root / config["policy"]["path"]
+        if not model.exists():
+            return None
+        files = [model]  # its bytes decide its numbers (the observation code is in the sources)
+        runnable["policy"] = {**config["policy"], "path": str(model)}  # any working directory
+    return runnable, provenance(config, policy, root, simulated, files, ch.bench.model_dump(mode="json"))
+
+
+def score(challenge: Challenge, curve: Sequence[float]) -> float:
+    """The challenge's score from a run's curve (the learnable skills' mean accuracy, round by round): its final
+    value or its mean over the rounds after round 0. Computed when a report is made, from the stored curve, so
+    that a changed score needs no rerun."""
+    return curve[-1] if challenge.bench.score == "final" else sum(curve[1:]) / max(1, len(curve) - 1)
 
 
 def run_bench(
@@ -209,22 +228,17 @@ def run_bench(
         stored += [r for r in _read(reference / file.name) if (r["provenance"]["key"], r["seed"]) not in known]
     wanted = list(dict.fromkeys([*anchors, *policies]))
     rows: list[dict[str, Any]] = []
+    index = _read_index(results / f"{file.stem}.sources.json")
+    if reference is not None:
+        index = {**_read_index(reference / f"{file.stem}.sources.json"), **index}
     for ch in challenges:
         learnable = ch.learnable
         for policy in wanted:
-            if variant(policy)[1:] != (False, False) and (simulated or not batchwise(ch)):
-                continue  # per-step teaching and filtering need a batch-wise (GRPO) student
-            config = case_config(ch, policy, simulated, tracking)
-            files: list[Path] = []
-            runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
-            if variant(policy)[0] == "learned":
-                model = root / config["policy"]["path"]
-                if not model.exists():
-                    continue
-                # The model's bytes and the observation/action code it was trained with decide its numbers.
-                files = [model, Path(__file__).with_name("gym.py")]
-                runnable["policy"] = {**config["policy"], "path": str(model)}  # any working directory
-            prov = provenance(config, policy, root, simulated, files)
+            found = case(ch, policy, simulated, work, root, tracking)
+            if found is None:
+                continue
+            runnable, prov = found
+            index[prov["code"]] = prov.pop("sources")
             have = {r["seed"]: r for r in stored if r["provenance"]["key"] == prov["key"]}
             missing = [s for s in seeds if s not in have]
             if missing and run:
@@ -242,13 +256,14 @@ def run_bench(
                         if on_case:
                             on_case(row)
                 _write(file, stored)
+                _write_index(results / f"{file.stem}.sources.json", index, stored)
                 if result.interrupted is not None:
                     raise result.interrupted
             for s in seeds:
                 if s in have:
-                    rows.append(have[s])
+                    rows.append({**have[s], "score": score(ch, have[s]["curve"])})
                     if on_case:
-                        on_case(have[s])
+                        on_case(rows[-1])
     return rows
 
 
@@ -262,13 +277,23 @@ def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, An
     row: dict[str, Any] = {"challenge": ch.name, "policy": policy, "seed": int(seed), "status": status,
                            "student": "simulated" if simulated else "lm", "provenance": prov}
     if status == "finished":
-        row.update(score=score(ch, trial["acc"], learnable), acc_mean=trial["acc_mean"],
-                   examples=trial["examples"], wall_s=trial.get("wall_s"), run_id=trial.get("run_id"),
-                   curve=[sum(a[s] for s in learnable) / len(learnable) for a in trial["acc"]],
-                   totals=trial.get("totals"))
+        curve = [sum(a[s] for s in learnable) / len(learnable) for a in trial["acc"]]
+        row.update(score=score(ch, curve), acc_mean=trial["acc_mean"], examples=trial["examples"],
+                   wall_s=trial.get("wall_s"), run_id=trial.get("run_id"), curve=curve, totals=trial.get("totals"))
     else:
         row["error"] = trial.get("error", status)
     return row
+
+
+def _read_index(file: Path) -> dict[str, dict[str, str]]:
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
+def _write_index(file: Path, index: dict[str, dict[str, str]], rows: Sequence[dict[str, Any]]) -> None:
+    """The source map of every code hash the rows were computed with (module -> hash): what a stale row's report
+    names as changed."""
+    used = {r["provenance"].get("code") for r in rows}
+    file.write_text(json.dumps({c: m for c, m in sorted(index.items()) if c in used}, indent=0, sort_keys=True) + "\n")
 
 
 def _read(file: Path) -> list[dict[str, Any]]:
@@ -316,97 +341,3 @@ def default_policies() -> list[str]:
 def steps(policy: str) -> bool:
     """Whether a policy (a built-in or ``module:Class``) has a ``step`` method (can teach per step)."""
     return callable(getattr(resolve("policies", policy), "step", None))
-
-
-def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
-                  fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
-                  command: str, cached: bool = False, reference: str | None = None) -> int:
-    """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows).
-
-    ``cached``: run nothing, and report the cases of the current keys already in the results file (a
-    leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they ran).
-    ``reference``: the committed leaderboard's folder (default: :data:`REFERENCE` in this checkout), whose rows
-    of the current keys are reused; only ``results`` is written, and nothing when no case has a row.
-    """
-    challenges = load_challenges(directory, challenge_names)
-    chosen = list(policies) or default_policies()
-    for p in chosen:
-        name, stepping, _ = variant(p)
-        resolve("policies", name)  # an unknown teacher fails now, with near names
-        if stepping and not steps(name):
-            raise ConfigError(f"{p}: {name!r} has no step() method, so it cannot teach per step; drop '@step'")
-    out = Path(results)
-    root = Path(__file__).resolve().parents[2]
-    ref = Path(reference) if reference else root / REFERENCE
-    ray = importlib.util.find_spec("ray") is not None
-    say = (lambda *a, **k: None) if fmt == "json" else print
-
-    def progress(row: dict[str, Any]) -> None:
-        what = f"{row['score']:.3f}" if row["status"] == "finished" else f"{row['status']}: {row.get('error', '')}"
-        say(f"  {row['challenge']:<14} {row['policy']:<22} seed {row['seed']}  {what}", flush=True)
-
-    if "learned" in chosen and (untrained := missing_learned(challenges, root)):
-        say(f"learned: skipped on {', '.join(untrained)} (no model in {LEARNED_DIR}; train one: "
-            f"python benchmarks/train_bench_teachers.py {' '.join(untrained)})", flush=True)
-    rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
-                     sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached,
-                     reference=ref)
-    kind = "simulated" if simulated else "lm"
-    if not any(r["status"] == "finished" for r in rows):  # an empty report would say nothing, and replace one
-        print(f"no finished case of the current keys in {out}" + ("" if ref.resolve() == out.resolve() else
-              f" or {ref}") + (" (--cached runs nothing: run without it)" if cached else "") + "; no report written",
-              file=sys.stderr)
-        return 1
-    cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
-    failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
-              for r in rows if r["status"] != "finished"]
-    (out / f"{kind}.json").write_text(json.dumps({"command": command, "cases": cases, "failed": failed,
-                                                  "leaderboard": bench_report.leaderboard(rows),
-                                                  "without_headroom": bench_report.without_headroom(rows)},
-                                                 indent=1, default=str) + "\n")
-    text = report(rows, challenges, out, simulated, command, ref)
-    (out / f"{kind}.md").write_text(text)
-    bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"))
-    if fmt == "json":
-        print(json.dumps(bench_report.normalised(rows), indent=1))
-    else:
-        print("\n" + text + f"\nwritten: {out / (kind + '.md')}, {kind}.json, {kind}_profile.png")
-    return 0 if all(r["status"] == "finished" for r in rows) else 1
-
-
-def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], results: Path, simulated: bool,
-           command: str, reference: Path | None = None) -> str:
-    """The markdown report of these rows (with the rank agreement when the other leaderboard's rows exist, in
-    ``results`` or else in ``reference``)."""
-    kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
-    other_rows = reported_rows(results, other)
-    if other_rows is None and reference is not None:
-        other_rows = reported_rows(reference, other)
-    text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, _footer(rows, command),
-                                 other_rows, "LM" if simulated else "simulated", code_hash(ROOT))
-    return f"## teachgym bench: {kind} students\n\n" + text
-
-
-def reported_rows(results: Path, kind: str) -> list[dict[str, Any]] | None:
-    """The rows the last ``<kind>`` report was made of (its ``.json`` names their cases), or None without one."""
-    index, file = results / f"{kind}.json", results / f"{kind}.jsonl"
-    if not index.exists() or not file.exists():
-        return None
-    data = json.loads(index.read_text())
-    cases = {tuple(c) for c in data["cases"]}
-    finished = [r for r in map(json.loads, file.read_text().splitlines())
-                if (r["provenance"]["key"], r["seed"]) in cases]
-    return finished + list(data.get("failed", []))
-
-
-def _footer(rows: Sequence[dict[str, Any]], command: str) -> str:
-    """Facts read from the rows and the machine, not typed: the command, hardware, packages, commits."""
-    provs = [r["provenance"] for r in rows if r.get("status") == "finished"]
-    if not provs:
-        return f"Command: `{command}`; no case ran."
-    p = provs[-1]
-    commits = sorted({f"{x['commit']}{' (dirty)' if x['dirty'] else ''}" for x in provs})
-    pk = p["packages"]
-    return (f"Command: `{command}`. Machine: {p['cpu']}, {p['cores']} cores, GPU {p['gpu']}; torch {pk['torch']}, "
-            f"transformers {pk['transformers']}, trl {pk['trl']}, numpy {pk['numpy']}. Rows from commit(s) "
-            f"{', '.join(commits)}; code hash {p['code']}.")

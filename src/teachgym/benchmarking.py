@@ -17,14 +17,13 @@ from typing import Any
 from teachgym.bench import provenance
 from teachgym.compare import RunCurve
 from teachgym.config import load_config
-from teachgym.provenance import ROOT, code_hash, git_state, machine
+from teachgym.provenance import ROOT, case_roots, git_state, machine, sources, sources_hash
 from teachgym.provenance import git_commit as provenance_git_commit
 
 #: The sources that decide a reasoning-gym benchmark's numbers (``benchmarks/reasoning_gym_*.py``): in its key.
-REASONING_GYM_SOURCES = ["envs/reasoning.py", "students/hf.py", "students/grpo.py", "policies/uniform.py",
-                         "src/teachgym/loop.py", "src/teachgym/engine.py", "src/teachgym/rows.py",
-                         "src/teachgym/evaluation.py", "src/teachgym/rounds.py", "src/teachgym/state.py",
-                         "src/teachgym/types.py", "src/teachgym/config.py"]
+#: The modules a reasoning-gym benchmark case starts from, for a key whose config names no components.
+REASONING_GYM_ROOTS = ("teachgym.runner", "teachgym.envs.reasoning", "teachgym.students.hf",
+                       "teachgym.policies.uniform")
 #: Qwen2.5-0.5B's architecture (its config.json), with tied embeddings as it ships.
 QWEN2_05B = {"vocab_size": 151936, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
              "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768,
@@ -65,6 +64,7 @@ def keys_for(config: str | Path, overrides: list[str], sections: dict[str, dict]
         path = section.pop("path", None)
         files = [Path(path)] if path and Path(path).exists() else []
         out[p] = provenance({**resolved, "policy": section}, p, ROOT, simulated, files)
+        out[p].pop("sources")  # a row keeps the code hash, not the map
     return out
 
 
@@ -87,12 +87,14 @@ def curves(rows: list[dict]) -> list:
             for r in rows]
 
 
-def script_provenance(config: dict[str, Any], deciding: Sequence[str], packages: Sequence[str] = ()
+def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), roots: Sequence[str] = ()
                       ) -> dict[str, Any]:
-    """A benchmark script's case key: the resolved config, the hash of ``deciding``, the package versions (with
+    """A benchmark script's case key: the resolved config, the source of every module the case imports (from the
+    config's components and ``roots``: :func:`teachgym.provenance.sources`), the package versions (with
     ``packages``) and the CPU; the commit and whether the tree was dirty are recorded beside it, not keyed."""
     extra = {name: importlib.metadata.version(name) for name in packages}
-    keyed = {"config": config, "code": code_hash(ROOT, deciding), "packages": {**environment(), **extra}}
+    code = sources_hash(sources([*case_roots(config), *roots]))
+    keyed = {"config": config, "code": code, "packages": {**environment(), **extra}}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     commit, dirty = git_state(ROOT)
     return {**keyed, "key": key, "commit": commit, "dirty": dirty}

@@ -252,7 +252,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from teachgym.bench import bench_command, load_challenges
+    from teachgym.bench import load_challenges
+    from teachgym.bench_command import bench_command
 
     if os.getcwd() not in sys.path:  # a teacher given by import path, as in `teachgym run`
         sys.path.insert(0, os.getcwd())
