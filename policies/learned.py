@@ -41,9 +41,16 @@ class LearnedPolicy:
         algorithm: The stable-baselines3 class that trained it (``PPO``, ``A2C``, ``SAC``, ...).
         deterministic: Use the policy's mean action (True) or sample from it (False, seeded).
         seed: Seeds sampling when ``deterministic`` is False.
+        match: ``names``: the env's skills must be the ones it was trained on, by name and order (an error
+            otherwise); ``positions``: the skills it is shown, in the order shown, stand for the trained ones by
+            position (as many of them) — how the bench runs it under neutral names, in a shuffled order.
     """
 
-    def __init__(self, path: str, algorithm: str = "PPO", deterministic: bool = True, seed: int = 0) -> None:
+    def __init__(self, path: str, algorithm: str = "PPO", deterministic: bool = True, seed: int = 0,
+                 match: str = "names") -> None:
+        if match not in ("names", "positions"):
+            raise ValueError(f"match must be 'names' or 'positions', not {match!r}")
+        self.match = match
         sb3 = _sb3()
         if not Path(path).exists():
             raise FileNotFoundError(f"no learned teacher at {path!r} (train one: benchmarks/train_learned_teacher.py)")
@@ -60,9 +67,11 @@ class LearnedPolicy:
 
     def act(self, observation: Observation) -> Mixture:
         skills = [s.name for s in observation.skills]
-        if skills != list(self.meta["skills"]):
+        trained = list(self.meta["skills"])
+        if (skills != trained) if self.match == "names" else (len(skills) != len(trained)):
             raise ValueError(
-                f"this teacher ({self.path}) was trained on skills {self.meta['skills']}; the env has {skills}"
+                f"this teacher ({self.path}) was trained on skills {trained}; the env has {skills}"
+                + (" (by position: as many skills are needed)" if self.match == "positions" else "")
             )
         action, _ = self.model.predict(vector_from_observation(observation), deterministic=self.deterministic)
         weights = action_to_weights(action, self.meta["action"], self.meta["logit_scale"])

@@ -27,6 +27,9 @@ from teachgym.types import Mixture, Observation
 class OraclePolicy:
     """Trains the frontier of learnable, unmastered skills whose prerequisites are mastered (module docstring)."""
 
+    #: It is given the hidden structure by skill name, so it sees the real names (teachgym.neutral).
+    sees_hidden_structure = True
+
     #: It reads the per-skill profile.
     state_levels = ("skill-list", "skill-tree")
 

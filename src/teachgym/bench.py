@@ -117,8 +117,8 @@ def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
     if policy == "oracle":
         b = challenge.bench
         return {"name": "oracle", "noise": list(b.noise), "mastery": b.mastery, "replay": b.replay}
-    if policy == "learned":
-        return {"name": "learned", "path": learned_path(challenge)}
+    if policy == "learned":  # by position: it is shown neutral names in a shuffled order, like every teacher
+        return {"name": "learned", "path": learned_path(challenge), "match": "positions"}
     return {"name": policy}
 
 
@@ -139,6 +139,7 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
     data["tracking"]["enabled"] = tracking
     data["tracking"]["experiment"] = f"teachgym-bench/{challenge.name}" + ("-simulated" if simulated else "")
     data["loop"]["save_student"] = False
+    data["loop"]["skill_names"] = "neutral"  # no teacher reads the hidden structure from a skill's name
     return data
 
 

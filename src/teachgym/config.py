@@ -63,6 +63,12 @@ class LoopConfig(_Strict):
         description="What the teacher sees (DataEnvGym): open-ended = only failures; skill-list = the per-skill "
         "profile; skill-tree = the profile plus per-level sub-skills that requests can target.",
     )
+    skill_names: Literal["given", "neutral"] = Field(
+        "given",
+        description="neutral: the teacher sees the skills under names drawn per seed, in a shuffled order, without "
+        "descriptions (teachgym.neutral), so that no structure is read from a name; the logs keep the real names. "
+        "The bench runs every teacher so.",
+    )
     teach_every: Literal["round", "step"] = Field(
         "round",
         description="round: the teacher acts once a round; step: it also picks the mixture of each generation "

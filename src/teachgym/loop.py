@@ -41,6 +41,7 @@ from teachgym.evaluation import evaluate
 from teachgym.fit import check_fit
 from teachgym.interrupts import Interrupted, check, stop_on_signals
 from teachgym.liveness import this_process
+from teachgym.neutral import neutral_view
 from teachgym.probing import run_probes
 from teachgym.protocols import CompleteTracker, Explains, Stateful
 from teachgym.resume import RunDir, can_save_state, find_run
@@ -295,6 +296,8 @@ def assemble(config: ExperimentConfig, env: Any, run_dir: RunDir | None, uri: st
             f"{loop.state!r} (it reads what that state hides); policies that can: {policies_for(loop.state)}"
         )
     check_step_setup(loop, policy, student, config.policy.name, config.student.name, team().size)
+    if loop.skill_names == "neutral":  # the teacher reads no structure from names (the env and logs keep them)
+        policy = neutral_view(policy, env.skills, loop.seed)
     synthesizer = None
     if config.synthesis is not None:
         synthesizer = LLMSynthesizer(config.synthesis)

@@ -46,3 +46,8 @@ def request_seed(seed: int, i: int, j: int) -> int:
 def agent_seed(seed: int) -> int:
     """Where an LLM teacher's calls start counting their seeds, for a policy seeded ``seed``."""
     return seed * 1_000_003
+
+
+def names_seed(seed: int) -> int:
+    """The neutral skill names (and their order) a teacher sees in an experiment seeded ``seed``."""
+    return seed * 7_368_787 + 11
