@@ -29,7 +29,7 @@ def reports() -> dict[Path, str]:
 
     out = {}
     for folder, kind in REPORTS:
-        text = stored_report(folder, kind, ROOT / "configs" / "bench", ROOT)
+        text = stored_report(folder, kind, ROOT / "configs" / "bench")
         if text is not None:
             out[folder / f"{kind}.md"] = text
     return out
@@ -45,7 +45,7 @@ def block() -> str:
     challenges = load_challenges(ROOT / "configs" / "bench")
     names = {"simulated": "Simulated twins", "lm": "LM student"}
     notes = [f"{names[k]}: {said}" for k, rows in boards.items() if rows
-             and (said := report_staleness(rows, challenges, k == "simulated", RESULTS, ROOT))]
+             and (said := report_staleness(rows, challenges, k == "simulated", RESULTS))]
     return readme_block(boards, "\n\n".join(notes))
 
 

@@ -64,7 +64,7 @@ def rows_for(run: bool, sequential: bool = True) -> list[dict[str, Any]]:
     out = []
     for ch in challenges():  # the bench's oracle on ladder-rl; arithmetic-grpo has none (its CPU went to variants)
         out += run_bench([ch], VARIANTS[ch.name], [0, 1, 2, 3, 4], simulated=False, results=RESULTS,
-                         work=ROOT / "outputs" / "per-step", root=ROOT, sequential=sequential, tracking=False,
+                         work=ROOT / "outputs" / "per-step", sequential=sequential, tracking=False,
                          run=run, anchors=("uniform", "oracle") if ch.name == "ladder-rl" else ("uniform",))
     return [r for r in out if r["status"] == "finished"]
 
@@ -82,7 +82,7 @@ def notice(rows: list[dict[str, Any]]) -> str:
     """Which rows are stale (their keys are not their cases' current keys) and why; '' when all are current."""
     from teachgym.bench_command import report_staleness
 
-    return report_staleness(rows, challenges(), False, RESULTS, ROOT)
+    return report_staleness(rows, challenges(), False, RESULTS)
 
 
 def page_block(rows: list[dict[str, Any]], said: str | None = None) -> str:

@@ -98,7 +98,7 @@ def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    from teachgym.bench import learned_path
+    from teachgym.bench import LEARNED, learned_path
     from teachgym.policies.learned import save_teacher
 
     torch.set_num_threads(1)  # a small MLP: threads cost more than they give
@@ -117,7 +117,7 @@ def train(challenge: Any, args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {challenge.name}: {model.num_timesteps:>7} steps  episode score (last {len(ep)}) {mean:.3f}",
               file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
-    out = ROOT / learned_path(challenge)  # where `teachgym bench` looks for it
+    out = LEARNED / Path(learned_path(challenge)).name  # where `teachgym bench` looks for it
     out.parent.mkdir(parents=True, exist_ok=True)
     path = save_teacher(model, out, score_env(challenge), timesteps=int(model.num_timesteps),
                         seed=args.seed, train_seconds=round(wall, 1), algorithm="PPO", student="simulated twin",
@@ -140,12 +140,12 @@ def main() -> None:
                         help="show the skills in the env's order every episode: the network can then learn the "
                         "twin's hidden structure by position (a learned oracle, not a fair teacher)")
     args = parser.parse_args()
-    from teachgym.bench import LEARNED_DIR, load_challenges
+    from teachgym.bench import LEARNED, load_challenges
     from teachgym.console import quiet_libraries
 
     quiet_libraries()
     done = [train(ch, args) for ch in load_challenges(args.dir, args.challenges or None)]
-    table = ROOT / LEARNED_DIR / "train.md"
+    table = LEARNED / "train.md"
     old = {}
     if table.exists():  # keep the rows of challenges not retrained now
         for line in table.read_text().splitlines():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from teachgym.bench import LEARNED_DIR, load_challenges, missing_learned, parse_seeds, run_bench
+from teachgym.bench import load_challenges, missing_learned, parse_seeds, run_bench
 from teachgym.bench_report import headroom, iqm, leaderboard, normalised, rank_agreement, stratified_iqm
 from teachgym.checks import make_observation
 from teachgym.config import ConfigError
@@ -137,7 +137,7 @@ def test_simulated_twins_run_cache_and_rank_a_user_teacher(tmp_path, monkeypatch
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     challenges = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])
     args = dict(challenges=challenges, policies=["helpers_policies:WeakestFirst"], seeds=[0, 1], simulated=True,
-                results=tmp_path / "res", work=tmp_path / "work", root=ROOT, sequential=True, tracking=False)
+                results=tmp_path / "res", work=tmp_path / "work", sequential=True, tracking=False)
     rows = run_bench(**args)
     assert sorted({r["policy"] for r in rows}) == ["helpers_policies:WeakestFirst", "oracle", "uniform"]
     assert all(r["status"] == "finished" and 0 <= r["score"] <= 1 for r in rows)
@@ -180,13 +180,13 @@ def _train_tiny_teacher(challenge, path: Path, seed: int, monkeypatch) -> None:
 def test_learned_runs_where_its_challenge_has_a_model_and_a_new_model_reruns(tmp_path, monkeypatch):
     """The bench's `learned` row uses the challenge's model (its bytes in the key); no model: skipped, named."""
     pytest.importorskip("stable_baselines3")
-    root = tmp_path / "repo"  # a repository root with one trained teacher
+    models = tmp_path / "models"  # a learned folder (teachgym bench --learned) with one trained teacher
     challenges = load_challenges(ROOT / "configs" / "bench", ["mastered", "unlearnable"])
-    model = root / LEARNED_DIR / "unlearnable.zip"
+    model = models / "unlearnable.zip"
     _train_tiny_teacher(challenges[1], model, seed=0, monkeypatch=monkeypatch)
-    assert missing_learned(challenges, root) == ["mastered"]
+    assert missing_learned(challenges, models) == ["mastered"]
     args = dict(challenges=challenges, policies=["learned"], seeds=[0], simulated=True, results=tmp_path / "res",
-                work=tmp_path / "work", root=root, sequential=True, tracking=False)
+                work=tmp_path / "work", learned=models, sequential=True, tracking=False)
     rows = run_bench(**args)
     learned = [r for r in rows if r["policy"] == "learned"]
     assert [(r["challenge"], r["status"]) for r in learned] == [("unlearnable", "finished")]
@@ -263,7 +263,7 @@ def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_
     plain = case_config(ladder, "dump", simulated=False)
     assert "filter_groups" not in plain["student"] and plain["loop"]["teach_every"] == "round"
     rows = run_bench([ladder], ["dump@step", "uniform+filter"], [0], simulated=True, results=tmp_path / "res",
-                     work=tmp_path / "work", root=ROOT, sequential=True, tracking=False)
+                     work=tmp_path / "work", sequential=True, tracking=False)
     assert {r["policy"] for r in rows} == {"uniform", "oracle"}  # the twin rolls nothing out: variants skipped
     assert {"dump@step", "sec@step", "learnability@step"} <= set(default_policies())
     assert not any(p.startswith(("uniform@", "exp3@")) for p in default_policies())
@@ -287,15 +287,15 @@ def test_a_report_names_its_stale_rows_and_the_modules_that_changed():
     from teachgym.bench_report import readme_block
 
     ch = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])[0]
-    _, prov = case(ch, "learnability", True, Path("."), ROOT)
+    _, prov = case(ch, "learnability", True, Path("."))
     now = prov.pop("sources")
     rows = [{"challenge": "unlearnable", "policy": "learnability", "seed": s, "status": "finished", "score": 0.5,
              "provenance": dict(prov)} for s in range(3)]
-    assert staleness(rows, [ch], True, ROOT, {prov["code"]: now})["stale"] == 0
+    assert staleness(rows, [ch], True, {prov["code"]: now})["stale"] == 0
     older = {**now, "teachgym.policies._common": "0" * 16, "teachgym.gone": "1" * 16}
     rows[0]["provenance"] = {**prov, "key": "old", "code": "oldcode"}
     rows[1]["provenance"] = {**prov, "key": "older", "code": "unindexed"}
-    found = staleness(rows, [ch], True, ROOT, {prov["code"]: now, "oldcode": older})
+    found = staleness(rows, [ch], True, {prov["code"]: now, "oldcode": older})
     assert found == {"stale": 2, "total": 3, "modules": ["teachgym.gone", "teachgym.policies._common"], "unknown": 1}
     notice = stale_notice(found)
     assert notice.startswith("**Stale: 2 of 3 rows are not the current code's numbers.**")
@@ -315,7 +315,7 @@ def test_the_bench_writes_in_the_working_folder_and_cached_never_writes_an_empty
     report has no intervals; no plotting warning."""
     committed = _snapshot(ROOT / "benchmarks" / "results" / "bench")
     status = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
-    bench = [TEACHGYM, "bench", "--simulated", "--no-mlflow", "--dir", str(ROOT / "configs" / "bench")]
+    bench = [TEACHGYM, "bench", "--simulated", "--no-mlflow"]  # the challenges ship with teachgym: any folder works
     done = subprocess.run([*bench, "uniform", "--challenges", "unlearnable", "--seeds", "0"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -350,7 +350,7 @@ def test_the_key_covers_every_module_a_case_imports_and_its_bench_section(tmp_pa
     from teachgym.bench import case
 
     ch = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])[0]
-    key = {p: case(ch, p, True, Path("."), ROOT)[1] for p in ("learnability", "uniform", "skill-it")}
+    key = {p: case(ch, p, True, Path("."))[1] for p in ("learnability", "uniform", "skill-it")}
     for p in ("learnability", "skill-it"):
         assert "teachgym.policies._common" in key[p]["sources"]
     assert {"teachgym.warm_start", "teachgym.resume", "teachgym.rounds", "teachgym.checks"} <= set(
@@ -358,7 +358,7 @@ def test_the_key_covers_every_module_a_case_imports_and_its_bench_section(tmp_pa
     common = str(ROOT / "policies" / "_common.py")
     real = provenance._hashed
     monkeypatch.setattr(provenance, "_hashed", lambda stamp: "edited" if stamp[0] == common else real(stamp))
-    after = {p: case(ch, p, True, Path("."), ROOT)[1]["key"] for p in key}
+    after = {p: case(ch, p, True, Path("."))[1]["key"] for p in key}
     assert after["learnability"] != key["learnability"]["key"] and after["skill-it"] != key["skill-it"]["key"]
     assert after["uniform"] == key["uniform"]["key"]  # uniform does not import it
     monkeypatch.undo()
@@ -369,7 +369,7 @@ def test_the_key_covers_every_module_a_case_imports_and_its_bench_section(tmp_pa
     from teachgym.config import load_config
 
     changed = Challenge(ch.name, ch.path, load_config(data))
-    assert case(changed, "uniform", True, Path("."), ROOT)[1]["key"] != key["uniform"]["key"]
+    assert case(changed, "uniform", True, Path("."))[1]["key"] != key["uniform"]["key"]
 
 
 def test_editing_a_plugins_helper_module_reruns_its_cases(tmp_path, monkeypatch):
@@ -380,7 +380,7 @@ def test_editing_a_plugins_helper_module_reruns_its_cases(tmp_path, monkeypatch)
     monkeypatch.syspath_prepend(str(tmp_path))
     ch = load_challenges(ROOT / "configs" / "bench", ["unlearnable"])
     args = dict(challenges=ch, policies=["mypolicy:Even"], seeds=[0], simulated=True, results=tmp_path / "res",
-                work=tmp_path / "work", root=ROOT, sequential=True, tracking=False, anchors=())
+                work=tmp_path / "work", sequential=True, tracking=False, anchors=())
     first = run_bench(**args)
     assert "myhelper" in json.loads((tmp_path / "res" / "simulated.sources.json").read_text())[
         first[0]["provenance"]["code"]]

@@ -58,7 +58,7 @@ def test_bench_reports_match_their_results(folder, kind):
     assert rows, f"no {kind} rows"
     index = json.loads((results / f"{kind}.json").read_text())
     assert len(rows) == len(index["cases"]) + len(index["failed"])  # every case it names is in the results file
-    text = stored_report(results, kind, ROOT / "configs" / "bench", ROOT)  # stale rows said to be, by the current keys
+    text = stored_report(results, kind, ROOT / "configs" / "bench")  # stale rows said to be, by the current keys
     assert (results / f"{kind}.md").read_text() == text
 
 

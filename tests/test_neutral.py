@@ -82,7 +82,7 @@ def test_a_teacher_that_reads_only_names_scores_as_uniform_on_the_bench(tmp_path
         "        return Mixture({s: 1.0 for s in keep})\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     rows = run_bench(load_challenges(ROOT / "configs" / "bench", ["unlearnable"]), ["namereader:SkipNoise"], [0, 1],
-                     simulated=True, results=tmp_path / "r", work=tmp_path / "w", root=ROOT, sequential=True,
+                     simulated=True, results=tmp_path / "r", work=tmp_path / "w", sequential=True,
                      tracking=False)
     scores = {(r["policy"], r["seed"]): r["score"] for r in rows}
     assert scores[("oracle", 0)] > scores[("uniform", 0)] + 0.1  # the headroom the name would have given away

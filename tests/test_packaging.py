@@ -39,3 +39,21 @@ def test_py_typed_ships():
     import importlib.resources
 
     assert importlib.resources.files("teachgym").joinpath("py.typed").is_file()
+
+
+def test_the_wheel_ships_the_bench_challenges_leaderboard_and_learned_teachers(tmp_path):
+    """`teachgym bench` runs from any folder after `pip install`: its challenges, the committed leaderboard (whose
+    current rows it reuses) and the learned teachers are package data."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path), "-q"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    names = set(zipfile.ZipFile(next(tmp_path.glob("teachgym-*.whl"))).namelist())
+    challenges = {f"teachgym/challenges/{p.name}" for p in (root / "configs" / "bench").glob("*.yaml")}
+    assert len(challenges) >= 6 and challenges <= names
+    assert {"teachgym/leaderboard/lm.jsonl", "teachgym/leaderboard/simulated.jsonl"} <= names
+    assert {f"teachgym/leaderboard/learned/{p.name}" for p in (root / "benchmarks/results/bench/learned").glob("*.zip")
+            } <= names

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, build_component, load_config
-from teachgym.provenance import case_roots, component_source, git_state, machine, sources, sources_hash
+from teachgym.provenance import ROOT, case_roots, component_source, git_state, machine, sources, sources_hash
 from teachgym.registry import BUILTINS, resolve
 from teachgym.sweep import plan_sweep, run_sweep
 
@@ -37,9 +37,12 @@ ANCHORS = ("uniform", "oracle")
 #: Built-ins that need what a bench cannot give them (a language-model server).
 NOT_BENCHED = {"llm-agent": "needs a language-model endpoint"}
 #: Where the bench finds each challenge's ``learned`` teacher (``benchmarks/train_bench_teachers.py`` trains them
-#: on the simulated twins): ``<LEARNED_DIR>/<challenge>.zip``, relative to the repository root.
-REFERENCE = "benchmarks/results/bench"  # the committed leaderboard, in a checkout
-LEARNED_DIR = "benchmarks/results/bench/learned"
+#: on the simulated twins): ``<LEARNED>/<challenge>.zip``. The challenges and the committed leaderboard ship with the
+#: package, so that ``teachgym bench`` runs from any folder (in a checkout, ``configs/bench`` and
+#: ``benchmarks/results/bench`` link to them).
+CHALLENGES = Path(__file__).with_name("challenges")
+LEADERBOARD = Path(__file__).with_name("leaderboard")
+LEARNED = LEADERBOARD / "learned"
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class Challenge:
         return [s.name for s in env.skills if s.name not in set(self.bench.noise)]
 
 
-def load_challenges(directory: str | Path = "configs/bench", names: Sequence[str] | None = None) -> list[Challenge]:
+def load_challenges(directory: str | Path = CHALLENGES, names: Sequence[str] | None = None) -> list[Challenge]:
     """The challenges in ``directory`` (every ``*.yaml``), or the ``names`` among them, in file-name order.
 
     Raises:
@@ -70,7 +73,7 @@ def load_challenges(directory: str | Path = "configs/bench", names: Sequence[str
     """
     folder = Path(directory)
     if not folder.is_dir():
-        raise ConfigError(f"no challenge folder {str(folder)!r} (run from the repository root, or pass --dir)")
+        raise ConfigError(f"no challenge folder {str(folder)!r} (leave --dir out for the built-in challenges)")
     found = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
     wanted = list(names or found)
     for name in wanted:
@@ -88,8 +91,9 @@ def load_challenges(directory: str | Path = "configs/bench", names: Sequence[str
 
 
 def learned_path(challenge: Challenge) -> str:
-    """Where the bench finds ``challenge``'s ``learned`` model, relative to the repository root."""
-    return f"{LEARNED_DIR}/{challenge.name}.zip"
+    """``challenge``'s ``learned`` model's file name in the learned folder (:data:`LEARNED` by default): what the
+    case's config names (the folder is where this install keeps it, and decides nothing)."""
+    return f"learned/{challenge.name}.zip"
 
 
 def variant(policy: str) -> tuple[str, bool, bool]:
@@ -112,7 +116,7 @@ def batchwise(challenge: Challenge) -> bool:
 def policy_section(challenge: Challenge, policy: str) -> dict[str, Any]:
     """The config's ``policy:`` for ``policy``; the oracle gets the challenge's hidden structure.
 
-    ``learned`` gets the model trained on this challenge's twin (a path under :data:`LEARNED_DIR`).
+    ``learned`` gets the model trained on this challenge's twin (:func:`learned_path`).
     """
     if policy == "oracle":
         b = challenge.bench
@@ -148,8 +152,8 @@ def policy_source(policy: str) -> str:
     return component_source("policies", variant(policy)[0])
 
 
-def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
-               files: Sequence[Path] = (), bench: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(config: dict[str, Any], policy: str, simulated: bool, files: Sequence[Path] = (),
+               bench: dict[str, Any] | None = None) -> dict[str, Any]:
     """The case's key and, beside it, the commit and dirty flag, and the source map its code hash is made of.
 
     The key covers the resolved config (where it is logged aside: that decides no number) and the challenge's
@@ -166,12 +170,12 @@ def provenance(config: dict[str, Any], policy: str, root: Path, simulated: bool,
              "code": sources_hash(code), **hardware,
              "files": [hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files]}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    commit, dirty = git_state(root)
+    commit, dirty = git_state(ROOT)
     return {"key": key, "code": keyed["code"], "policy_source": policy_source(policy), "commit": commit,
             "dirty": dirty, **found, "sources": code}
 
 
-def case(ch: Challenge, policy: str, simulated: bool, work: Path, root: Path, tracking: bool = True
+def case(ch: Challenge, policy: str, simulated: bool, work: Path, learned: Path = LEARNED, tracking: bool = True
          ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """One (challenge, policy) as it would run now: the config to run and its provenance (with ``sources``);
     None where it cannot run (``learned`` without a model; a per-step or filtering variant off GRPO)."""
@@ -181,12 +185,12 @@ def case(ch: Challenge, policy: str, simulated: bool, work: Path, root: Path, tr
     files: list[Path] = []
     runnable = {**config, "loop": {**config["loop"], "output_dir": str(work)}}  # not in the key
     if variant(policy)[0] == "learned":
-        model = root / config["policy"]["path"]
+        model = learned / Path(config["policy"]["path"]).name
         if not model.exists():
             return None
         files = [model]  # its bytes decide its numbers (the observation code is in the sources)
         runnable["policy"] = {**config["policy"], "path": str(model)}  # any working directory
-    return runnable, provenance(config, policy, root, simulated, files, ch.bench.model_dump(mode="json"))
+    return runnable, provenance(config, policy, simulated, files, ch.bench.model_dump(mode="json"))
 
 
 def score(challenge: Challenge, curve: Sequence[float]) -> float:
@@ -203,7 +207,7 @@ def run_bench(
     simulated: bool,
     results: Path,
     work: Path,
-    root: Path,
+    learned: Path = LEARNED,
     sequential: bool = False,
     tracking: bool = True,
     on_case: Callable[[dict[str, Any]], None] | None = None,
@@ -219,7 +223,7 @@ def run_bench(
     ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
     ``reference``: another results folder (the committed leaderboard) whose rows of the current keys are reused,
     never written.
-    ``learned`` runs on the challenges that have a model under ``root`` / :data:`LEARNED_DIR` and is
+    ``learned`` runs on the challenges that have a model in ``learned`` (default :data:`LEARNED`) and is
     skipped on the others (:func:`missing_learned` names them).
     """
     file = results / ("simulated.jsonl" if simulated else "lm.jsonl")
@@ -235,7 +239,7 @@ def run_bench(
     for ch in challenges:
         learnable = ch.learnable
         for policy in wanted:
-            found = case(ch, policy, simulated, work, root, tracking)
+            found = case(ch, policy, simulated, work, learned, tracking)
             if found is None:
                 continue
             runnable, prov = found
@@ -327,9 +331,9 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def missing_learned(challenges: Sequence[Challenge], root: Path) -> list[str]:
-    """The challenges without a ``learned`` model under ``root`` / :data:`LEARNED_DIR` (the bench skips it there)."""
-    return [ch.name for ch in challenges if not (root / learned_path(ch)).exists()]
+def missing_learned(challenges: Sequence[Challenge], learned: Path = LEARNED) -> list[str]:
+    """The challenges without a ``learned`` model in ``learned`` (the bench skips it there)."""
+    return [ch.name for ch in challenges if not (learned / Path(learned_path(ch)).name).exists()]
 
 
 def default_policies() -> list[str]:

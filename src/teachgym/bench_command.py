@@ -17,8 +17,8 @@ from typing import Any
 
 from teachgym import bench_report
 from teachgym.bench import (
-    LEARNED_DIR,
-    REFERENCE,
+    LEADERBOARD,
+    LEARNED,
     Challenge,
     case,
     default_policies,
@@ -36,8 +36,8 @@ from teachgym.registry import resolve
 SHOWN_MODULES = 12  # a stale notice names this many changed modules, then "+N more"
 
 
-def staleness(rows: Sequence[Mapping[str, Any]], challenges: Sequence[Challenge], simulated: bool, root: Path,
-              index: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+def staleness(rows: Sequence[Mapping[str, Any]], challenges: Sequence[Challenge], simulated: bool,
+              index: Mapping[str, Mapping[str, str]], learned: Path = LEARNED) -> dict[str, Any]:
     """Which finished rows' keys are not their cases' current keys, and the modules that changed since.
 
     Returns:
@@ -51,7 +51,7 @@ def staleness(rows: Sequence[Mapping[str, Any]], challenges: Sequence[Challenge]
     for r in finished:
         pair = (r["challenge"], r["policy"])
         if pair not in now:
-            found = case(by_name[pair[0]], pair[1], simulated, Path("."), root) if pair[0] in by_name else None
+            found = case(by_name[pair[0]], pair[1], simulated, Path("."), learned) if pair[0] in by_name else None
             now[pair] = None if found is None else (found[1]["key"], found[1]["sources"])
         current = now[pair]
         if current is not None and r["provenance"]["key"] == current[0]:
@@ -81,23 +81,24 @@ def stale_notice(found: Mapping[str, Any]) -> str:
 
 
 def report_staleness(rows: Sequence[Mapping[str, Any]], challenges: Sequence[Challenge], simulated: bool,
-                     results: Path, root: Path) -> str:
+                     results: Path, learned: Path = LEARNED) -> str:
     """:func:`stale_notice` for rows stored in ``results`` (whose ``<kind>.sources.json`` names their sources)."""
     kind = "simulated" if simulated else "lm"
     file = results / f"{kind}.sources.json"
     index = json.loads(file.read_text()) if file.exists() else {}
-    return stale_notice(staleness(rows, challenges, simulated, root, index))
+    return stale_notice(staleness(rows, challenges, simulated, index, learned))
 
 
 def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
                   fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
-                  command: str, cached: bool = False, reference: str | None = None) -> int:
+                  command: str, cached: bool = False, reference: str | None = None, learned: str | None = None) -> int:
     """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows).
 
     ``cached``: run nothing, and report the cases of the current keys already in the results file (a
     leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they ran).
-    ``reference``: the committed leaderboard's folder (default: :data:`REFERENCE` in this checkout), whose rows
-    of the current keys are reused; only ``results`` is written, and nothing when no case has a row.
+    ``reference``: the committed leaderboard's folder (default: :data:`~teachgym.bench.LEADERBOARD`, shipped with
+    the package), whose rows of the current keys are reused; only ``results`` is written, and nothing when no case
+    has a row. ``learned``: the folder of the ``learned`` teachers' models (default :data:`~teachgym.bench.LEARNED`).
     """
     challenges = load_challenges(directory, challenge_names)
     chosen = list(policies) or default_policies()
@@ -107,8 +108,8 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
         if stepping and not steps(name):
             raise ConfigError(f"{p}: {name!r} has no step() method, so it cannot teach per step; drop '@step'")
     out = Path(results)
-    root = Path(__file__).resolve().parents[2]
-    ref = Path(reference) if reference else root / REFERENCE
+    ref = Path(reference) if reference else LEADERBOARD
+    models = Path(learned) if learned else LEARNED
     ray = importlib.util.find_spec("ray") is not None
     say = (lambda *a, **k: None) if fmt == "json" else print
 
@@ -116,10 +117,10 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
         what = f"{row['score']:.3f}" if row["status"] == "finished" else f"{row['status']}: {row.get('error', '')}"
         say(f"  {row['challenge']:<14} {row['policy']:<22} seed {row['seed']}  {what}", flush=True)
 
-    if "learned" in chosen and (untrained := missing_learned(challenges, root)):
-        say(f"learned: skipped on {', '.join(untrained)} (no model in {LEARNED_DIR}; train one: "
+    if "learned" in chosen and (untrained := missing_learned(challenges, models)):
+        say(f"learned: skipped on {', '.join(untrained)} (no model in {models}; train one: "
             f"python benchmarks/train_bench_teachers.py {' '.join(untrained)})", flush=True)
-    rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), root,
+    rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), models,
                      sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached,
                      reference=ref)
     kind = "simulated" if simulated else "lm"
@@ -183,7 +184,7 @@ def _footer(rows: Sequence[dict[str, Any]], command: str) -> str:
             f"{', '.join(commits)}; code hash {p['code']}.")
 
 
-def stored_report(results: Path, kind: str, challenges_dir: Path, root: Path) -> str | None:
+def stored_report(results: Path, kind: str, challenges_dir: Path, learned: Path = LEARNED) -> str | None:
     """The report of the rows ``<results>/<kind>.json`` names (as ``teachgym bench`` last made it), with a notice of
     the stale ones; None without such a report."""
     rows = reported_rows(results, kind)
@@ -193,4 +194,4 @@ def stored_report(results: Path, kind: str, challenges_dir: Path, root: Path) ->
     challenges = load_challenges(challenges_dir, sorted({r["challenge"] for r in rows}))
     simulated = kind == "simulated"
     return report(rows, challenges, results, simulated, command,
-                  notice=report_staleness(rows, challenges, simulated, results, root))
+                  notice=report_staleness(rows, challenges, simulated, results, learned))

@@ -63,7 +63,7 @@ def keys_for(config: str | Path, overrides: list[str], sections: dict[str, dict]
         section = dict(section)
         path = section.pop("path", None)
         files = [Path(path)] if path and Path(path).exists() else []
-        out[p] = provenance({**resolved, "policy": section}, p, ROOT, simulated, files)
+        out[p] = provenance({**resolved, "policy": section}, p, simulated, files)
         out[p].pop("sources")  # a row keeps the code hash, not the map
     return out
 

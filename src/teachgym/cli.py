@@ -252,7 +252,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from teachgym.bench import load_challenges
+    from teachgym.bench import CHALLENGES, load_challenges
     from teachgym.bench_command import bench_command
 
     if os.getcwd() not in sys.path:  # a teacher given by import path, as in `teachgym run`
@@ -262,13 +262,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.challenges = [n for arg in args.challenges for n in arg.split(",") if n]
     try:
         if args.list:
-            for ch in load_challenges(args.dir, args.challenges):
+            for ch in load_challenges(args.dir or CHALLENGES, args.challenges):
                 print(f"{ch.name:<16} {ch.bench.description}")
             return 0
         command = shlex.join(["teachgym", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "teachgym bench"
-        return bench_command(args.policies, args.challenges, args.seeds, args.simulated, args.format, args.dir,
-                             args.results, args.work, args.sequential, not args.no_mlflow, command, args.cached,
-                             args.reference)
+        return bench_command(args.policies, args.challenges, args.seeds, args.simulated, args.format,
+                             args.dir or CHALLENGES, args.results, args.work, args.sequential, not args.no_mlflow,
+                             command, args.cached, args.reference, args.learned)
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

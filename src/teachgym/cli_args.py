@@ -106,11 +106,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p_b.add_argument("--simulated", action="store_true", help="the simulated twins (seconds) instead of the LM")
     p_b.add_argument("--format", choices=["table", "json"], default="table",
                      help="json: print the rows (challenge, policy, seed, score, normalised) for scripts")
-    p_b.add_argument("--dir", default="configs/bench", help="the challenge folder (default configs/bench)")
+    p_b.add_argument("--dir", help="a challenge folder (default: the built-in challenges, shipped with teachgym; in "
+                     "a checkout configs/bench)")
+    p_b.add_argument("--learned", help="the folder of the learned teachers' models, <challenge>.zip (default: the "
+                     "ones shipped with teachgym, trained by benchmarks/train_bench_teachers.py)")
     p_b.add_argument("--results", default="outputs/bench/results", help="the rows and reports this command writes "
                      "(default outputs/bench/results; benchmarks/results/bench updates the committed leaderboard)")
     p_b.add_argument("--reference", help="a results folder whose rows of the current keys are reused, never written "
-                     "(default: the committed leaderboard, benchmarks/results/bench)")
+                     "(default: the leaderboard shipped with teachgym; in a checkout benchmarks/results/bench)")
     p_b.add_argument("--work", default="outputs/bench", help="the cases' run folders")
     p_b.add_argument("--sequential", action="store_true", help="run the cases one by one in this process (no Ray)")
     p_b.add_argument("--no-mlflow", action="store_true", help="do not log the cases to MLflow")
