@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from teachgym.bench_protocol import Protocol
+from teachgym.bench_protocol import score as protocol_score
 from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, build_component, load_config
 from teachgym.provenance import ROOT, case_roots, component_source, git_state, machine, sources, sources_hash
 from teachgym.registry import BUILTINS, resolve
@@ -193,11 +195,12 @@ def case(ch: Challenge, policy: str, simulated: bool, work: Path, learned: Path 
     return runnable, provenance(config, policy, simulated, files, ch.bench.model_dump(mode="json"))
 
 
-def score(challenge: Challenge, curve: Sequence[float]) -> float:
-    """The challenge's score from a run's curve (the learnable skills' mean accuracy, round by round): its final
-    value or its mean over the rounds after round 0. Computed when a report is made, from the stored curve, so
-    that a changed score needs no rerun."""
-    return curve[-1] if challenge.bench.score == "final" else sum(curve[1:]) / max(1, len(curve) - 1)
+def score(challenge: Challenge, curve: Sequence[float], protocol: Protocol | None = None) -> float:
+    """The challenge's score from a run's curve (the learnable skills' mean accuracy, round by round), as the
+    protocol registered it (else as the challenge declares it). Computed when a report is made, from the stored
+    curve, so that a changed score needs no rerun."""
+    how = challenge.bench.score if protocol is None else protocol.score_of(challenge.name, challenge.bench.score)
+    return protocol_score(curve, how)
 
 
 def run_bench(
@@ -214,6 +217,7 @@ def run_bench(
     run: bool = True,
     anchors: Sequence[str] = ANCHORS,
     reference: Path | None = None,
+    protocol: Protocol | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
 
@@ -222,7 +226,7 @@ def run_bench(
     another commit's).
     ``run=False`` runs nothing: it returns the rows of the current keys that are already there.
     ``reference``: another results folder (the committed leaderboard) whose rows of the current keys are reused,
-    never written.
+    never written. ``protocol``: the anchors also run on its calibration seeds, and scores are as it registered.
     ``learned`` runs on the challenges that have a model in ``learned`` (default :data:`LEARNED`) and is
     skipped on the others (:func:`missing_learned` names them).
     """
@@ -245,13 +249,14 @@ def run_bench(
             runnable, prov = found
             index[prov["code"]] = prov.pop("sources")
             have = {r["seed"]: r for r in stored if r["provenance"]["key"] == prov["key"]}
-            missing = [s for s in seeds if s not in have]
+            mine = sorted({*seeds, *protocol.calibration_seeds}) if protocol and policy in anchors else list(seeds)
+            missing = [s for s in mine if s not in have]
             if missing and run:
                 plan = plan_sweep(runnable, grid={"loop.seed": [str(s) for s in missing]},
                                   name=sweep_name(ch, policy, prov["key"]))
                 result = run_sweep(plan, sequential=sequential, plot=False)
                 for r in result.results:
-                    row = _row(ch, policy, r.trial.seed, r.status, r.row, learnable, prov, simulated)
+                    row = _row(ch, policy, r.trial.seed, r.status, r.row, learnable, prov, simulated, protocol)
                     if row["status"] == "finished":
                         stored = [x for x in stored
                                   if (x["provenance"]["key"], x["seed"]) != (prov["key"], row["seed"])] + [row]
@@ -264,9 +269,9 @@ def run_bench(
                 _write_index(results / f"{file.stem}.sources.json", index, stored)
                 if result.interrupted is not None:
                     raise result.interrupted
-            for s in seeds:
+            for s in mine:
                 if s in have:
-                    rows.append({**have[s], "score": score(ch, have[s]["curve"])})
+                    rows.append({**have[s], "score": score(ch, have[s]["curve"], protocol)})
                     if on_case:
                         on_case(rows[-1])
     return rows
@@ -278,12 +283,12 @@ def sweep_name(challenge: Challenge, policy: str, key: str) -> str:
 
 
 def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, Any], learnable: Sequence[str],
-         prov: dict[str, Any], simulated: bool) -> dict[str, Any]:
+         prov: dict[str, Any], simulated: bool, protocol: Protocol | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"challenge": ch.name, "policy": policy, "seed": int(seed), "status": status,
                            "student": "simulated" if simulated else "lm", "provenance": prov}
     if status == "finished":
         curve = [sum(a[s] for s in learnable) / len(learnable) for a in trial["acc"]]
-        row.update(score=score(ch, curve), acc_mean=trial["acc_mean"], examples=trial["examples"],
+        row.update(score=score(ch, curve, protocol), acc_mean=trial["acc_mean"], examples=trial["examples"],
                    wall_s=trial.get("wall_s"), run_id=trial.get("run_id"), curve=curve, totals=trial.get("totals"))
     else:
         row["error"] = trial.get("error", status)

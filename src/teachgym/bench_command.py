@@ -8,6 +8,7 @@ hashes point into), never presenting it as current.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -29,6 +30,7 @@ from teachgym.bench import (
     steps,
     variant,
 )
+from teachgym.bench_protocol import PROTOCOL, Protocol, calibrate, load_protocol, write_protocol
 from teachgym.config import ConfigError
 from teachgym.provenance import changed_modules
 from teachgym.registry import resolve
@@ -89,24 +91,30 @@ def report_staleness(rows: Sequence[Mapping[str, Any]], challenges: Sequence[Cha
     return stale_notice(staleness(rows, challenges, simulated, index, learned))
 
 
-def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str, simulated: bool,
-                  fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
-                  command: str, cached: bool = False, reference: str | None = None, learned: str | None = None) -> int:
+def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None, seeds: str | None,
+                  simulated: bool, fmt: str, directory: str, results: str, work: str, sequential: bool, mlflow: bool,
+                  command: str, cached: bool = False, reference: str | None = None, learned: str | None = None,
+                  protocol: str | None = None, calibrate: bool = False) -> int:
     """``teachgym bench``: run the missing cases, write the report files, print the leaderboard (or JSON rows).
 
-    ``cached``: run nothing, and report the cases of the current keys already in the results file (a
-    leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they ran).
-    ``reference``: the committed leaderboard's folder (default: :data:`~teachgym.bench.LEADERBOARD`, shipped with
-    the package), whose rows of the current keys are reused; only ``results`` is written, and nothing when no case
-    has a row. ``learned``: the folder of the ``learned`` teachers' models (default :data:`~teachgym.bench.LEARNED`).
+    ``seeds``: the teachers' seeds (default: the protocol's scoring seeds); the anchors also run on the protocol's
+    calibration seeds. ``cached``: run nothing, and report the cases of the current keys already in the results
+    file (a leaderboard whose rows came from several commands: the anchors everywhere, the teachers where they
+    ran). ``reference``: the committed leaderboard's folder (default: :data:`~teachgym.bench.LEADERBOARD`, shipped
+    with the package), whose rows of the current keys are reused; only ``results`` is written, and nothing when no
+    case has a row. ``learned``: the folder of the ``learned`` teachers' models (default
+    :data:`~teachgym.bench.LEARNED`). ``protocol``: the protocol file (default
+    :data:`~teachgym.bench_protocol.PROTOCOL`); ``calibrate``: run the anchors on its calibration seeds only and
+    write the protocol they decide to ``protocol`` (default ``<results>/protocol.yaml``).
     """
     challenges = load_challenges(directory, challenge_names)
-    chosen = list(policies) or default_policies()
+    chosen = [] if calibrate else (list(policies) or default_policies())
     for p in chosen:
         name, stepping, _ = variant(p)
         resolve("policies", name)  # an unknown teacher fails now, with near names
         if stepping and not steps(name):
             raise ConfigError(f"{p}: {name!r} has no step() method, so it cannot teach per step; drop '@step'")
+    registered = load_protocol(protocol or PROTOCOL)
     out = Path(results)
     ref = Path(reference) if reference else LEADERBOARD
     models = Path(learned) if learned else LEARNED
@@ -120,34 +128,61 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
     if "learned" in chosen and (untrained := missing_learned(challenges, models)):
         say(f"learned: skipped on {', '.join(untrained)} (no model in {models}; train one: "
             f"python benchmarks/train_bench_teachers.py {' '.join(untrained)})", flush=True)
-    rows = run_bench(challenges, chosen, parse_seeds(seeds), simulated, out, Path(work), models,
+    teach_seeds = [] if calibrate else (parse_seeds(seeds) if seeds else list(registered.scoring_seeds))
+    rows = run_bench(challenges, chosen, teach_seeds, simulated, out, Path(work), models,
                      sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached,
-                     reference=ref)
+                     reference=ref, protocol=registered)
     kind = "simulated" if simulated else "lm"
     if not any(r["status"] == "finished" for r in rows):  # an empty report would say nothing, and replace one
         print(f"no finished case of the current keys in {out}" + ("" if ref.resolve() == out.resolve() else
               f" or {ref}") + (" (--cached runs nothing: run without it)" if cached else "") + "; no report written",
               file=sys.stderr)
         return 1
-    cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
-    failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
-              for r in rows if r["status"] != "finished"]
-    (out / f"{kind}.json").write_text(json.dumps({"command": command, "cases": cases, "failed": failed,
-                                                  "leaderboard": bench_report.leaderboard(rows),
-                                                  "without_headroom": bench_report.without_headroom(rows)},
-                                                 indent=1, default=str) + "\n")
-    text = report(rows, challenges, out, simulated, command, ref)
-    (out / f"{kind}.md").write_text(text)
-    bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"))
+    if calibrate:
+        return _calibrate(rows, challenges, registered, kind, Path(protocol) if protocol else out / "protocol.yaml",
+                          command)
+    text = _write_reports(rows, challenges, out, kind, command, ref, registered)
     if fmt == "json":
-        print(json.dumps(bench_report.normalised(rows), indent=1))
+        print(json.dumps(bench_report.normalised(rows, registered, kind), indent=1))
     else:
         print("\n" + text + f"\nwritten: {out / (kind + '.md')}, {kind}.json, {kind}_profile.png")
     return 0 if all(r["status"] == "finished" for r in rows) else 1
 
 
+def _write_reports(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], out: Path, kind: str,
+                   command: str, ref: Path, protocol: Protocol) -> str:
+    """``<kind>.json`` (the cases, the leaderboard), ``<kind>.md`` and ``<kind>_profile.png``; the markdown."""
+    cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
+    failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
+              for r in rows if r["status"] != "finished"]
+    (out / f"{kind}.json").write_text(json.dumps({"command": command, "cases": cases, "failed": failed,
+                                                  "leaderboard": bench_report.leaderboard(rows, protocol, kind),
+                                                  "without_headroom": bench_report.without_headroom(rows, protocol,
+                                                                                                    kind)},
+                                                 indent=1, default=str) + "\n")
+    text = report(rows, challenges, out, kind == "simulated", command, ref, protocol=protocol)
+    (out / f"{kind}.md").write_text(text)
+    bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"), protocol, kind)
+    return text
+
+
+def _calibrate(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], protocol: Protocol, kind: str,
+               path: Path, command: str) -> int:
+    """Decide the ``kind`` section of the protocol from the anchors' calibration rows and write the file."""
+    found = calibrate(rows, protocol, kind)
+    score = {**protocol.score, **{c.name: protocol.score_of(c.name, c.bench.score) for c in challenges}}
+    new = dataclasses.replace(protocol, score=score, calibrated={**protocol.calibrated, kind: found})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_protocol(new, path, command)
+    for ch, v in found.items():
+        print(f"  {ch:<14} uniform {v['uniform']:.3f}  oracle {v['oracle']:.3f}  headroom {v['headroom']:+.3f} "
+              f"[{v['low']:+.3f}, {v['high']:+.3f}]  {'in the aggregate' if v['in_aggregate'] else 'left out'}")
+    print(f"protocol written: {path} ({kind}: calibration seeds {list(protocol.calibration_seeds)})")
+    return 0
+
+
 def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], results: Path, simulated: bool,
-           command: str, reference: Path | None = None, notice: str = "") -> str:
+           command: str, reference: Path | None = None, notice: str = "", protocol: Protocol | None = None) -> str:
     """The markdown report of these rows (with the rank agreement when the other leaderboard's rows exist, in
     ``results`` or else in ``reference``), under ``notice`` (:func:`report_staleness`, for stored rows)."""
     kind, other = ("simulated", "lm") if simulated else ("lm", "simulated")
@@ -155,7 +190,7 @@ def report(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], resu
     if other_rows is None and reference is not None:
         other_rows = reported_rows(reference, other)
     text = bench_report.markdown(rows, {c.name: c.bench.description for c in challenges}, _footer(rows, command),
-                                 other_rows, "LM" if simulated else "simulated", notice)
+                                 other_rows, "LM" if simulated else "simulated", notice, protocol, kind)
     return f"## teachgym bench: {kind} students\n\n" + text
 
 
@@ -193,5 +228,7 @@ def stored_report(results: Path, kind: str, challenges_dir: Path, learned: Path 
     command = json.loads((results / f"{kind}.json").read_text())["command"]
     challenges = load_challenges(challenges_dir, sorted({r["challenge"] for r in rows}))
     simulated = kind == "simulated"
+    registered = load_protocol()  # rows made before the protocol have no calibration seeds: reported as they were
+    protocol = registered if any(r.get("seed") in registered.calibration_seeds for r in rows) else None
     return report(rows, challenges, results, simulated, command,
-                  notice=report_staleness(rows, challenges, simulated, results, learned))
+                  notice=report_staleness(rows, challenges, simulated, results, learned), protocol=protocol)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from teachgym.analysis import format_interval, paired_difference
+from teachgym.bench_protocol import Protocol, bootstrap_iqm, improvement, iqm
 
 BOOTSTRAP = 2000
 TARGET = 0.15
@@ -57,25 +58,51 @@ def _versus_uniform(by_policy: Mapping[str, Mapping[int, float]], policy: str) -
     return mean, low, high, len(t)
 
 
-def headroom(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per challenge: uniform's and the oracle's mean score, and oracle − uniform paired by seed [95% CI]."""
+def _split(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None
+           ) -> tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]]:
+    """The rows that calibrate and the rows that score (without a protocol: all of them, both)."""
+    if protocol is None:
+        return rows, rows
+    return ([r for r in rows if r["seed"] in protocol.calibration_seeds],
+            [r for r in rows if r["seed"] in protocol.scoring_seeds])
+
+
+def track(policy: str) -> str:
+    """Which leaderboard a teacher is ranked in: ``general`` (no per-challenge training, the round's budget),
+    ``trained per challenge`` (``learned``: a model per challenge, trained on its twin) or ``extra compute``
+    (``+filter``: online filtering spends more rollouts than the budget)."""
+    if policy.split("@")[0].split("+")[0] == "learned":
+        return "trained per challenge"
+    return "extra compute" if "+filter" in policy else "general"
+
+
+def headroom(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = None, kind: str = ""
+             ) -> list[dict[str, Any]]:
+    """Per challenge: uniform's and the oracle's mean score, and oracle − uniform paired by seed [95% CI], on the
+    protocol's calibration seeds; ``met`` (in the aggregate) as the protocol registered it for ``kind``, else
+    decided here (headroom ≥ target, interval above 0)."""
+    cal, _ = _split(rows, protocol)
+    registered = protocol.in_aggregate(kind) if protocol is not None else None
     out = []
-    for ch, by_policy in sorted(_scores(rows).items()):  # by name: the same report whatever order the rows came in
+    for ch, by_policy in sorted(_scores(cal).items()):  # by name: the same report whatever order the rows came in
         o, u = _paired(by_policy.get("oracle", {}), by_policy.get("uniform", {}))
         if not o:
             continue
         # One seed has no interval: the target is then judged on the difference alone (the report says so).
         mean, low, high = paired_difference(o, u)
         above = low > 0 if len(o) > 1 else True
+        met = ch in registered if registered is not None else bool(mean >= TARGET and above)
         out.append({"challenge": ch, "seeds": len(o), "uniform": float(np.mean(u)), "oracle": float(np.mean(o)),
-                    "headroom": mean, "low": low, "high": high, "met": bool(mean >= TARGET and above)})
+                    "headroom": mean, "low": low, "high": high, "met": met, "registered": registered is not None})
     return out
 
 
-def normalised(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every finished (challenge, policy, seed) row with its normalised score (None where uniform is missing)."""
-    scores = _scores(rows)
-    room = {h["challenge"]: h["headroom"] for h in headroom(rows)}
+def normalised(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = None, kind: str = ""
+               ) -> list[dict[str, Any]]:
+    """Every finished (challenge, policy, scoring seed) row with its normalised score (None where uniform is
+    missing), divided by the headroom on the calibration seeds."""
+    scores = _scores(_split(rows, protocol)[1])
+    room = {h["challenge"]: h["headroom"] for h in headroom(rows, protocol, kind)}
     out = []
     for ch, by_policy in scores.items():
         uniform = by_policy.get("uniform", {})
@@ -88,18 +115,19 @@ def normalised(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def without_headroom(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+def without_headroom(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = None, kind: str = ""
+                     ) -> dict[str, dict[str, dict[str, float]]]:
     """``{challenge: {policy: mean score, paired difference from uniform [95% CI], n}}`` where oracle ≤ uniform.
 
     There a normalised score would divide by zero or flip its sign, so these challenges have no column
     in the leaderboard; their rows are reported as they are.
     """
-    scores = _scores(rows)
+    scores = _scores(_split(rows, protocol)[1])
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for h in headroom(rows):
+    for h in headroom(rows, protocol, kind):
         if h["headroom"] > 0:
             continue
-        by_policy = scores[h["challenge"]]
+        by_policy = scores.get(h["challenge"], {})
         per = {}
         for policy, seeds in sorted(by_policy.items()):
             mean, low, high, n = _versus_uniform(by_policy, policy)
@@ -107,13 +135,6 @@ def without_headroom(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, d
                            "n": n}
         out[h["challenge"]] = per
     return out
-
-
-def iqm(values: Sequence[float]) -> float:
-    """The interquartile mean: the mean of the middle 50% (scipy's trim_mean(x, 0.25))."""
-    x = np.sort(np.asarray(values, dtype=float))
-    cut = int(math.floor(0.25 * len(x)))
-    return float(x[cut: len(x) - cut].mean()) if len(x) else float("nan")
 
 
 def stratified_iqm(by_challenge: Mapping[str, Sequence[float]], seed: int = 0) -> tuple[float, float, float]:
@@ -129,17 +150,18 @@ def stratified_iqm(by_challenge: Mapping[str, Sequence[float]], seed: int = 0) -
     return point, float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
-def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def leaderboard(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = None, kind: str = ""
+                ) -> list[dict[str, Any]]:
     """One row per policy (anchors included), best IQM first: the aggregate and each challenge's paired mean.
 
     The IQM counts only the challenges whose headroom meets the target: where the oracle is barely
     above uniform, (T − U) / headroom divides by noise. Every challenge keeps its own column.
     """
-    norm = [r for r in normalised(rows) if r["normalised"] is not None]
-    rooms = headroom(rows)
+    norm = [r for r in normalised(rows, protocol, kind) if r["normalised"] is not None]
+    rooms = headroom(rows, protocol, kind)
     room = {h["challenge"]: h["headroom"] for h in rooms}
     met = {h["challenge"] for h in rooms if h["met"]}
-    scores = _scores(rows)
+    scores = _scores(_split(rows, protocol)[1])
     out = []
     for policy in sorted({r["policy"] for r in norm}):
         mine = [r for r in norm if r["policy"] == policy]
@@ -147,23 +169,25 @@ def leaderboard(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for r in mine:
             by_ch[r["challenge"]].append(r["normalised"])
         in_iqm = sorted(set(by_ch) & met)
-        point, low, high = stratified_iqm({ch: by_ch[ch] for ch in in_iqm})
+        point, low, high = (stratified_iqm({ch: by_ch[ch] for ch in in_iqm}) if protocol is None else
+                            bootstrap_iqm(rows, policy, in_iqm, protocol))
         per = {}
         for ch in sorted(by_ch):
             mean, lo, hi, n = _versus_uniform(scores[ch], policy)
             per[ch] = {"mean": mean / room[ch], "low": lo / room[ch], "high": hi / room[ch], "n": n}
         loses = [ch for ch, v in per.items() if v["high"] < 0]
         out.append({"policy": policy, "iqm": point, "low": low, "high": high, "challenges": per,
-                    "loses_to_uniform": loses, "in_iqm": in_iqm})
+                    "loses_to_uniform": loses, "in_iqm": in_iqm, "track": track(policy)})
     return sorted(out, key=lambda r: (-r["iqm"] if not math.isnan(r["iqm"]) else math.inf, r["policy"]))
 
 
-def profile(rows: Sequence[Mapping[str, Any]], taus: Sequence[float] | None = None) -> dict[str, list[float]]:
+def profile(rows: Sequence[Mapping[str, Any]], taus: Sequence[float] | None = None, protocol: Protocol | None = None,
+            kind: str = "") -> dict[str, list[float]]:
     """Per policy: the share of its (challenge, seed) runs with normalised score > τ, for each τ (on the
     challenges whose headroom meets the target, as the IQM)."""
     taus = list(np.linspace(-1.0, 1.5, 26)) if taus is None else list(taus)
-    met = {h["challenge"] for h in headroom(rows) if h["met"]}
-    norm = [r for r in normalised(rows) if r["normalised"] is not None and r["challenge"] in met]
+    met = {h["challenge"] for h in headroom(rows, protocol, kind) if h["met"]}
+    norm = [r for r in normalised(rows, protocol, kind) if r["normalised"] is not None and r["challenge"] in met]
     out = {}
     for policy in sorted({r["policy"] for r in norm}):
         values = np.array([r["normalised"] for r in norm if r["policy"] == policy])
@@ -185,49 +209,25 @@ def rank_agreement(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]
 
 
 def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str], footer: str,
-             other: Sequence[Mapping[str, Any]] | None = None, other_name: str = "", notice: str = "") -> str:
+             other: Sequence[Mapping[str, Any]] | None = None, other_name: str = "", notice: str = "",
+             protocol: Protocol | None = None, kind: str = "") -> str:
     """The report: ``notice`` (which rows are stale: :func:`teachgym.bench_command.stale_notice`), headroom table,
-    leaderboard, the failed cases, the rank agreement, the footer (read facts)."""
-    single = len({r["seed"] for r in rows if r.get("status") == "finished"}) == 1
-    if single:
+    leaderboard by track, which leading teachers can be told apart, the failed cases, the rank agreement, the
+    footer (read facts). With ``protocol``, the headroom and the aggregate's challenges are the calibration seeds'
+    and teachers are scored on the scoring seeds alone."""
+    sco = _split(rows, protocol)[1]
+    if len({r["seed"] for r in sco if r.get("status") == "finished"}) == 1:
         notice += ("\n\n" if notice else "") + (
             "**One seed: scores without intervals.** An interval needs at least two seeds (a paired t-interval "
-            "over seeds, a bootstrap that resamples seeds), so the headroom target is judged on the difference "
-            "alone and nothing here says whether two teachers can be told apart; run `--seeds 0-4` for that.")
-    lines = [*([notice, ""] if notice else []),
-             "### Headroom: oracle − uniform, paired by seed (target ≥ 0.15, interval above 0)", "",
-             "| challenge | what it tests | uniform | oracle | oracle − uniform [95% CI] | target |",
-             "|---|---|---:|---:|---|---|"]
-    rooms = headroom(rows)
-    for h in rooms:
-        lines.append(f"| {h['challenge']} | {descriptions.get(h['challenge'], '')} | {h['uniform']:.3f} | "
-                     f"{h['oracle']:.3f} | {format_interval(h['headroom'], h['low'], h['high'])} (n={h['seeds']}) | "
-                     f"{'met' if h['met'] else 'missed'} |")
-    board = leaderboard(rows)
-    challenges = [h["challenge"] for h in rooms if h["headroom"] > 0]
-    met = {h["challenge"] for h in rooms if h["met"]}
-    lines += ["", "### Leaderboard: normalised score, 0 = uniform, 1 = oracle", "",
-              "IQM over every (challenge, seed) of the challenges whose headroom meets the target, with a "
-              "stratified-bootstrap 95% interval; per challenge the mean paired difference from uniform over the "
-              "headroom [95% t-interval] (columns marked * miss the target: not in the IQM).", "",
-              "| policy | IQM [95% CI] | " + " | ".join(c + ("" if c in met else " *") for c in challenges) + " |",
-              "|---|---|" + "---|" * len(challenges)]
-    for r in board:
-        cells = []
-        for ch in challenges:
-            v = r["challenges"].get(ch)
-            cells.append("" if v is None else f"{v['mean']:+.2f}" if math.isnan(v["low"])
-                         else format_interval(v["mean"], v["low"], v["high"], digits=2))
-        aggregate = "n/a (no challenge meets the target)" if math.isnan(r["iqm"]) else \
-            format_interval(r["iqm"], r["low"], r["high"], digits=2)
-        lines.append(f"| {r['policy']} | {aggregate} | "
-                     + " | ".join(cells) + " |")
-    partial = [(r["policy"], r["in_iqm"]) for r in board if r["policy"] not in ("uniform", "oracle")
-               and 0 < len(r["in_iqm"]) < len(met)]
-    if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
-        lines += ["", f"IQM over fewer of the {len(met)} challenges that meet the target (no rows on the others yet): "
-                  + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
-    raw = without_headroom(rows)
+            "over seeds, a bootstrap that resamples seeds), so nothing here says whether two teachers can be "
+            "told apart; run more seeds for that.")
+    rooms = headroom(rows, protocol, kind)
+    board = leaderboard(rows, protocol, kind)
+    lines = [*([notice, ""] if notice else []), *_headroom_lines(rooms, descriptions, protocol, kind),
+             *_board_lines(board, rooms, protocol)]
+    if protocol is not None:
+        lines += _apart_lines(rows, board, rooms, protocol)
+    raw = without_headroom(rows, protocol, kind)
     for ch, per in raw.items():
         lines += ["", f"**{ch}**: the oracle does not beat uniform on this student, so there is no normalised score; "
                   "each teacher's mean score and its paired difference from uniform [95% t-interval]:", "",
@@ -244,34 +244,116 @@ def markdown(rows: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str],
     if failed:
         lines += ["", "Failed cases (not in the table): " + "; ".join(
             f"{r['policy']} on {r['challenge']} seed {r['seed']}: {str(r.get('error', ''))[:120]}" for r in failed)]
-    walls: dict[str, list[float]] = defaultdict(list)
-    for r in rows:
-        if r.get("status") == "finished" and r.get("wall_s") is not None:
-            walls[r["challenge"]].append(float(r["wall_s"]))
-    if walls:  # what one more teacher costs, from the cases' own times (the anchors and built-ins are cached)
-        seeds = len({r["seed"] for r in rows if r.get("policy") == "uniform"}) or 1
-        per = {ch: float(np.median(v)) for ch, v in sorted(walls.items())}  # a teacher that probes is an outlier
-        total = sum(per.values()) * seeds
-        lines += ["", "Median time of a case: " + ", ".join(f"{ch} {t:.1f} s" for ch, t in per.items())
-                  + f". One more teacher on all of them, {seeds} seed{'s' if seeds != 1 else ''}, one case at a time: "
-                  + "about "
-                  + (f"{total / 60:.0f} min" if total >= 120 else f"{total:.0f} s") + " on the machine of the rows."]
+    lines += _cost_lines(sco)
     if other is not None:
-        agree = rank_agreement(board, leaderboard(other))
+        agree = rank_agreement(board, leaderboard(other, protocol, "lm" if kind == "simulated" else "simulated"))
         tau = "n/a (fewer than 3 policies in both)" if agree["tau"] is None else \
             f"{agree['tau']:+.2f} (p = {agree['p']:.3f}, {len(agree['policies'])} policies)"
         lines += ["", f"Rank agreement with the {other_name} leaderboard (Kendall's τ of the IQMs): {tau}."]
     return "\n".join(lines) + "\n\n" + footer + "\n"
 
 
-def plot_profile(rows: Sequence[Mapping[str, Any]], path: str) -> None:
+def _headroom_lines(rooms: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str], protocol: Protocol | None,
+                    kind: str) -> list[str]:
+    where = ("on the calibration seeds " + ", ".join(map(str, protocol.calibration_seeds))
+             if protocol is not None else "paired by seed")
+    registered = protocol is not None and protocol.in_aggregate(kind) is not None
+    said = ("the aggregate's challenges as the protocol registered them" if registered else
+            "target ≥ 0.15, interval above 0" + (" (not registered: run `teachgym bench --calibrate`)"
+                                                 if protocol is not None else ""))
+    lines = [f"### Headroom: oracle − uniform, {where} ({said})", "",
+             "| challenge | what it tests | uniform | oracle | oracle − uniform [95% CI] | in the aggregate |",
+             "|---|---|---:|---:|---|---|"]
+    for h in rooms:
+        lines.append(f"| {h['challenge']} | {descriptions.get(h['challenge'], '')} | {h['uniform']:.3f} | "
+                     f"{h['oracle']:.3f} | {format_interval(h['headroom'], h['low'], h['high'])} (n={h['seeds']}) | "
+                     f"{'yes' if h['met'] else 'no'} |")
+    return lines
+
+
+def _board_lines(board: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str, Any]], protocol: Protocol | None
+                 ) -> list[str]:
+    challenges = [h["challenge"] for h in rooms if h["headroom"] > 0]
+    met = {h["challenge"] for h in rooms if h["met"]}
+    how = ("a bootstrap of the whole pipeline (calibration seeds for the normaliser, scoring seeds for the "
+           "teacher, resampled per challenge)" if protocol is not None else "a stratified bootstrap")
+    lines = ["", "### Leaderboard: normalised score, 0 = uniform, 1 = oracle", "",
+             f"IQM over every (challenge, scoring seed) of the challenges in the aggregate, with a 95% interval from "
+             f"{how}; per challenge the mean paired difference from uniform over the headroom [95% t-interval] "
+             "(columns marked * are not in the aggregate). Teachers are ranked within their track: *general* (no "
+             "training or tuning per challenge, the round's budget), *trained per challenge* (`learned`, judged "
+             "under neutral names in a shuffled order), *extra compute* (`+filter`: more rollouts than the "
+             "budget; compare it with `uniform+filter`).", "",
+             "| policy | track | IQM [95% CI] | " + " | ".join(c + ("" if c in met else " *") for c in challenges)
+             + " |", "|---|---|---|" + "---|" * len(challenges)]
+    order = {"general": 0, "trained per challenge": 1, "extra compute": 2}
+    for r in sorted(board, key=lambda r: order[r["track"]]):  # stable: best IQM first within a track
+        cells = []
+        for ch in challenges:
+            v = r["challenges"].get(ch)
+            cells.append("" if v is None else f"{v['mean']:+.2f}" if math.isnan(v["low"])
+                         else format_interval(v["mean"], v["low"], v["high"], digits=2))
+        aggregate = "n/a (no challenge in the aggregate)" if math.isnan(r["iqm"]) else \
+            format_interval(r["iqm"], r["low"], r["high"], digits=2)
+        lines.append(f"| {r['policy']} | {r['track']} | {aggregate} | " + " | ".join(cells) + " |")
+    partial = [(r["policy"], r["in_iqm"]) for r in board if r["policy"] not in ("uniform", "oracle")
+               and 0 < len(r["in_iqm"]) < len(met)]
+    if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
+        lines += ["", f"IQM over fewer of the {len(met)} challenges in the aggregate (no rows on the others yet): "
+                  + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
+    return lines
+
+
+LEADERS = 4  # the leading general teachers whose pairwise probability of improvement the report gives
+
+
+def _apart_lines(rows: Sequence[Mapping[str, Any]], board: Sequence[Mapping[str, Any]],
+                 rooms: Sequence[Mapping[str, Any]], protocol: Protocol) -> list[str]:
+    """rliable's probability of improvement between the leading general teachers, and which cannot be told apart."""
+    met = sorted(h["challenge"] for h in rooms if h["met"])
+    leaders = [r["policy"] for r in board if r["track"] == "general" and r["policy"] not in ("uniform", "oracle")
+               and not math.isnan(r["iqm"])][:LEADERS]
+    if len(leaders) < 2 or not met:
+        return []
+    lines = ["", "### Can the leaders be told apart?", "",
+             "Probability of improvement (rliable): the chance that a run of the first teacher scores above a run "
+             "of the second on the same challenge, averaged over the challenges in the aggregate, on the scoring "
+             "seeds [95% stratified-bootstrap interval]; an interval that holds 0.5 cannot tell them apart.", "",
+             "| teacher | than | P(improvement) [95% CI] | told apart |", "|---|---|---|---|"]
+    for i, x in enumerate(leaders):
+        for y in leaders[i + 1:]:
+            p, lo, hi = improvement(rows, x, y, met, protocol)
+            apart = "yes" if lo > 0.5 or hi < 0.5 else "no"
+            lines.append(f"| {x} | {y} | {format_interval(p, lo, hi, digits=2, signed=False)} | {apart} |")
+    return lines
+
+
+def _cost_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What one more teacher costs, from the cases' own times (the anchors and built-ins are cached)."""
+    walls: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.get("status") == "finished" and r.get("wall_s") is not None:
+            walls[r["challenge"]].append(float(r["wall_s"]))
+    if not walls:
+        return []
+    seeds = len({r["seed"] for r in rows if r.get("policy") == "uniform"}) or 1
+    per = {ch: float(np.median(v)) for ch, v in sorted(walls.items())}  # a teacher that probes is an outlier
+    total = sum(per.values()) * seeds
+    return ["", "Median time of a case: " + ", ".join(f"{ch} {t:.1f} s" for ch, t in per.items())
+            + f". One more teacher on all of them, {seeds} seed{'s' if seeds != 1 else ''}, one case at a time: "
+            + "about " + (f"{total / 60:.0f} min" if total >= 120 else f"{total:.0f} s")
+            + " on the machine of the rows."]
+
+
+def plot_profile(rows: Sequence[Mapping[str, Any]], path: str, protocol: Protocol | None = None, kind: str = ""
+                 ) -> None:
     """The performance profiles as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    prof = profile(rows)
+    prof = profile(rows, None, protocol, kind)
     taus = prof.pop("tau")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for policy, share in prof.items():
@@ -291,7 +373,8 @@ README_BEGIN = "<!-- bench leaderboard: generated by `python benchmarks/bench_re
 README_END = "<!-- end of bench leaderboard -->"
 
 
-def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notice: str = "") -> str:
+def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notice: str = "",
+                 protocol: Protocol | None = None) -> str:
     """The README's leaderboard: each policy's IQM [95% CI] per student kind, and each kind's headroom.
 
     Args:
@@ -301,8 +384,8 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notic
     """
     kinds = [k for k, rows in boards.items() if rows]
     names = {"simulated": "simulated twins", "lm": "LM student"}
-    ranked = {k: leaderboard(boards[k] or []) for k in kinds}  # the bootstrap is the costly part: once per kind
-    rooms = {k: headroom(boards[k] or []) for k in kinds}  # by challenge name
+    ranked = {k: leaderboard(boards[k] or [], protocol, k) for k in kinds}  # the bootstrap is the costly part
+    rooms = {k: headroom(boards[k] or [], protocol, k) for k in kinds}  # by challenge name
     tables = {k: {r["policy"]: r for r in ranked[k]} for k in kinds}
     met = {k: sum(h["met"] for h in rooms[k]) for k in kinds}
     lines = [README_BEGIN, "", *([notice, ""] if notice else []),

@@ -268,7 +268,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command = shlex.join(["teachgym", "bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] else "teachgym bench"
         return bench_command(args.policies, args.challenges, args.seeds, args.simulated, args.format,
                              args.dir or CHALLENGES, args.results, args.work, args.sequential, not args.no_mlflow,
-                             command, args.cached, args.reference, args.learned)
+                             command, args.cached, args.reference, args.learned, args.protocol, args.calibrate)
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

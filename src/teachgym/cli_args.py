@@ -102,7 +102,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                      "oracle always run")
     p_b.add_argument("--list", action="store_true", help="name the challenges, one line each, and exit")
     p_b.add_argument("--challenges", nargs="+", metavar="NAME", help="only these challenges (default: all)")
-    p_b.add_argument("--seeds", default="0-4", help="a range 0-4 or a list 0,1,2 (default 0-4)")
+    p_b.add_argument("--seeds", help="the teachers' seeds: a range 0-9 or a list 0,1,2 (default: the protocol's "
+                     "scoring seeds); the anchors also run on the protocol's calibration seeds")
+    p_b.add_argument("--calibrate", action="store_true", help="run the anchors on the protocol's calibration seeds "
+                     "and write the protocol they decide (headroom, the aggregate's challenges, scores) to --protocol")
+    p_b.add_argument("--protocol", help="the protocol file to read, or with --calibrate to write (default: the one "
+                     "shipped with teachgym, src/teachgym/challenges/protocol.yaml; --calibrate: "
+                     "<results>/protocol.yaml)")
     p_b.add_argument("--simulated", action="store_true", help="the simulated twins (seconds) instead of the LM")
     p_b.add_argument("--format", choices=["table", "json"], default="table",
                      help="json: print the rows (challenge, policy, seed, score, normalised) for scripts")

@@ -213,9 +213,10 @@ class BenchConfig(_Strict):
     noise: list[str] = Field(default_factory=list, description="Skills with nothing to learn (hidden from teachers).")
     mastery: float = Field(0.9, gt=0, le=1, description="Accuracy at which the oracle counts a skill as learned.")
     replay: float = Field(0.0, ge=0, lt=1, description="Share the oracle keeps on mastered skills (forgetting).")
-    score: Literal["final", "auc"] = Field(
-        "final", description="final: mean accuracy over the learnable skills after the last round; auc: its "
-        "mean over the rounds (how fast)."
+    score: Literal["last-3", "final", "auc"] = Field(
+        "last-3", description="The learnable skills' mean accuracy, as the protocol scores it: last-3 = its mean over "
+        "the last three rounds (robust to a student that oscillates); final = after the last round; auc = its mean "
+        "over every round after round 0 (how fast). The protocol file registers it at calibration."
     )
     simulated: ComponentConfig = Field(
         description="The simulated twin's student (name: simulated, with the same structure: difficulty, "
