@@ -390,3 +390,23 @@ def test_editing_a_plugins_helper_module_reruns_its_cases(tmp_path, monkeypatch)
     second = run_bench(**args)
     assert second[0]["provenance"]["key"] != first[0]["provenance"]["key"]
     assert len((tmp_path / "res" / "simulated.jsonl").read_text().splitlines()) == 2  # it ran again
+
+
+@pytest.mark.slow
+def test_the_committed_simulated_leaderboard_is_what_a_run_from_nothing_makes(tmp_path):
+    """CI reruns every simulated case from nothing (no cached row) and fails when the committed leaderboard differs:
+    its rows must be the current code's, and they reproduce bit for bit."""
+    from teachgym.bench import LEADERBOARD
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([TEACHGYM, "bench", "--simulated", "--no-mlflow", "--results", str(tmp_path / "r"),
+                           "--reference", str(empty), "--work", str(tmp_path / "w")], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads((tmp_path / "r" / "simulated.json").read_text())
+    committed = json.loads((LEADERBOARD / "simulated.json").read_text())
+    assert sorted(map(tuple, fresh["cases"])) == sorted(map(tuple, committed["cases"])), \
+        "the committed simulated rows are not the current keys': regenerate them (docs/bench.md)"
+    assert fresh["leaderboard"] == committed["leaderboard"]
+    assert fresh["without_headroom"] == committed["without_headroom"]

@@ -76,7 +76,7 @@ def load_challenges(directory: str | Path = CHALLENGES, names: Sequence[str] | N
     folder = Path(directory)
     if not folder.is_dir():
         raise ConfigError(f"no challenge folder {str(folder)!r} (leave --dir out for the built-in challenges)")
-    found = {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+    found = {p.stem: p for p in sorted(folder.glob("*.yaml")) if p.name != "protocol.yaml"}  # not a challenge
     wanted = list(names or found)
     for name in wanted:
         if name not in found:
