@@ -38,7 +38,7 @@ def reports() -> dict[Path, str]:
 def block() -> str:
     """The leaderboard block the committed results make."""
     from teachgym.bench import load_challenges
-    from teachgym.bench_command import report_staleness, reported_rows
+    from teachgym.bench_command import protocol_of, report_staleness, reported_rows
     from teachgym.bench_report import readme_block
 
     boards = {kind: reported_rows(RESULTS, kind) for kind in ("simulated", "lm")}
@@ -46,7 +46,7 @@ def block() -> str:
     names = {"simulated": "Simulated twins", "lm": "LM student"}
     notes = [f"{names[k]}: {said}" for k, rows in boards.items() if rows
              and (said := report_staleness(rows, challenges, k == "simulated", RESULTS))]
-    return readme_block(boards, "\n\n".join(notes))
+    return readme_block(boards, "\n\n".join(notes), {k: protocol_of(rows or []) for k, rows in boards.items()})
 
 
 def current(text: str) -> str:

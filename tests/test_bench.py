@@ -200,6 +200,8 @@ def test_learned_runs_where_its_challenge_has_a_model_and_a_new_model_reruns(tmp
 
 
 def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
+    empty = tmp_path / "empty"  # no committed rows to reuse: every case here runs
+    empty.mkdir()
     listed = subprocess.run([TEACHGYM, "bench", "--list"], cwd=ROOT, capture_output=True, text=True)
     assert listed.returncode == 0 and "unlearnable" in listed.stdout
     two = subprocess.run([TEACHGYM, "bench", "--list", "--challenges", "mastered,wide"], cwd=ROOT, capture_output=True,
@@ -207,7 +209,7 @@ def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
     assert [line.split()[0] for line in two.stdout.splitlines()] == ["mastered", "wide"]
     done = subprocess.run([TEACHGYM, "bench", "uniform", "--simulated", "--challenges", "unlearnable", "--seeds",
                            "0-1", "--no-mlflow", "--format", "json", "--results", str(tmp_path / "r"), "--work",
-                           str(tmp_path / "w")], cwd=ROOT, capture_output=True, text=True)
+                           str(tmp_path / "w"), "--reference", str(empty)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = json.loads(done.stdout)
     assert {(r["policy"], r["seed"]) for r in rows} == {("uniform", 0), ("uniform", 1), ("oracle", 0), ("oracle", 1)}
@@ -216,7 +218,8 @@ def test_the_cli_lists_challenges_and_prints_json_rows(tmp_path):
     assert (tmp_path / "r" / "simulated_profile.png").stat().st_size > 5000
     # --cached runs nothing: mastered has no rows, so only unlearnable's cases are reported
     cached = subprocess.run([TEACHGYM, "bench", "--cached", "--simulated", "--challenges", "unlearnable,mastered",
-                             "--no-mlflow", "--results", str(tmp_path / "r"), "--work", str(tmp_path / "w2")],
+                             "--no-mlflow", "--results", str(tmp_path / "r"), "--work", str(tmp_path / "w2"),
+                             "--reference", str(empty)],
                             cwd=ROOT, capture_output=True, text=True)
     assert cached.returncode == 0, cached.stderr[-2000:]
     assert not (tmp_path / "w2").exists()
@@ -326,8 +329,9 @@ def test_the_bench_writes_in_the_working_folder_and_cached_never_writes_an_empty
     assert "(n=5)" in room  # the headroom is the calibration seeds' (the protocol's), whatever --seeds is
     mine = next(line for line in report.splitlines() if line.startswith("| uniform | general |"))
     assert "[" not in mine  # one scoring seed: a score, no interval
-    cached = subprocess.run([*bench, "--cached", "--challenges", "mastered"], cwd=tmp_path, capture_output=True,
-                            text=True)
+    (tmp_path / "none").mkdir()  # a reference without rows (the committed one may hold current ones)
+    cached = subprocess.run([*bench, "--cached", "--challenges", "mastered", "--reference", str(tmp_path / "none")],
+                            cwd=tmp_path, capture_output=True, text=True)
     assert cached.returncode == 1 and "no report written" in cached.stderr, cached.stderr
     assert (tmp_path / "outputs" / "bench" / "results" / "simulated.md").read_text() == report
     assert _snapshot(ROOT / "benchmarks" / "results" / "bench") == committed

@@ -295,6 +295,21 @@ def _row(ch: Challenge, policy: str, seed: int, status: str, trial: dict[str, An
     return row
 
 
+def keep(results: Path, kind: str, rows: Sequence[dict[str, Any]], reference: Path | None) -> None:
+    """Add the finished ``rows`` that ``results/<kind>.jsonl`` lacks (reused from ``reference``) to it, and their
+    source maps to its index."""
+    file = results / f"{kind}.jsonl"
+    stored = _read(file)
+    have = {(r["provenance"]["key"], r["seed"]) for r in stored}
+    new = [r for r in rows if r.get("status") == "finished" and (r["provenance"]["key"], r["seed"]) not in have]
+    if not new:
+        return
+    index = {**(_read_index(reference / f"{kind}.sources.json") if reference else {}),
+             **_read_index(results / f"{kind}.sources.json")}
+    _write(file, [*stored, *new])
+    _write_index(results / f"{kind}.sources.json", index, [*stored, *new])
+
+
 def _read_index(file: Path) -> dict[str, dict[str, str]]:
     return json.loads(file.read_text()) if file.exists() else {}
 

@@ -23,6 +23,7 @@ from teachgym.bench import (
     Challenge,
     case,
     default_policies,
+    keep,
     load_challenges,
     missing_learned,
     parse_seeds,
@@ -151,7 +152,11 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
 
 def _write_reports(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], out: Path, kind: str,
                    command: str, ref: Path, protocol: Protocol) -> str:
-    """``<kind>.json`` (the cases, the leaderboard), ``<kind>.md`` and ``<kind>_profile.png``; the markdown."""
+    """``<kind>.json`` (the cases, the leaderboard), ``<kind>.md`` and ``<kind>_profile.png``; the markdown. The rows
+    reused from the reference are copied into ``<kind>.jsonl`` (with their source maps), so that the folder holds
+    every row its report names."""
+    out.mkdir(parents=True, exist_ok=True)
+    keep(out, kind, rows, ref)
     cases = [[r["provenance"]["key"], r["seed"]] for r in rows if r["status"] == "finished"]
     failed = [{k: r.get(k) for k in ("challenge", "policy", "seed", "status", "error")}
               for r in rows if r["status"] != "finished"]
@@ -219,6 +224,13 @@ def _footer(rows: Sequence[dict[str, Any]], command: str) -> str:
             f"{', '.join(commits)}; code hash {p['code']}.")
 
 
+def protocol_of(rows: Sequence[Mapping[str, Any]]) -> Protocol | None:
+    """The protocol stored rows are reported under: the registered one, or None for rows made before it (they have
+    no calibration seeds, and are reported as they were)."""
+    registered = load_protocol()
+    return registered if any(r.get("seed") in registered.calibration_seeds for r in rows) else None
+
+
 def stored_report(results: Path, kind: str, challenges_dir: Path, learned: Path = LEARNED) -> str | None:
     """The report of the rows ``<results>/<kind>.json`` names (as ``teachgym bench`` last made it), with a notice of
     the stale ones; None without such a report."""
@@ -228,7 +240,6 @@ def stored_report(results: Path, kind: str, challenges_dir: Path, learned: Path 
     command = json.loads((results / f"{kind}.json").read_text())["command"]
     challenges = load_challenges(challenges_dir, sorted({r["challenge"] for r in rows}))
     simulated = kind == "simulated"
-    registered = load_protocol()  # rows made before the protocol have no calibration seeds: reported as they were
-    protocol = registered if any(r.get("seed") in registered.calibration_seeds for r in rows) else None
+    protocol = protocol_of(rows)
     return report(rows, challenges, results, simulated, command,
                   notice=report_staleness(rows, challenges, simulated, results, learned), protocol=protocol)

@@ -374,18 +374,20 @@ README_END = "<!-- end of bench leaderboard -->"
 
 
 def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notice: str = "",
-                 protocol: Protocol | None = None) -> str:
+                 protocols: Mapping[str, Protocol | None] | None = None) -> str:
     """The README's leaderboard: each policy's IQM [95% CI] per student kind, and each kind's headroom.
 
     Args:
-        boards: ``{"simulated": rows, "lm": rows}`` as :func:`teachgym.bench.reported_rows` reads them
+        boards: ``{"simulated": rows, "lm": rows}`` as :func:`teachgym.bench_command.reported_rows` reads them
             (``None``: that report does not exist yet).
         notice: What the rows' staleness is (:func:`teachgym.bench_command.stale_notice`; '' when current).
+        protocols: Per kind, the protocol its rows were scored under (None: rows made before it).
     """
     kinds = [k for k, rows in boards.items() if rows]
     names = {"simulated": "simulated twins", "lm": "LM student"}
-    ranked = {k: leaderboard(boards[k] or [], protocol, k) for k in kinds}  # the bootstrap is the costly part
-    rooms = {k: headroom(boards[k] or [], protocol, k) for k in kinds}  # by challenge name
+    protocols = protocols or {}  # per kind: rows made before the protocol have none
+    ranked = {k: leaderboard(boards[k] or [], protocols.get(k), k) for k in kinds}  # the bootstrap is the costly part
+    rooms = {k: headroom(boards[k] or [], protocols.get(k), k) for k in kinds}  # by challenge name
     tables = {k: {r["policy"]: r for r in ranked[k]} for k in kinds}
     met = {k: sum(h["met"] for h in rooms[k]) for k in kinds}
     lines = [README_BEGIN, "", *([notice, ""] if notice else []),
@@ -400,7 +402,8 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notic
             cells.append("—" if r is None or math.isnan(r["iqm"]) else
                          format_interval(r["iqm"], r["low"], r["high"], digits=2)
                          + ("" if len(r["in_iqm"]) == met[k] else f" ({len(r['in_iqm'])} of {met[k]})"))
-        lines.append(f"| {policy} | " + " | ".join(cells) + " |")
+        label = policy if track(policy) == "general" else f"{policy} ({track(policy)})"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     for k in kinds:
         listed = ", ".join(f"{h['challenge']} {h['headroom']:+.2f}" + ("" if h["met"] else " (missed)")
