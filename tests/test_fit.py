@@ -32,8 +32,8 @@ def test_the_check_measures_the_envs_eval_set_in_the_students_tokens():
     env = build_component("envs", "env", ComponentConfig(name="arithmetic", eval_per_skill=4, pool_per_skill=10))
     student = _student(env)
     check_fit(env, student, max_new_tokens=16)  # the default fits
-    with pytest.raises(FitError, match=r"add_3d: gold answers run to 3 tokens, but loop.max_new_tokens=2"):
-        check_fit(env, student, max_new_tokens=2)  # "107": three bytes
+    with pytest.raises(FitError, match=r"add_3d: gold answers run to 4 tokens, but loop.max_new_tokens=3"):
+        check_fit(env, student, max_new_tokens=3)  # "0629": four bytes, no BOS counted
     small = _student(env, max_position_embeddings=16)
     with pytest.raises(FitError, match=r"more than the student's 16 \(student.tiny.max_position_embeddings\)"):
         check_fit(env, small, max_new_tokens=16)
@@ -44,7 +44,7 @@ def test_a_run_that_cannot_fit_stops_before_round_0_by_name(capsys, tmp_path):
             f"student.tiny={TINY}".replace("'", '"'), "loop.max_new_tokens=2", f"loop.output_dir={tmp_path / 'out'}"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "do not fit the student" in err and "set loop.max_new_tokens=3" in err and "Traceback" not in err
+    assert "do not fit the student" in err and "set loop.max_new_tokens=4" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # no run folder: it stopped before anything was created
 
 
