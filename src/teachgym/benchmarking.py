@@ -98,3 +98,16 @@ def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), root
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     commit, dirty = git_state(ROOT)
     return {**keyed, "key": key, "commit": commit, "dirty": dirty}
+
+
+def script_staleness(provenances: Sequence[dict[str, Any]], packages: Sequence[str], roots: Sequence[str],
+                     rerun: str) -> str:
+    """What a benchmark script's report says when its stored rows are not the current code's: each row's key is
+    compared with the key its own stored config gives now (:func:`script_provenance`); '' when all match."""
+    now = [script_provenance(p["config"], packages, roots)["key"] for p in provenances]
+    stale = sum(p["key"] != k for p, k in zip(provenances, now))
+    if not stale:
+        return ""
+    return (f"**Stale: {stale} of {len(provenances)} rows are not the current code's numbers.** Their keys differ "
+            f"from what the same config gives now (the source of a module the case imports, or the packages, "
+            f"changed since); rerun `{rerun}` to make them current.")
