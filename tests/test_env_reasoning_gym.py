@@ -173,11 +173,10 @@ def test_a_run_logs_each_task_and_level_as_a_skill(tmp_path):
         "policy.name=targeted-synthesis",  # the generator, by skill and level
     ])
     result = run_experiment(cfg)
-    assert set(result.final.accuracies) == {"spell_backward:0", "spell_backward:1", "basic_arithmetic:0",
-                                            "chain_sum:1"}
+    assert set(result.final.accuracies) == {"spell_backward:0", "spell_backward:1", "gcd:0", "gcd:1"}
     run = _client().get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert {"acc/spell_backward:1", "loss/chain_sum:1", "data/examples/basic_arithmetic:0"} <= set(run.data.metrics)
+    assert {"acc/spell_backward:1", "loss/gcd:1", "data/examples/gcd:0"} <= set(run.data.metrics)
 
 
 def test_the_skill_tree_shows_levels_under_their_task_and_synthesis_asks_for_a_level(tmp_path):
@@ -192,13 +191,12 @@ def test_the_skill_tree_shows_levels_under_their_task_and_synthesis_asks_for_a_l
         "loop.save_student=false", "policy.name=targeted-synthesis", "tracking.enabled=false",
     ])
     result = run_experiment(cfg)
-    assert set(result.final.accuracies) == {"spell_backward", "basic_arithmetic", "chain_sum"}
+    assert set(result.final.accuracies) == {"spell_backward", "gcd"}
     action = result.final.action
     assert action["type"] == "synthesize"
-    # Ties at round 0 go to the easiest level first: the level-0 leaves (chain_sum has levels 1 only), then the
-    # level-1 ones in task order.
+    # Ties at round 0 go to the easiest level first: the level-0 leaves, then the level-1 ones, in task order.
     assert [(r["skill"], r["level"]) for r in action["requests"]] == [
-        ("spell_backward", 0), ("basic_arithmetic", 0), ("spell_backward", 1)]
+        ("spell_backward", 0), ("gcd", 0), ("spell_backward", 1)]
     assert sum(r["n"] for r in action["requests"]) == 40
     assert result.final.metrics["data/examples/spell_backward"] > 0
 
