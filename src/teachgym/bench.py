@@ -237,9 +237,7 @@ def run_bench(
         stored += [r for r in _read(reference / file.name) if (r["provenance"]["key"], r["seed"]) not in known]
     wanted = list(dict.fromkeys([*anchors, *policies]))
     rows: list[dict[str, Any]] = []
-    index = _read_index(results / f"{file.stem}.sources.json")
-    if reference is not None:
-        index = {**_read_index(reference / f"{file.stem}.sources.json"), **index}
+    index = _indexes(results, file.stem, reference)
     for ch in challenges:
         learnable = ch.learnable
         for policy in wanted:
@@ -304,10 +302,15 @@ def keep(results: Path, kind: str, rows: Sequence[dict[str, Any]], reference: Pa
     new = [r for r in rows if r.get("status") == "finished" and (r["provenance"]["key"], r["seed"]) not in have]
     if not new:
         return
-    index = {**(_read_index(reference / f"{kind}.sources.json") if reference else {}),
-             **_read_index(results / f"{kind}.sources.json")}
+    index = _indexes(results, kind, reference)
     _write(file, [*stored, *new])
     _write_index(results / f"{kind}.sources.json", index, [*stored, *new])
+
+
+def _indexes(results: Path, kind: str, reference: Path | None) -> dict[str, dict[str, str]]:
+    """The source maps of ``results`` and, under them, of ``reference`` (whose rows a run may reuse)."""
+    found = _read_index(reference / f"{kind}.sources.json") if reference is not None else {}
+    return {**found, **_read_index(results / f"{kind}.sources.json")}
 
 
 def _read_index(file: Path) -> dict[str, dict[str, str]]:
