@@ -271,3 +271,19 @@ def test_per_step_names_the_seeds_whose_start_is_already_near_the_target():
     table = per_step.summary(rows)["ladder-rl"]
     assert table["target"] == pytest.approx(0.5) and table["starts_near"] == [1]
     assert "seeds 1 start within 0.05 of it" in per_step.markdown(per_step.summary(rows))
+
+
+def test_a_script_row_is_current_for_the_cpu_that_made_it_and_stale_when_its_code_moved():
+    """A benchmark script's key covers the CPU (floating point differs across CPUs), so its report compares a row
+    with the key its config has on the row's own CPU: another machine's row is its machine's, not stale; a row
+    whose code moved is stale on any machine."""
+    from teachgym.benchmarking import REASONING_GYM_ROOTS, cpu_name, script_provenance, script_staleness
+
+    config = {"env": {"name": "arithmetic"}, "student": {"name": "simulated"}, "policy": {"name": "uniform"}}
+    here = script_provenance(config, roots=REASONING_GYM_ROOTS)
+    there = script_provenance(config, roots=REASONING_GYM_ROOTS, cpu="Other CPU 9000")
+    assert there["packages"]["cpu"] == "Other CPU 9000" != cpu_name() and there["key"] != here["key"]
+    assert script_staleness([here, there], [], REASONING_GYM_ROOTS, "python x.py") == ""
+    moved = {**there, "key": "0" * 16}
+    notice = script_staleness([here, moved], [], REASONING_GYM_ROOTS, "python x.py")
+    assert notice.startswith("**Stale: 1 of 2 rows are not the current code's numbers.**") and "`python x.py`" in notice

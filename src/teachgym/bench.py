@@ -22,7 +22,8 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from teachgym.bench_protocol import Protocol
 from teachgym.bench_protocol import score as protocol_score
 from teachgym.config import BenchConfig, ConfigError, ExperimentConfig, build_component, load_config
-from teachgym.provenance import ROOT, case_roots, component_source, git_state, machine, sources, sources_hash
+from teachgym.provenance import ROOT, case_roots, git_state, machine, sources, sources_hash
 from teachgym.registry import BUILTINS, resolve
 from teachgym.sweep import plan_sweep, run_sweep
 
@@ -38,6 +39,8 @@ from teachgym.sweep import plan_sweep, run_sweep
 ANCHORS = ("uniform", "oracle")
 #: Built-ins that need what a bench cannot give them (a language-model server).
 NOT_BENCHED = {"llm-agent": "needs a language-model endpoint"}
+#: The facts of a row's provenance that name the machine it ran on (its key covers them).
+HARDWARE = ("cpu", "cores", "gpu")
 #: Where the bench finds each challenge's ``learned`` teacher (``benchmarks/train_bench_teachers.py`` trains them
 #: on the simulated twins): ``<LEARNED>/<challenge>.zip``. The challenges and the committed leaderboard ship with the
 #: package, so that ``teachgym bench`` runs from any folder (in a checkout, ``configs/bench`` and
@@ -149,13 +152,8 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
     return data
 
 
-def policy_source(policy: str) -> str:
-    """A hash of the policy's source file (a built-in or ``module:Class``), so an edited teacher reruns."""
-    return component_source("policies", variant(policy)[0])
-
-
-def provenance(config: dict[str, Any], policy: str, simulated: bool, files: Sequence[Path] = (),
-               bench: dict[str, Any] | None = None) -> dict[str, Any]:
+def provenance(config: dict[str, Any], simulated: bool, files: Sequence[Path] = (),
+               bench: dict[str, Any] | None = None, hardware: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The case's key and, beside it, the commit and dirty flag, and the source map its code hash is made of.
 
     The key covers the resolved config (where it is logged aside: that decides no number) and the challenge's
@@ -163,24 +161,34 @@ def provenance(config: dict[str, Any], policy: str, simulated: bool, files: Sequ
     (:func:`teachgym.provenance.sources` from the runner and the config's components, not a hand-kept list), the
     packages and the hardware, and the bytes of ``files`` (model files the config names, e.g. a learned
     teacher's). ``sources`` (module -> hash) is returned to be kept once per code hash, not in every row.
+    ``hardware`` (a row's ``cpu``, ``cores`` and ``gpu``): the key the case has on that machine, with this one's
+    code and packages (what makes another machine's row current for it; see :func:`hardware_of`).
     """
-    hardware = found = machine(gpu=not simulated)
-    if simulated:  # numpy arithmetic on any machine: the packages decide, not the CPU
-        hardware = {"packages": {"numpy": hardware["packages"]["numpy"]}}
+    found = machine(gpu=not simulated)
+    if hardware is not None:
+        found.update({k: hardware[k] for k in HARDWARE})
+    # The twins run numpy arithmetic, the same on any machine: the packages decide, not the CPU.
+    deciding = {"packages": {"numpy": found["packages"]["numpy"]}} if simulated else found
     code = sources(case_roots(config))
     keyed = {"config": {k: v for k, v in config.items() if k != "tracking"}, "bench": bench,
-             "code": sources_hash(code), **hardware,
+             "code": sources_hash(code), **deciding,
              "files": [hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16] for f in files]}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
     commit, dirty = git_state(ROOT)
-    return {"key": key, "code": keyed["code"], "policy_source": policy_source(policy), "commit": commit,
-            "dirty": dirty, **found, "sources": code}
+    return {"key": key, "code": keyed["code"], "commit": commit, "dirty": dirty, **found, "sources": code}
 
 
-def case(ch: Challenge, policy: str, simulated: bool, work: Path, learned: Path = LEARNED, tracking: bool = True
-         ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """One (challenge, policy) as it would run now: the config to run and its provenance (with ``sources``);
-    None where it cannot run (``learned`` without a model; a per-step or filtering variant off GRPO)."""
+def hardware_of(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The machine a row was made on, as :data:`HARDWARE` (floating point differs across CPUs and core counts, so an
+    LM row is current only for the machine that made it)."""
+    return tuple(row["provenance"].get(k) for k in HARDWARE)
+
+
+def case(ch: Challenge, policy: str, simulated: bool, work: Path, learned: Path = LEARNED, tracking: bool = True,
+         hardware: Sequence[Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """One (challenge, policy) as it would run now (on ``hardware``, a :func:`hardware_of`; default this machine):
+    the config to run and its provenance (with ``sources``); None where it cannot run (``learned`` without a model;
+    a per-step or filtering variant off GRPO)."""
     if variant(policy)[1:] != (False, False) and (simulated or not batchwise(ch)):
         return None  # per-step teaching and filtering need a batch-wise (GRPO) student
     config = case_config(ch, policy, simulated, tracking)
@@ -192,7 +200,8 @@ def case(ch: Challenge, policy: str, simulated: bool, work: Path, learned: Path 
             return None
         files = [model]  # its bytes decide its numbers (the observation code is in the sources)
         runnable["policy"] = {**config["policy"], "path": str(model)}  # any working directory
-    return runnable, provenance(config, policy, simulated, files, ch.bench.model_dump(mode="json"))
+    return runnable, provenance(config, simulated, files, ch.bench.model_dump(mode="json"),
+                                None if hardware is None else dict(zip(HARDWARE, hardware, strict=True)))
 
 
 def score(challenge: Challenge, curve: Sequence[float], protocol: Protocol | None = None) -> float:
@@ -218,6 +227,7 @@ def run_bench(
     anchors: Sequence[str] = ANCHORS,
     reference: Path | None = None,
     protocol: Protocol | None = None,
+    hardware: Sequence[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (challenge, policy, seed) whose key has no finished row yet; return every row of these cases.
 
@@ -228,8 +238,11 @@ def run_bench(
     ``reference``: another results folder (the committed leaderboard) whose rows of the current keys are reused,
     never written. ``protocol``: the anchors also run on its calibration seeds, and scores are as it registered.
     ``learned`` runs on the challenges that have a model in ``learned`` (default :data:`LEARNED`) and is
-    skipped on the others (:func:`missing_learned` names them).
+    skipped on the others (:func:`missing_learned` names them). ``hardware`` (a :func:`hardware_of`, with
+    ``run=False`` only): the rows of the keys the cases have on that machine instead of this one.
     """
+    if hardware is not None and run:
+        raise ValueError("rows of another machine's keys can be reported, not run here")
     file = results / ("simulated.jsonl" if simulated else "lm.jsonl")
     stored = _read(file)
     if reference is not None and reference.resolve() != results.resolve():
@@ -241,7 +254,7 @@ def run_bench(
     for ch in challenges:
         learnable = ch.learnable
         for policy in wanted:
-            found = case(ch, policy, simulated, work, learned, tracking)
+            found = case(ch, policy, simulated, work, learned, tracking, hardware)
             if found is None:
                 continue
             runnable, prov = found
@@ -322,6 +335,14 @@ def _write_index(file: Path, index: dict[str, dict[str, str]], rows: Sequence[di
     names as changed."""
     used = {r["provenance"].get("code") for r in rows}
     file.write_text(json.dumps({c: m for c, m in sorted(index.items()) if c in used}, indent=0, sort_keys=True) + "\n")
+
+
+def machines(results: Path, kind: str, reference: Path | None = None) -> list[tuple[Any, ...]]:
+    """The machines (:func:`hardware_of`) that the finished rows of ``results`` and ``reference`` were made on, the
+    one with the most rows first."""
+    files = [results / f"{kind}.jsonl"] + ([reference / f"{kind}.jsonl"] if reference is not None else [])
+    counts = Counter(hardware_of(r) for f in files for r in _read(f) if r.get("status") == "finished")
+    return [hw for hw, _ in counts.most_common()]
 
 
 def _read(file: Path) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 A report made of stored rows (``--cached``, the committed leaderboard, the README's table) compares each row's
 key with the key its case has now (:func:`teachgym.bench.case`): a row whose key differs is stale, and the report
 says so with the modules whose source changed since (from the ``<kind>.sources.json`` index the rows' code
-hashes point into), never presenting it as current.
+hashes point into), never presenting it as current. An LM row is current for the machine that made it: another
+machine's rows are reported as that machine's, never mixed with this one's.
 """
 
 from __future__ import annotations
@@ -12,19 +13,22 @@ import dataclasses
 import importlib.util
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from teachgym import bench_report
 from teachgym.bench import (
+    HARDWARE,
     LEADERBOARD,
     LEARNED,
     Challenge,
     case,
     default_policies,
+    hardware_of,
     keep,
     load_challenges,
+    machines,
     missing_learned,
     parse_seeds,
     run_bench,
@@ -33,7 +37,7 @@ from teachgym.bench import (
 )
 from teachgym.bench_protocol import PROTOCOL, Protocol, calibrate, load_protocol, write_protocol
 from teachgym.config import ConfigError
-from teachgym.provenance import changed_modules
+from teachgym.provenance import changed_modules, machine
 from teachgym.registry import resolve
 
 SHOWN_MODULES = 12  # a stale notice names this many changed modules, then "+N more"
@@ -41,20 +45,22 @@ SHOWN_MODULES = 12  # a stale notice names this many changed modules, then "+N m
 
 def staleness(rows: Sequence[Mapping[str, Any]], challenges: Sequence[Challenge], simulated: bool,
               index: Mapping[str, Mapping[str, str]], learned: Path = LEARNED) -> dict[str, Any]:
-    """Which finished rows' keys are not their cases' current keys, and the modules that changed since.
+    """Which finished rows' keys are not their cases' current keys (on the machine that made each row), and the
+    modules that changed since.
 
     Returns:
         ``{"stale": n, "total": n, "modules": [...], "unknown": n}``: ``unknown`` counts stale rows whose code hash
         is not in ``index`` (rows from before the index), whose changed modules cannot be named.
     """
     by_name = {c.name: c for c in challenges}
-    now: dict[tuple[str, str], tuple[str, dict[str, str]] | None] = {}
+    now: dict[tuple[Any, ...], tuple[str, dict[str, str]] | None] = {}
     stale, unknown, modules = 0, 0, set()
     finished = [r for r in rows if r.get("status") == "finished" and "provenance" in r]
     for r in finished:
-        pair = (r["challenge"], r["policy"])
+        pair = (r["challenge"], r["policy"], hardware_of(r))  # current for the machine that made it, or stale
         if pair not in now:
-            found = case(by_name[pair[0]], pair[1], simulated, Path("."), learned) if pair[0] in by_name else None
+            found = (case(by_name[pair[0]], pair[1], simulated, Path("."), learned, hardware=pair[2])
+                     if pair[0] in by_name else None)
             now[pair] = None if found is None else (found[1]["key"], found[1]["sources"])
         current = now[pair]
         if current is not None and r["provenance"]["key"] == current[0]:
@@ -134,6 +140,11 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
                      sequential=sequential or simulated or not ray, tracking=mlflow, on_case=progress, run=not cached,
                      reference=ref, protocol=registered)
     kind = "simulated" if simulated else "lm"
+    notice = ""
+    if cached and not simulated:  # another machine's rows, where it made more of these cases than this one did
+        rows, notice = _most_rows(rows, machines(out, kind, ref), lambda hw: run_bench(
+            challenges, chosen, teach_seeds, simulated, out, Path(work), models, run=False, reference=ref,
+            protocol=registered, hardware=hw))
     if not any(r["status"] == "finished" for r in rows):  # an empty report would say nothing, and replace one
         print(f"no finished case of the current keys in {out}" + ("" if ref.resolve() == out.resolve() else
               f" or {ref}") + (" (--cached runs nothing: run without it)" if cached else "") + "; no report written",
@@ -142,7 +153,7 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
     if calibrate:
         return _calibrate(rows, challenges, registered, kind, Path(protocol) if protocol else out / "protocol.yaml",
                           command)
-    text = _write_reports(rows, challenges, out, kind, command, ref, registered)
+    text = _write_reports(rows, challenges, out, kind, command, ref, registered, notice)
     if fmt == "json":
         print(json.dumps(bench_report.normalised(rows, registered, kind), indent=1))
     else:
@@ -150,8 +161,26 @@ def bench_command(policies: Sequence[str], challenge_names: Sequence[str] | None
     return 0 if all(r["status"] == "finished" for r in rows) else 1
 
 
+def _most_rows(rows: list[dict[str, Any]], found: Sequence[tuple[Any, ...]],
+               rows_on: Callable[[tuple[Any, ...]], list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], str]:
+    """Of this machine's ``rows`` and the rows of the current keys on each machine in ``found``
+    (:func:`~teachgym.bench.machines`; ``rows_on`` gives them), those with the most finished cases, and what the
+    report says when they are another machine's: a leaderboard never mixes machines."""
+    here = tuple(machine()[k] for k in HARDWARE)
+    best, where = rows, here
+    for hw in found:
+        theirs = [] if hw == here else rows_on(hw)
+        if sum(r["status"] == "finished" for r in theirs) > sum(r["status"] == "finished" for r in best):
+            best, where = theirs, hw
+    if where == here:
+        return rows, ""
+    return best, (f"**Made on another machine: {where[0]}, {where[1]} cores, GPU {where[2]}** (this one: {here[0]}, "
+                  f"{here[1]} cores, GPU {here[2]}). They are the current code's numbers on that machine; floating "
+                  "point differs across CPUs and core counts, so a run here (without `--cached`) makes its own rows.")
+
+
 def _write_reports(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], out: Path, kind: str,
-                   command: str, ref: Path, protocol: Protocol) -> str:
+                   command: str, ref: Path, protocol: Protocol, notice: str = "") -> str:
     """``<kind>.json`` (the cases, the leaderboard), ``<kind>.md`` and ``<kind>_profile.png``; the markdown. The rows
     reused from the reference are copied into ``<kind>.jsonl`` (with their source maps), so that the folder holds
     every row its report names."""
@@ -165,7 +194,7 @@ def _write_reports(rows: Sequence[dict[str, Any]], challenges: Sequence[Challeng
                                                   "without_headroom": bench_report.without_headroom(rows, protocol,
                                                                                                     kind)},
                                                  indent=1, default=str) + "\n")
-    text = report(rows, challenges, out, kind == "simulated", command, ref, protocol=protocol)
+    text = report(rows, challenges, out, kind == "simulated", command, ref, notice, protocol)
     (out / f"{kind}.md").write_text(text)
     bench_report.plot_profile(rows, str(out / f"{kind}_profile.png"), protocol, kind)
     return text

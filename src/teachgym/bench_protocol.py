@@ -88,17 +88,10 @@ def score(curve: Sequence[float], how: str) -> float:
 def calibrate(rows: Sequence[Mapping[str, Any]], protocol: Protocol, kind: str) -> dict[str, dict[str, Any]]:
     """Per challenge, from the anchors' rows on the calibration seeds: uniform, oracle, the headroom with its
     paired t-interval, and whether it enters the aggregate (headroom ≥ target, interval above 0)."""
-    cal = set(protocol.calibration_seeds)
-    by: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in rows:
-        if r.get("status") == "finished" and r["seed"] in cal and r["policy"] in ("uniform", "oracle"):
-            by[r["challenge"]][r["policy"]][r["seed"]] = float(r["score"])
     out = {}
-    for ch in sorted(by):
-        seeds = sorted(set(by[ch]["uniform"]) & set(by[ch]["oracle"]))
+    for ch, (o, u, seeds) in anchor_gaps(rows, set(protocol.calibration_seeds)).items():
         if len(seeds) < 2:
             continue
-        o, u = [by[ch]["oracle"][s] for s in seeds], [by[ch]["uniform"][s] for s in seeds]
         mean, low, high = paired_difference(o, u)
         out[ch] = {"uniform": round(float(np.mean(u)), 4), "oracle": round(float(np.mean(o)), 4),
                    "headroom": round(mean, 4), "low": round(low, 4), "high": round(high, 4), "seeds": seeds,
@@ -124,11 +117,25 @@ def iqm(values: Sequence[float]) -> float:
     return float(x[cut: len(x) - cut].mean()) if len(x) else float("nan")
 
 
-def _pairs(rows: Sequence[Mapping[str, Any]], seeds: set[int]) -> dict[str, dict[str, dict[int, float]]]:
+def by_seed(rows: Sequence[Mapping[str, Any]], seeds: set[int] | None = None
+            ) -> dict[str, dict[str, dict[int, float]]]:
+    """``{challenge: {policy: {seed: score}}}`` over the finished rows (of ``seeds``, when given)."""
     out: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        if r.get("status") == "finished" and r["seed"] in seeds:
-            out[r["challenge"]][r["policy"]][r["seed"]] = float(r["score"])
+        if r.get("status") == "finished" and (seeds is None or r["seed"] in seeds):
+            out[r["challenge"]][r["policy"]][int(r["seed"])] = float(r["score"])
+    return out
+
+
+def anchor_gaps(rows: Sequence[Mapping[str, Any]], seeds: set[int] | None = None
+                ) -> dict[str, tuple[list[float], list[float], list[int]]]:
+    """Per challenge (by name), the oracle's and uniform's scores on the seeds where both finished (of ``seeds``,
+    when given), paired by seed, and those seeds: what a headroom is computed from."""
+    out = {}
+    for ch, by in sorted(by_seed(rows, seeds).items()):
+        common = sorted(set(by.get("oracle", {})) & set(by.get("uniform", {})))
+        if common:
+            out[ch] = ([by["oracle"][s] for s in common], [by["uniform"][s] for s in common], common)
     return out
 
 
@@ -137,7 +144,7 @@ def bootstrap_iqm(rows: Sequence[Mapping[str, Any]], policy: str, challenges: Se
     """``policy``'s IQM of normalised scores over ``challenges`` on the scoring seeds, with a 95% interval from a
     bootstrap of the whole pipeline: each replicate resamples, per challenge, the calibration seeds (so the
     normaliser, oracle − uniform, moves) and the scoring seeds (the teacher paired with uniform)."""
-    cal, sco = _pairs(rows, set(protocol.calibration_seeds)), _pairs(rows, set(protocol.scoring_seeds))
+    cal, sco = by_seed(rows, set(protocol.calibration_seeds)), by_seed(rows, set(protocol.scoring_seeds))
     parts = []
     for ch in sorted(challenges):
         cs = sorted(set(cal[ch]["oracle"]) & set(cal[ch]["uniform"]))
@@ -176,7 +183,7 @@ def improvement(rows: Sequence[Mapping[str, Any]], x: str, y: str, challenges: S
     """rliable's probability of improvement of ``x`` over ``y``: the mean over ``challenges`` of P(a run of x scores
     above a run of y) on the scoring seeds, with a 95% stratified-bootstrap interval (seeds resampled per
     challenge). 0.5 means they cannot be told apart."""
-    sco = _pairs(rows, set(protocol.scoring_seeds))
+    sco = by_seed(rows, set(protocol.scoring_seeds))
     pairs = [(np.array(list(sco[c][x].values())), np.array(list(sco[c][y].values()))) for c in sorted(challenges)
              if sco[c][x] and sco[c][y]]
     if not pairs:

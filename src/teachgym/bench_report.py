@@ -26,19 +26,10 @@ from typing import Any
 import numpy as np
 
 from teachgym.analysis import format_interval, paired_difference
-from teachgym.bench_protocol import Protocol, bootstrap_iqm, improvement, iqm
+from teachgym.bench_protocol import Protocol, anchor_gaps, bootstrap_iqm, by_seed, improvement, iqm
 
 BOOTSTRAP = 2000
 TARGET = 0.15
-
-
-def _scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
-    """``{challenge: {policy: {seed: score}}}`` over the finished rows."""
-    out: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in rows:
-        if r.get("status") == "finished":
-            out[r["challenge"]][r["policy"]][int(r["seed"])] = float(r["score"])
-    return out
 
 
 def _paired(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[list[float], list[float]]:
@@ -84,10 +75,7 @@ def headroom(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = None
     cal, _ = _split(rows, protocol)
     registered = protocol.in_aggregate(kind) if protocol is not None else None
     out = []
-    for ch, by_policy in sorted(_scores(cal).items()):  # by name: the same report whatever order the rows came in
-        o, u = _paired(by_policy.get("oracle", {}), by_policy.get("uniform", {}))
-        if not o:
-            continue
+    for ch, (o, u, _) in anchor_gaps(cal).items():  # by name: the same report whatever order the rows came in
         # One seed has no interval: the target is then judged on the difference alone (the report says so).
         mean, low, high = paired_difference(o, u)
         above = low > 0 if len(o) > 1 else True
@@ -101,7 +89,7 @@ def normalised(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = No
                ) -> list[dict[str, Any]]:
     """Every finished (challenge, policy, scoring seed) row with its normalised score (None where uniform is
     missing), divided by the headroom on the calibration seeds."""
-    scores = _scores(_split(rows, protocol)[1])
+    scores = by_seed(_split(rows, protocol)[1])
     room = {h["challenge"]: h["headroom"] for h in headroom(rows, protocol, kind)}
     out = []
     for ch, by_policy in scores.items():
@@ -122,7 +110,7 @@ def without_headroom(rows: Sequence[Mapping[str, Any]], protocol: Protocol | Non
     There a normalised score would divide by zero or flip its sign, so these challenges have no column
     in the leaderboard; their rows are reported as they are.
     """
-    scores = _scores(_split(rows, protocol)[1])
+    scores = by_seed(_split(rows, protocol)[1])
     out: dict[str, dict[str, dict[str, float]]] = {}
     for h in headroom(rows, protocol, kind):
         if h["headroom"] > 0:
@@ -161,7 +149,7 @@ def leaderboard(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = N
     rooms = headroom(rows, protocol, kind)
     room = {h["challenge"]: h["headroom"] for h in rooms}
     met = {h["challenge"] for h in rooms if h["met"]}
-    scores = _scores(_split(rows, protocol)[1])
+    scores = by_seed(_split(rows, protocol)[1])
     out = []
     for policy in sorted({r["policy"] for r in norm}):
         mine = [r for r in norm if r["policy"] == policy]

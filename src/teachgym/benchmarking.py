@@ -63,7 +63,7 @@ def keys_for(config: str | Path, overrides: list[str], sections: dict[str, dict]
         section = dict(section)
         path = section.pop("path", None)
         files = [Path(path)] if path and Path(path).exists() else []
-        out[p] = provenance({**resolved, "policy": section}, p, simulated, files)
+        out[p] = provenance({**resolved, "policy": section}, simulated, files)
         out[p].pop("sources")  # a row keeps the code hash, not the map
     return out
 
@@ -87,14 +87,16 @@ def curves(rows: list[dict]) -> list:
             for r in rows]
 
 
-def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), roots: Sequence[str] = ()
-                      ) -> dict[str, Any]:
+def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), roots: Sequence[str] = (),
+                      cpu: str | None = None) -> dict[str, Any]:
     """A benchmark script's case key: the resolved config, the source of every module the case imports (from the
     config's components and ``roots``: :func:`teachgym.provenance.sources`), the package versions (with
-    ``packages``) and the CPU; the commit and whether the tree was dirty are recorded beside it, not keyed."""
+    ``packages``) and the CPU (``cpu``: the key on that CPU instead of this one's); the commit and whether the tree
+    was dirty are recorded beside it, not keyed."""
     extra = {name: importlib.metadata.version(name) for name in packages}
     code = sources_hash(sources([*case_roots(config), *roots]))
-    keyed = {"config": config, "code": code, "packages": {**environment(), **extra}}
+    keyed = {"config": config, "code": code,
+             "packages": {**environment(), **extra, **({"cpu": cpu} if cpu is not None else {})}}
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     commit, dirty = git_state(ROOT)
     return {**keyed, "key": key, "commit": commit, "dirty": dirty}
@@ -103,8 +105,9 @@ def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), root
 def script_staleness(provenances: Sequence[dict[str, Any]], packages: Sequence[str], roots: Sequence[str],
                      rerun: str) -> str:
     """What a benchmark script's report says when its stored rows are not the current code's: each row's key is
-    compared with the key its own stored config gives now (:func:`script_provenance`); '' when all match."""
-    now = [script_provenance(p["config"], packages, roots)["key"] for p in provenances]
+    compared with the key its own stored config gives now on the CPU that made it (:func:`script_provenance`: a
+    row is current for its machine; the report names the CPU); '' when all match."""
+    now = [script_provenance(p["config"], packages, roots, p["packages"].get("cpu"))["key"] for p in provenances]
     stale = sum(p["key"] != k for p, k in zip(provenances, now))
     if not stale:
         return ""

@@ -13,6 +13,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from teachgym import cli_args, progress
@@ -272,6 +273,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except (ConfigError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C or a stop signal: the finished cases are already written
+        print(f"\nbench stopped ({getattr(e, 'signame', 'SIGINT')}): every finished case is kept in "
+              f"{Path(args.results) / ('simulated' if args.simulated else 'lm')}.jsonl; run the same command again "
+              "to run the rest", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
