@@ -24,7 +24,8 @@ Cases run through :func:`teachgym.bench.run_bench` (rows keyed like the bench's,
 into ``benchmarks/results/rollouts/lm.jsonl``; the report names stale rows.
 
     python benchmarks/rollouts_to_target.py --calibrate   # uniform, uniform+filter on seeds 100-104; register
-    python benchmarks/rollouts_to_target.py               # the scoring cases (about 1 h on 2 cores); report
+    python benchmarks/rollouts_to_target.py               # the scoring cases (hours on 2 cores); report
+    python benchmarks/rollouts_to_target.py --cached --seeds 0-4  # report the current rows of those seeds
     python benchmarks/rollouts_to_target.py --report-only # the report from the stored rows the last report named
 """
 
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "rollouts"
 REGISTERED = RESULTS / "protocol.yaml"
 SHARE = 0.9  # of uniform's gain: the target uniform's mean curve reaches inside its budget
-TEACHERS = ["learnability", "dump", "sec", "uniform+filter", "learnability+filter"]
+TEACHERS = ["learnability", "uniform+filter", "dump", "sec"]  # with the compute-matched uniform after filtering
 #: What the field reports, as a share of the baseline's steps (SPEED-RL: wall-clock, screening included).
 FIELD = [("AdaRFT", "0.5", "steps to the PPO baseline's final accuracy"),
          ("LILO (learnability)", "0.33", "steps to the baseline's accuracy"),
@@ -118,6 +119,12 @@ def _ratio(mine: dict[int, dict[str, Any]], uniform: dict[int, dict[str, Any]], 
     return reach(*mean_curve([mine[s] for s in seeds]), target) / theirs if math.isfinite(theirs) else math.nan
 
 
+def variants(registered: dict[str, Any]) -> list[str]:
+    """The scored variants besides uniform, in the order they run: the compute-matched uniform after filtering."""
+    at = TEACHERS.index("uniform+filter") + 1
+    return [*TEACHERS[:at], registered["matched_uniform"], *TEACHERS[at:]]
+
+
 def summary(rows: list[dict[str, Any]], registered: dict[str, Any]) -> list[dict[str, Any]]:
     """One line per variant (uniform first): seeds, final score, paired differences, rollouts to the target as a
     share of uniform's with its bootstrap interval, rollouts and wall time."""
@@ -128,7 +135,7 @@ def summary(rows: list[dict[str, Any]], registered: dict[str, Any]) -> list[dict
     matched = {r["seed"]: r for r in rows if r["policy"] == registered["matched_uniform"]}
     rng = np.random.default_rng(0)
     out = []
-    for policy in ["uniform", registered["matched_uniform"], *TEACHERS]:
+    for policy in ["uniform", *variants(registered)]:
         mine = {r["seed"]: r for r in rows if r["policy"] == policy and r["seed"] in uniform}
         seeds = sorted(mine)
         if len(seeds) < 2:
@@ -208,7 +215,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calibrate", action="store_true", help="run the calibration cases and register the target")
     parser.add_argument("--report-only", action="store_true", help="run nothing; report the rows the report names")
+    parser.add_argument("--cached", action="store_true", help="run nothing; report the current keys' rows")
+    parser.add_argument("--seeds", help="the scoring seeds to run or report, e.g. 0-4 (default: the protocol's)")
     args = parser.parse_args()
+    from teachgym.bench import parse_seeds
     from teachgym.bench_protocol import load_protocol
     from teachgym.console import quiet_libraries
 
@@ -225,8 +235,11 @@ def main() -> int:
     if not REGISTERED.exists():
         raise SystemExit(f"no {REGISTERED.relative_to(ROOT)}: run --calibrate first (calibration seeds only)")
     registered = yaml.safe_load(REGISTERED.read_text())
-    rows = reported() if args.report_only else rows_for([registered["matched_uniform"], *TEACHERS],
-                                                        list(protocol.scoring_seeds), run=True)
+    seeds = parse_seeds(args.seeds) if args.seeds else list(protocol.scoring_seeds)
+    if not set(seeds) <= set(protocol.scoring_seeds):
+        raise SystemExit(f"--seeds {args.seeds}: only the protocol's scoring seeds score, "
+                         f"{list(protocol.scoring_seeds)}")
+    rows = reported() if args.report_only else rows_for(variants(registered), seeds, run=not args.cached)
     (RESULTS / "rollouts.json").write_text(json.dumps({"cases": [[r["provenance"]["key"], r["seed"]] for r in rows]},
                                                       indent=0) + "\n")
     text = markdown(summary(rows, registered), registered, notice(rows))
