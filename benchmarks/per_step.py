@@ -10,11 +10,10 @@ key) into ``benchmarks/results/per_step/lm.jsonl``; the report is built from the
 
 For each variant, over seeds: the final score (mean accuracy over the skills after the last round), its
 difference from uniform paired by seed, the zero-variance share of the generated groups, the rollouts spent
-(completions generated, dropped groups included), the efficiency — the rollouts spent when the score first
-reached a fixed target, uniform's mean final score over the seeds, as a share of the rollouts uniform needs on
-average to reach it (every rollout counts: dropped groups, screening) — the extra generation of filtering, the
-wall time, and how far a per-step teacher moved its mixture inside a round. A seed whose run starts at or above
-the target measures nothing and is named.
+(completions generated, dropped groups included), the extra generation of filtering, the wall time, and how far a
+per-step teacher moved its mixture inside a round. Rollouts to a target (efficiency) are measured under the
+protocol by ``benchmarks/rollouts_to_target.py``: on ladder-rl uniform does not climb, so a target "uniform's
+level" is crossed by evaluation noise, not learning.
 
     python benchmarks/per_step.py                  # run the missing cases (about 1 h on 2 cores), report
     python benchmarks/per_step.py --report-only    # the report from the stored rows
@@ -48,15 +47,11 @@ VARIANTS = {
 
 def challenges() -> list[Any]:
     """``ladder-rl`` from the bench, and ``configs/arithmetic_grpo.yaml`` as a challenge named ``arithmetic-grpo``."""
-    from teachgym.bench import Challenge, load_challenges
-    from teachgym.config import load_config
+    from teachgym.bench import config_challenge, load_challenges
 
     ladder = load_challenges(ROOT / "configs" / "bench", ["ladder-rl"])[0]
-    path = ROOT / "configs" / "arithmetic_grpo.yaml"
-    data = load_config(path).model_dump(mode="json")
-    data["bench"] = {"description": "configs/arithmetic_grpo.yaml (GRPO on 8 arithmetic skills)",
-                     "simulated": {"name": "simulated"}}
-    return [ladder, Challenge("arithmetic-grpo", path, load_config(data))]
+    return [ladder, config_challenge(ROOT / "configs" / "arithmetic_grpo.yaml", "arithmetic-grpo",
+                                     "configs/arithmetic_grpo.yaml (GRPO on 8 arithmetic skills)")]
 
 
 def rows_for(run: bool, sequential: bool = True) -> list[dict[str, Any]]:
@@ -101,18 +96,6 @@ def _cumulative(row: dict[str, Any]) -> list[float]:
     return out
 
 
-START_MARGIN = 0.05  # a run whose round 0 is within this of the target has little to climb: named, not trusted
-
-
-def _reach(row: dict[str, Any], target: float) -> float | None:
-    """Rollouts spent when the score first reached ``target`` (None: never)."""
-    spent = _cumulative(row)
-    for k, score in enumerate(row["curve"]):
-        if k and score >= target - 1e-12:
-            return spent[k]
-    return None
-
-
 def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
@@ -126,9 +109,6 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
     for challenge, variants in VARIANTS.items():
         here = [r for r in rows if r["challenge"] == challenge]
         uniform = {r["seed"]: r for r in here if r["policy"] == "uniform"}
-        # a fixed target from uniform's mean curve (not each seed's own final, which noise crosses early)
-        target = _mean([u["curve"][-1] for u in uniform.values()])
-        uniform_cost = _mean([x for u in uniform.values() if (x := _reach(u, target)) is not None])
         lines = []
         for v in [*variants, "oracle"]:
             rs = sorted((r for r in here if r["policy"] == v), key=lambda r: r["seed"])
@@ -137,12 +117,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
             paired = [(r, uniform[r["seed"]]) for r in rs if r["seed"] in uniform]
             diff = paired_difference([r["score"] for r, _ in paired], [u["score"] for _, u in paired]) \
                 if len(paired) > 1 and v != "uniform" else (0.0 if v == "uniform" else math.nan, math.nan, math.nan)
-            reach = [None if (spent := _reach(r, target)) is None else spent / uniform_cost for r in rs]
             totals = [t for r in rs for t in (r.get("totals") or [])[1:]]
             lines.append({
                 "variant": v, "seeds": len(rs), "score": mean_ci([r["score"] for r in rs]),
-                "diff": diff, "reach": reach,
-                "half_every_seed": bool(reach) and all(x is not None and x <= 0.5 for x in reach),
+                "diff": diff,
                 "zero_variance": _mean([t["rl/zero_variance_share"] for t in totals if "rl/zero_variance_share" in t]),
                 "rollouts": _mean([_cumulative(r)[-1] for r in rs]),
                 "extra_generation": _mean([t["filter/extra_generation"] for t in totals
@@ -154,9 +132,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
                 "commits": sorted({f"{r['provenance']['commit']}{' (dirty)' if r['provenance']['dirty'] else ''}"
                                    for r in rs}),
             })
-        starts = sorted(r["seed"] for r in uniform.values() if r["curve"][0] >= target - START_MARGIN)
-        out[challenge] = {"variants": lines, "contrasts": contrasts(rows, challenge), "target": target,
-                          "starts_near": starts}
+        out[challenge] = {"variants": lines, "contrasts": contrasts(rows, challenge)}
     return out
 
 
@@ -189,13 +165,11 @@ def _f(x: float, fmt: str = "{:.3f}") -> str:
 
 
 def markdown(table: dict[str, dict[str, list[dict[str, Any]]]], notice: str = "") -> str:
-    """The report: ``notice`` (which rows are stale), one table per task, and the issue's verdict for ladder-rl."""
+    """The report: ``notice`` (which rows are stale) and one table per task, with what stepping and filtering add."""
     lines = ["Seeds 0-4, paired with uniform by seed. *score*: mean accuracy over the skills after the last round "
              "(± 95% t half-width); *Δ*: paired difference from uniform [95% t-interval]; *zero-var*: share of the "
              "generated GRPO groups whose rewards were all equal; *rollouts*: completions generated over the run "
-             "(dropped groups included); *to target*: rollouts spent when the score first reached the target "
-             "(uniform's mean final score over the seeds), as a share of the rollouts uniform needs on average to "
-             "reach it, seed by seed (– never); *extra gen*: "
+             "(dropped groups included); *extra gen*: "
              "prompts generated beyond those trained on (filtering); *step moves*: how far a per-step teacher's "
              "mixture moved from one batch to the next (total variation, mean) and from the round's prior.", ""]
     for challenge, parts in table.items():
@@ -203,24 +177,20 @@ def markdown(table: dict[str, dict[str, list[dict[str, Any]]]], notice: str = ""
         if not rows:
             continue
         uniform = next((r for r in rows if r["variant"] == "uniform"), None)
-        near = parts.get("starts_near") or []
-        lines += [f"**{challenge}** (target {parts.get('target', math.nan):.3f}"
-                  + (f"; seeds {', '.join(map(str, near))} start within {START_MARGIN} of it, so their efficiency "
-                     "measures little" if near else "") + ")", "",
-                  "| variant | score | Δ vs uniform | zero-var | rollouts | to target | extra gen | "
+        lines += [f"**{challenge}**", "",
+                  "| variant | score | Δ vs uniform | zero-var | rollouts | extra gen | "
                   "wall s (× uniform) | step moves (batch, prior) |",
-                  "|---|---|---|---|---:|---|---|---|---|"]
+                  "|---|---|---|---|---:|---|---|---|"]
         for r in rows:
             from teachgym.analysis import format_ci
 
             mean, low, high = r["diff"]
             diff = "0" if r["variant"] == "uniform" else ("–" if math.isnan(mean) else
                                                           f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]")
-            reach = ", ".join("–" if x is None else f"{x:.2f}" for x in r["reach"])
             ratio = r["wall_s"] / uniform["wall_s"] if uniform else math.nan
             moves = "–" if math.isnan(r["step_change"]) else f"{r['step_change']:.2f}, {r['prior_distance']:.2f}"
             lines.append(f"| {r['variant']} | {format_ci(*r['score'])} | {diff} | {_f(r['zero_variance'], '{:.2f}')} "
-                         f"| {_f(r['rollouts'], '{:,.0f}')} | {reach} | {_f(r['extra_generation'], '{:+.0%}')} "
+                         f"| {_f(r['rollouts'], '{:,.0f}')} | {_f(r['extra_generation'], '{:+.0%}')} "
                          f"| {r['wall_s']:.0f} ({_f(ratio, '{:.2f}')}) | {moves} |")
         lines.append("")
         paired = parts["contrasts"]
@@ -229,19 +199,9 @@ def markdown(table: dict[str, dict[str, list[dict[str, Any]]]], notice: str = ""
             lines += [f"| {c['what']} | {c['pair']} | {c['score'][0]:+.3f} [{c['score'][1]:+.3f}, "
                       f"{c['score'][2]:+.3f}] | {c['rollouts']:.2f} |" for c in paired]
             lines.append("")
-        steppers = [r for r in rows if "@step" in r["variant"]]
-        if challenge == "ladder-rl" and steppers:
-            best = min(steppers, key=lambda r: _mean([x if x is not None else math.inf for x in r["reach"]]))
-            met = [r["variant"] for r in steppers if r["half_every_seed"]]
-            others = [r["variant"] for r in rows if "@step" not in r["variant"] and r["half_every_seed"]]
-            lines += [f"Done-when (ladder-rl: a per-step teacher reaches the target with at most half of "
-                      f"uniform's rollouts on every seed): {'met by ' + ', '.join(met) if met else 'not met'}; the "
-                      f"closest per-step variant is {best['variant']} "
-                      f"({', '.join('–' if x is None else f'{x:.2f}' for x in best['reach'])}). Without stepping, "
-                      f"{', '.join(others) if others else 'no variant'} "
-                      f"{'meet' if len(others) > 1 else 'meets'} the same bar.", ""]
     commits = sorted({c for parts in table.values() for r in parts["variants"] for c in r["commits"]})
-    lines.append(f"Rows from commit(s) {', '.join(commits)}; `python benchmarks/per_step.py`.")
+    lines.append(f"Rows from commit(s) {', '.join(commits)}; `python benchmarks/per_step.py`. Rollouts to a "
+                 "target: `python benchmarks/rollouts_to_target.py` (`benchmarks/results/rollouts/rollouts.md`).")
     if notice:
         lines[:0] = [notice, ""]
     return "\n".join(lines) + "\n"

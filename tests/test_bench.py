@@ -244,6 +244,24 @@ def test_every_shipped_challenge_declares_a_structure_that_fits_its_env():
     assert len(load_challenges(ROOT / "configs" / "bench")) >= 6
 
 
+def test_a_compute_matched_uniform_runs_k_times_the_budget_in_whole_generation_batches():
+    """``uniform+x2.3`` is uniform on 2.3x the round's prompts, rounded to whole GRPO generation batches (8 prompts
+    here), ranked with the extra-compute variants; a plain name is untouched."""
+    from teachgym.bench import budget, case_config, variant
+    from teachgym.bench_report import track
+
+    assert budget("uniform+x2.3") == ("uniform", 2.3) and budget("uniform+filter") == ("uniform+filter", 1.0)
+    assert variant("dump+filter+x2") == ("dump", False, True)
+    ladder = load_challenges(ROOT / "configs" / "bench", ["ladder-rl"])[0]
+    base = ladder.config.loop.examples_per_round
+    case = case_config(ladder, "uniform+x2.3", simulated=False)
+    assert case["policy"] == {"name": "uniform"} and "filter_groups" not in case["student"]
+    unit = ladder.config.student.batch_size // ladder.config.student.num_generations
+    assert case["loop"]["examples_per_round"] % unit == 0
+    assert abs(case["loop"]["examples_per_round"] - 2.3 * base) <= unit / 2
+    assert track("uniform+x2.3") == track("uniform+filter") == "extra compute" and track("uniform") == "general"
+
+
 def test_per_step_variants_configure_their_cases_and_run_only_where_the_student_draws_batches(tmp_path):
     """``dump@step`` sets loop.teach_every, ``+filter`` the student's filtering; both skip the twins and SFT
     challenges; ``uniform@step`` is refused with the reason; the default list holds the per-step built-ins."""
@@ -345,6 +363,35 @@ def test_another_machines_rows_are_current_for_it_and_reported_as_its_own_never_
     assert f"**Made on another machine: {there[0]}, 64 cores, GPU none** (this one: {here[0]}" in report
     assert "| skill-it | general |" in report and "Stale" not in report
     assert f"Machine: {there[0]}, 64 cores" in report
+
+
+def test_calibration_registers_the_machine_its_lm_rows_were_made_on(tmp_path, capsys):
+    """``teachgym bench --calibrate`` decides from the anchors' calibration rows (reused here: nothing runs) and
+    writes the machine they were made on beside the headroom, which the report then names."""
+    from teachgym.bench import case
+    from teachgym.bench_command import bench_command
+    from teachgym.bench_protocol import load_protocol
+    from teachgym.provenance import machine
+
+    ch = load_challenges(ROOT / "configs" / "bench", ["prerequisites"])[0]
+    rows, index = [], {}
+    for policy, level in (("uniform", 0.1), ("oracle", 0.5)):
+        _, prov = case(ch, policy, False, Path("."))
+        index[prov["code"]] = prov.pop("sources")
+        rows += [{"challenge": ch.name, "policy": policy, "seed": s, "status": "finished", "student": "lm",
+                  "score": level + s / 1000, "curve": [0.0, level + s / 1000], "provenance": prov}
+                 for s in load_protocol().calibration_seeds]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (out / "lm.sources.json").write_text(json.dumps(index))
+    argv = ([], ["prerequisites"], None, False, "table", str(ROOT / "configs" / "bench"), str(out),
+            str(tmp_path / "w"), True, False, "teachgym bench --calibrate")
+    assert bench_command(*argv, protocol=str(tmp_path / "p.yaml"), calibrate=True) == 0
+    registered = load_protocol(tmp_path / "p.yaml")
+    found = machine()
+    assert registered.machines == {"lm": f"{found['cpu']}, {found['cores']} cores, GPU {found['gpu']}"}
+    assert registered.in_aggregate("lm") == {"prerequisites"} and not (tmp_path / "w").exists()  # nothing ran
 
 
 def test_ctrl_c_stops_the_bench_with_a_line_not_a_traceback(tmp_path):

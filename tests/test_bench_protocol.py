@@ -35,9 +35,11 @@ def test_scores_are_robust_to_a_student_that_oscillates():
 def test_the_protocol_file_is_checked_and_round_trips(tmp_path):
     path = tmp_path / "protocol.yaml"
     registered = {"simulated": {"a": {"headroom": 0.2, "in_aggregate": True}}}
-    write_protocol(Protocol(score={"a": "auc"}, calibrated=registered), path, "teachgym bench --calibrate")
+    write_protocol(Protocol(score={"a": "auc"}, calibrated=registered, machines={"lm": "Some CPU, 2 cores"}), path,
+                   "teachgym bench --calibrate")
     back = load_protocol(path)
     assert back.score == {"a": "auc"} and back.in_aggregate("simulated") == {"a"} and back.in_aggregate("lm") is None
+    assert back.machines == {"lm": "Some CPU, 2 cores"}  # an LM calibration's numbers are its machine's
     assert back.calibration_seeds == (100, 101, 102, 103, 104) and back.scoring_seeds == tuple(range(10))
     path.write_text("calibration_seeds: [0, 1]\nscoring_seeds: [1, 2]\n")
     with pytest.raises(ConfigError, match=r"seeds \[1\] both calibrate and score"):

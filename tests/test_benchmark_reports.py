@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     yield lambda name: importlib.import_module(name)
     for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state", "bench_readme",
-                 "per_step"):
+                 "per_step", "rollouts_to_target"):
         sys.modules.pop(name, None)
 
 
@@ -77,3 +78,39 @@ def test_the_per_step_report_and_docs_block_are_what_their_rows_make(benchmarks)
     text = per_step.markdown(per_step.summary(rows), per_step.notice(rows))
     assert (RESULTS / "per_step" / "per_step.md").read_text() == per_step.REPORT_TITLE + text
     assert per_step.page_block(rows) in (ROOT / "docs" / "rl-students.md").read_text()
+
+
+def _grpo_row(policy: str, seed: int, curve: list[float], per_round: float) -> dict:
+    return {"policy": policy, "seed": seed, "curve": curve, "wall_s": 1.0, "status": "finished",
+            "totals": [{}] + [{"rl/completions": per_round}] * (len(curve) - 1)}
+
+
+def test_rollouts_to_target_registers_on_calibration_seeds_and_scores_a_faster_teacher_below_one(benchmarks):
+    """The target sits between uniform's start and final on the calibration rows; a teacher that climbs twice as
+    fast reaches it with about half of uniform's rollouts, one that never climbs never does, and filtering is
+    compared with the compute-matched uniform the calibration named."""
+    rt = benchmarks("rollouts_to_target")
+    assert rt.reach([0, 10, 20], [0.1, 0.3, 0.5], 0.4) == 15.0 and rt.reach([0, 10], [0.1, 0.2], 0.4) == math.inf
+    climb = [0.2 + 0.025 * k for k in range(9)]  # 0.2 -> 0.4 over 8 rounds
+    cal = [_grpo_row("uniform", s, climb, 100) for s in (100, 101)]
+    cal += [_grpo_row("uniform+filter", s, climb, 230) for s in (100, 101)]
+    registered = rt.calibrate(cal, [100, 101])
+    assert registered["target"] == pytest.approx(0.2 + rt.SHARE * 0.175, abs=1e-4)  # final: the last-3 mean
+    assert registered["matched_uniform"] == "uniform+x2.3"
+    fast = [min(0.2 + 0.05 * k, 0.45) for k in range(9)]
+    rows = []
+    for s in range(4):
+        wobble = 0.004 * (s - 1.5)
+        rows += [_grpo_row("uniform", s, [x + wobble for x in climb], 100),
+                 _grpo_row("learnability", s, [x + wobble for x in fast], 100),
+                 _grpo_row("dump", s, [0.2 + wobble] * 9, 100),
+                 _grpo_row("uniform+filter", s, [x + wobble for x in fast], 230),
+                 _grpo_row("uniform+x2.3", s, [x + wobble + 0.01 for x in climb], 230)]
+    lines = {r["variant"]: r for r in rt.summary(rows, registered)}
+    assert lines["uniform"]["ratio"] == pytest.approx(1.0)
+    assert 0.4 < lines["learnability"]["ratio"] < 0.6 and lines["learnability"]["reached"] == 1.0
+    assert lines["dump"]["ratio"] == math.inf and lines["dump"]["reached"] == 0.0
+    assert lines["learnability"]["diff"][0] > 0 and lines["learnability"]["diff_matched"] is None
+    assert lines["uniform+filter"]["diff_matched"][0] == pytest.approx(lines["uniform+filter"]["diff"][0] - 0.01)
+    text = rt.markdown(list(lines.values()), registered)
+    assert "| dump | 4 | never [never, never] | 0% |" in text and "uniform+x2.3" in text

@@ -224,7 +224,8 @@ def test_the_bench_teachers_train_on_shuffled_skills_that_map_back_to_the_env():
 
 
 def test_per_step_report_figures_by_hand():
-    """benchmarks/per_step.py: rollouts to reach uniform's final score, seed by seed, and the done-when verdict."""
+    """benchmarks/per_step.py: paired differences, what stepping adds, rollouts spent, filtering's extra generation
+    (rollouts to a target are benchmarks/rollouts_to_target.py's, under the protocol)."""
     per_step = load_benchmark("per_step")
 
     def row(policy, seed, curve, completions, extra=None):
@@ -246,31 +247,12 @@ def test_per_step_report_figures_by_hand():
     assert set(contrast) == {"dump@step − dump"}  # uniform+filter has one seed: no interval, no line
     assert contrast["dump@step − dump"]["score"][0] == pytest.approx(((0.7 - 0.5) + (0.1 - 0.3)) / 2)
     assert contrast["dump@step − dump"]["rollouts"] == pytest.approx((1 + 300 / 250) / 2)
-    # the target: uniform's mean final (0.4 and 0.2: 0.3), which uniform reaches after 200 and 100 rollouts (150)
-    assert per_step.summary(rows)["ladder-rl"]["target"] == pytest.approx(0.3)
-    assert by["uniform"]["reach"] == [pytest.approx(200 / 150), pytest.approx(100 / 150)]
-    assert by["dump@step"]["reach"] == [pytest.approx(100 / 150), None] and not by["dump@step"]["half_every_seed"]
     assert by["dump@step"]["diff"][0] == pytest.approx((0.3 - 0.1) / 2)
     assert by["dump@step"]["step_change"] == pytest.approx(0.3) and by["uniform+filter"]["rollouts"] == 450
-    assert by["uniform+filter"]["reach"] == [pytest.approx(1.0)] and by["uniform+filter"]["extra_generation"] == 0.5
+    assert by["uniform+filter"]["extra_generation"] == 0.5 and "reach" not in by["uniform"]
     text = per_step.markdown(per_step.summary(rows))
-    assert "not met; the closest per-step variant is dump@step (0.67, –)" in text
-    assert "| per step, dump | dump@step − dump | " in text and "stepping, no variant meets the same bar" in text
-    assert "**ladder-rl** (target 0.300)" in text
-    assert "| dump@step | 0.400 ± " in text and "30 (3.00)" in text
-
-
-def test_per_step_names_the_seeds_whose_start_is_already_near_the_target():
-    """A run that starts at the target measures evaluation noise, not efficiency (the audit's ladder-rl warm start
-    above uniform's final): the report names such seeds."""
-    per_step = load_benchmark("per_step")
-    rows = [{"challenge": "ladder-rl", "policy": "uniform", "seed": s, "status": "finished", "score": c[-1],
-             "curve": c, "totals": [{}] + [{"rl/completions": 100}] * 2, "wall_s": 1.0,
-             "provenance": {"commit": "abc", "dirty": False}}
-            for s, c in ((0, [0.1, 0.3, 0.5]), (1, [0.46, 0.4, 0.5]))]
-    table = per_step.summary(rows)["ladder-rl"]
-    assert table["target"] == pytest.approx(0.5) and table["starts_near"] == [1]
-    assert "seeds 1 start within 0.05 of it" in per_step.markdown(per_step.summary(rows))
+    assert "| per step, dump | dump@step − dump | " in text and "to target" not in text
+    assert "| dump@step | 0.400 ± " in text and "30 (3.00)" in text and "rollouts_to_target.py" in text
 
 
 def test_a_script_row_is_current_for_the_cpu_that_made_it_and_stale_when_its_code_moved():

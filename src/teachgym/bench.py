@@ -95,6 +95,14 @@ def load_challenges(directory: str | Path = CHALLENGES, names: Sequence[str] | N
     return out
 
 
+def config_challenge(path: str | Path, name: str, description: str) -> Challenge:
+    """Any experiment config run as a challenge named ``name`` (a ``bench:`` section with ``description`` and the
+    simulated twin's defaults is added), so that the bench's keyed case runner serves a benchmark script's cases."""
+    data = load_config(path).model_dump(mode="json")
+    data["bench"] = {"description": description, "simulated": {"name": "simulated"}}
+    return Challenge(name, Path(path), load_config(data))
+
+
 def learned_path(challenge: Challenge) -> str:
     """``challenge``'s ``learned`` model's file name in the learned folder (:data:`LEARNED` by default): what the
     case's config names (the folder is where this install keeps it, and decides nothing)."""
@@ -108,9 +116,22 @@ def variant(policy: str) -> tuple[str, bool, bool]:
     Returns:
         The policy's name (a built-in or ``module:Class``), whether it steps, whether the student filters.
     """
+    policy = budget(policy)[0]
     base, filtering = (policy[: -len("+filter")], True) if policy.endswith("+filter") else (policy, False)
     base, stepping = (base[: -len("@step")], True) if base.endswith("@step") else (base, False)
     return base, stepping, filtering
+
+
+def budget(policy: str) -> tuple[str, float]:
+    """``uniform+x2.3`` runs ``uniform`` on 2.3 times the round's budget (``loop.examples_per_round``, rounded to a
+    whole number of GRPO generation batches): the compute-matched baseline of a ``+filter`` variant, which spends
+    that many more rollouts than the budget.
+
+    Returns:
+        The policy without the suffix, and the factor (1.0 when there is none).
+    """
+    found = re.fullmatch(r"(.+)\+x(\d+(?:\.\d+)?)", policy)
+    return (found.group(1), float(found.group(2))) if found else (policy, 1.0)
 
 
 def batchwise(challenge: Challenge) -> bool:
@@ -142,6 +163,10 @@ def case_config(challenge: Challenge, policy: str, simulated: bool, tracking: bo
         data["loop"]["teach_every"] = "step"
     if filtering:
         data["student"]["filter_groups"] = True
+    if (factor := budget(policy)[1]) != 1.0:  # whole generation batches: a GRPO round is made of them
+        s = data["student"]
+        unit = s["batch_size"] // s["num_generations"] if s.get("num_generations") else 1
+        data["loop"]["examples_per_round"] = max(unit, round(data["loop"]["examples_per_round"] * factor / unit) * unit)
     if simulated:  # the twin: the simulated student, which needs no warm start
         data["student"] = challenge.bench.simulated.model_dump(mode="json")
         data["warm_start"] = None
@@ -182,6 +207,18 @@ def hardware_of(row: Mapping[str, Any]) -> tuple[Any, ...]:
     """The machine a row was made on, as :data:`HARDWARE` (floating point differs across CPUs and core counts, so an
     LM row is current only for the machine that made it)."""
     return tuple(row["provenance"].get(k) for k in HARDWARE)
+
+
+def this_machine() -> tuple[Any, ...]:
+    """This machine, as :func:`hardware_of` gives a row's."""
+    found = machine()
+    return tuple(found[k] for k in HARDWARE)
+
+
+def machine_name(hardware: Sequence[Any]) -> str:
+    """A :func:`hardware_of` as the reports write it: ``AMD EPYC, 2 cores, GPU none``."""
+    cpu, cores, gpu = hardware
+    return f"{cpu}, {cores} cores, GPU {gpu}"
 
 
 def case(ch: Challenge, policy: str, simulated: bool, work: Path, learned: Path = LEARNED, tracking: bool = True,

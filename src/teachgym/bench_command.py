@@ -28,16 +28,18 @@ from teachgym.bench import (
     hardware_of,
     keep,
     load_challenges,
+    machine_name,
     machines,
     missing_learned,
     parse_seeds,
     run_bench,
     steps,
+    this_machine,
     variant,
 )
 from teachgym.bench_protocol import PROTOCOL, Protocol, calibrate, load_protocol, write_protocol
 from teachgym.config import ConfigError
-from teachgym.provenance import changed_modules, machine
+from teachgym.provenance import changed_modules
 from teachgym.registry import resolve
 
 SHOWN_MODULES = 12  # a stale notice names this many changed modules, then "+N more"
@@ -166,7 +168,7 @@ def _most_rows(rows: list[dict[str, Any]], found: Sequence[tuple[Any, ...]],
     """Of this machine's ``rows`` and the rows of the current keys on each machine in ``found``
     (:func:`~teachgym.bench.machines`; ``rows_on`` gives them), those with the most finished cases, and what the
     report says when they are another machine's: a leaderboard never mixes machines."""
-    here = tuple(machine()[k] for k in HARDWARE)
+    here = this_machine()
     best, where = rows, here
     for hw in found:
         theirs = [] if hw == here else rows_on(hw)
@@ -174,8 +176,8 @@ def _most_rows(rows: list[dict[str, Any]], found: Sequence[tuple[Any, ...]],
             best, where = theirs, hw
     if where == here:
         return rows, ""
-    return best, (f"**Made on another machine: {where[0]}, {where[1]} cores, GPU {where[2]}** (this one: {here[0]}, "
-                  f"{here[1]} cores, GPU {here[2]}). They are the current code's numbers on that machine; floating "
+    return best, (f"**Made on another machine: {machine_name(where)}** (this one: {machine_name(here)}). They "
+                  "are the current code's numbers on that machine; floating "
                   "point differs across CPUs and core counts, so a run here (without `--cached`) makes its own rows.")
 
 
@@ -205,7 +207,11 @@ def _calibrate(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], 
     """Decide the ``kind`` section of the protocol from the anchors' calibration rows and write the file."""
     found = calibrate(rows, protocol, kind)
     score = {**protocol.score, **{c.name: protocol.score_of(c.name, c.bench.score) for c in challenges}}
-    new = dataclasses.replace(protocol, score=score, calibrated={**protocol.calibrated, kind: found})
+    made = sorted({hardware_of(r) for r in rows if r["seed"] in protocol.calibration_seeds}, key=str)
+    made_on = ("any (the twins' numpy arithmetic is the same on every machine)" if kind == "simulated" else
+               "; ".join(machine_name(hw) for hw in made))
+    new = dataclasses.replace(protocol, score=score, calibrated={**protocol.calibrated, kind: found},
+                              machines={**protocol.machines, kind: made_on})
     path.parent.mkdir(parents=True, exist_ok=True)
     write_protocol(new, path, command)
     for ch, v in found.items():
@@ -248,7 +254,7 @@ def _footer(rows: Sequence[dict[str, Any]], command: str) -> str:
     p = provs[-1]
     commits = sorted({f"{x['commit']}{' (dirty)' if x['dirty'] else ''}" for x in provs})
     pk = p["packages"]
-    return (f"Command: `{command}`. Machine: {p['cpu']}, {p['cores']} cores, GPU {p['gpu']}; torch {pk['torch']}, "
+    return (f"Command: `{command}`. Machine: {machine_name([p[k] for k in HARDWARE])}; torch {pk['torch']}, "
             f"transformers {pk['transformers']}, trl {pk['trl']}, numpy {pk['numpy']}. Rows from commit(s) "
             f"{', '.join(commits)}; code hash {p['code']}.")
 

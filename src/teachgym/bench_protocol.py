@@ -42,6 +42,8 @@ class Protocol:
     score: Mapping[str, str] = field(default_factory=dict)  # challenge -> "last-3" | "auc"
     #: kind ("simulated", "lm") -> challenge -> {uniform, oracle, headroom, low, high, seeds, in_aggregate}
     calibrated: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    #: kind -> the machine its calibration rows were made on (an LM's numbers are per machine; the twins' are not)
+    machines: Mapping[str, str] = field(default_factory=dict)
 
     def score_of(self, challenge: str, declared: str) -> str:
         """The challenge's score as registered (``declared``, the challenge file's, until it is calibrated)."""
@@ -63,7 +65,7 @@ def load_protocol(path: str | Path = PROTOCOL) -> Protocol:
     if not path.exists():
         return Protocol()
     data = yaml.safe_load(path.read_text()) or {}
-    known = {"calibration_seeds", "scoring_seeds", "target", "score", "calibrated"}
+    known = {"calibration_seeds", "scoring_seeds", "target", "score", "calibrated", "machines"}
     if unknown := sorted(set(data) - known):
         raise ConfigError(f"{path}: unknown protocol fields {unknown}; fields: {sorted(known)}")
     bad = {c: s for c, s in (data.get("score") or {}).items() if s not in SCORES}
@@ -103,7 +105,8 @@ def write_protocol(protocol: Protocol, path: str | Path, note: str) -> None:
     """Write ``protocol`` to ``path`` with a header saying how it was made."""
     data = {"calibration_seeds": list(protocol.calibration_seeds), "scoring_seeds": list(protocol.scoring_seeds),
             "target": protocol.target, "score": dict(sorted(protocol.score.items())),
-            "calibrated": {k: dict(v) for k, v in sorted(protocol.calibrated.items())}}
+            "calibrated": {k: dict(v) for k, v in sorted(protocol.calibrated.items())},
+            "machines": dict(sorted(protocol.machines.items()))}
     header = ("# teachgym bench's pre-registered protocol (teachgym.bench_protocol), written by\n"
               f"# `{note}` from the anchors' runs on the calibration seeds, before any scoring run.\n"
               "# A leaderboard reads it; the scoring seeds decide nothing in it.\n")

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from teachgym.analysis import format_interval, paired_difference
+from teachgym.bench import budget
 from teachgym.bench_protocol import Protocol, anchor_gaps, bootstrap_iqm, by_seed, improvement, iqm
 
 BOOTSTRAP = 2000
@@ -61,10 +62,11 @@ def _split(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None
 def track(policy: str) -> str:
     """Which leaderboard a teacher is ranked in: ``general`` (no per-challenge training, the round's budget),
     ``trained per challenge`` (``learned``: a model per challenge, trained on its twin) or ``extra compute``
-    (``+filter``: online filtering spends more rollouts than the budget)."""
+    (``+filter``: online filtering spends more rollouts than the budget; ``+x<k>``: k times the budget, the
+    compute-matched uniform)."""
     if policy.split("@")[0].split("+")[0] == "learned":
         return "trained per challenge"
-    return "extra compute" if "+filter" in policy else "general"
+    return "extra compute" if "+filter" in policy or budget(policy)[1] != 1.0 else "general"
 
 
 def headroom(rows: Sequence[Mapping[str, Any]], protocol: Protocol | None = None, kind: str = ""
@@ -246,7 +248,8 @@ def _headroom_lines(rooms: Sequence[Mapping[str, Any]], descriptions: Mapping[st
     where = ("on the calibration seeds " + ", ".join(map(str, protocol.calibration_seeds))
              if protocol is not None else "paired by seed")
     registered = protocol is not None and protocol.in_aggregate(kind) is not None
-    said = ("the aggregate's challenges as the protocol registered them" if registered else
+    on = f" on {protocol.machines[kind]}" if registered and kind in protocol.machines else ""
+    said = (f"the aggregate's challenges as the protocol registered them{on}" if registered else
             "target ≥ 0.15, interval above 0" + (" (not registered: run `teachgym bench --calibrate`)"
                                                  if protocol is not None else ""))
     lines = [f"### Headroom: oracle − uniform, {where} ({said})", "",
@@ -271,7 +274,7 @@ def _board_lines(board: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str
              "(columns marked * are not in the aggregate). Teachers are ranked within their track: *general* (no "
              "training or tuning per challenge, the round's budget), *trained per challenge* (`learned`, judged "
              "under neutral names in a shuffled order), *extra compute* (`+filter`: more rollouts than the "
-             "budget; compare it with `uniform+filter`).", "",
+             "budget; compare it with `uniform+filter` and with `uniform+x<k>`, uniform on as many rollouts).", "",
              "| policy | track | IQM [95% CI] | " + " | ".join(c + ("" if c in met else " *") for c in challenges)
              + " |", "|---|---|---|" + "---|" * len(challenges)]
     order = {"general": 0, "trained per challenge": 1, "extra compute": 2}

@@ -98,8 +98,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p_b = sub.add_parser("bench", help="teacher unit tests: challenges with an oracle anchor, and a leaderboard")
     p_b.add_argument("policies", nargs="*", help="teachers to rank (built-in names or module:Class; default: every "
                      "built-in, and <name>@step for those with step()); <name>@step teaches per generation batch, "
-                     "<name>+filter turns on the GRPO student's online filtering (GRPO challenges only); uniform and "
-                     "oracle always run")
+                     "<name>+filter turns on the GRPO student's online filtering (GRPO challenges only), "
+                     "<name>+x<k> runs it on k times the round's budget (uniform+x2.3: a compute-matched uniform); "
+                     "uniform and oracle always run")
     p_b.add_argument("--list", action="store_true", help="name the challenges, one line each, and exit")
     p_b.add_argument("--challenges", nargs="+", metavar="NAME", help="only these challenges (default: all)")
     p_b.add_argument("--seeds", help="the teachers' seeds: a range 0-9 or a list 0,1,2 (default: the protocol's "
