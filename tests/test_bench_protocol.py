@@ -47,6 +47,9 @@ def test_the_protocol_file_is_checked_and_round_trips(tmp_path):
     path.write_text("scoring_seed: [1]\n")
     with pytest.raises(ConfigError, match="unknown protocol fields \\['scoring_seed'\\]"):
         load_protocol(path)
+    path.write_text("machines:\n  lm: a CPU: 2 cores\n")  # a colon in a plain value: not YAML
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_protocol(path)
     assert load_protocol(tmp_path / "none.yaml") == Protocol()
 
 

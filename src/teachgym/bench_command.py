@@ -208,7 +208,7 @@ def _calibrate(rows: Sequence[dict[str, Any]], challenges: Sequence[Challenge], 
     found = calibrate(rows, protocol, kind)
     score = {**protocol.score, **{c.name: protocol.score_of(c.name, c.bench.score) for c in challenges}}
     made = sorted({hardware_of(r) for r in rows if r["seed"] in protocol.calibration_seeds}, key=str)
-    made_on = ("any (the twins' numpy arithmetic is the same on every machine)" if kind == "simulated" else
+    made_on = ("any machine — the twins' numpy arithmetic is the same on every one" if kind == "simulated" else
                "; ".join(machine_name(hw) for hw in made))
     new = dataclasses.replace(protocol, score=score, calibrated={**protocol.calibrated, kind: found},
                               machines={**protocol.machines, kind: made_on})

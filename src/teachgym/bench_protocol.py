@@ -64,7 +64,12 @@ def load_protocol(path: str | Path = PROTOCOL) -> Protocol:
     path = Path(path)
     if not path.exists():
         return Protocol()
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a protocol is a mapping of fields, not {type(data).__name__}")
     known = {"calibration_seeds", "scoring_seeds", "target", "score", "calibrated", "machines"}
     if unknown := sorted(set(data) - known):
         raise ConfigError(f"{path}: unknown protocol fields {unknown}; fields: {sorted(known)}")
