@@ -217,6 +217,7 @@ def main() -> int:
     parser.add_argument("--report-only", action="store_true", help="run nothing; report the rows the report names")
     parser.add_argument("--cached", action="store_true", help="run nothing; report the current keys' rows")
     parser.add_argument("--seeds", help="the scoring seeds to run or report, e.g. 0-4 (default: the protocol's)")
+    parser.add_argument("--policies", nargs="+", help="run only these variants (default: all of them); uniform always")
     args = parser.parse_args()
     from teachgym.bench import parse_seeds
     from teachgym.bench_protocol import load_protocol
@@ -239,7 +240,14 @@ def main() -> int:
     if not set(seeds) <= set(protocol.scoring_seeds):
         raise SystemExit(f"--seeds {args.seeds}: only the protocol's scoring seeds score, "
                          f"{list(protocol.scoring_seeds)}")
-    rows = reported() if args.report_only else rows_for(variants(registered), seeds, run=not args.cached)
+    wanted = args.policies or variants(registered)
+    if unknown := sorted(set(wanted) - set(variants(registered))):
+        raise SystemExit(f"--policies: {unknown} are not variants of this benchmark: {variants(registered)}")
+    if args.report_only:
+        rows = reported()
+    else:  # run the chosen variants; report every variant's current rows
+        rows_for(wanted, seeds, run=not args.cached)
+        rows = rows_for(variants(registered), seeds, run=False)
     (RESULTS / "rollouts.json").write_text(json.dumps({"cases": [[r["provenance"]["key"], r["seed"]] for r in rows]},
                                                       indent=0) + "\n")
     text = markdown(summary(rows, registered), registered, notice(rows))
