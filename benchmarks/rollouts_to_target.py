@@ -44,6 +44,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "rollouts"
 REGISTERED = RESULTS / "protocol.yaml"
+REPORT_TITLE = "## Rollouts to a registered target\n\n"
 SHARE = 0.9  # of uniform's gain: the target uniform's mean curve reaches inside its budget
 TEACHERS = ["learnability", "uniform+filter", "dump", "sec"]  # with the compute-matched uniform after filtering
 #: What the field reports, as a share of the baseline's steps (SPEED-RL: wall-clock, screening included).
@@ -178,7 +179,8 @@ def markdown(lines: list[dict[str, Any]], registered: dict[str, Any], notice: st
             "generated, dropped groups and screening included) at which the variant's mean curve first reaches the "
             "target, as a share of uniform's on the same seeds [95% paired bootstrap over seeds; never = not within "
             "the budget]; *reached*: the share of bootstrap draws that reach it; *score*: mean of the last three "
-            "rounds (± 95% t half-width); *Δ*: paired difference [95% t-interval].", "",
+            "rounds (± 95% t half-width); *Δ*: paired difference [95% t-interval]; *wall s*: a case's mean wall "
+            "time as measured (other work sharing the machine inflates it: not a speed comparison).", "",
             "| variant | seeds | to target (× uniform) [95% CI] | reached | score | Δ vs uniform | "
             "Δ vs compute-matched uniform | rollouts | wall s |",
             "|---|---:|---|---:|---|---|---|---:|---:|"]
@@ -251,7 +253,7 @@ def main() -> int:
     (RESULTS / "rollouts.json").write_text(json.dumps({"cases": [[r["provenance"]["key"], r["seed"]] for r in rows]},
                                                       indent=0) + "\n")
     text = markdown(summary(rows, registered), registered, notice(rows))
-    (RESULTS / "rollouts.md").write_text("## Rollouts to a registered target\n\n" + text)
+    (RESULTS / "rollouts.md").write_text(REPORT_TITLE + text)
     print(text)
     return 0
 

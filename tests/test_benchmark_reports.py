@@ -114,3 +114,17 @@ def test_rollouts_to_target_registers_on_calibration_seeds_and_scores_a_faster_t
     assert lines["uniform+filter"]["diff_matched"][0] == pytest.approx(lines["uniform+filter"]["diff"][0] - 0.01)
     text = rt.markdown(list(lines.values()), registered)
     assert "| dump | 4 | never [never, never] | 0% |" in text and "uniform+x2.3" in text
+
+
+def test_the_rollouts_to_target_report_is_what_its_rows_make(benchmarks):
+    """benchmarks/results/rollouts/rollouts.md: the registered target (calibration seeds only) and the scored
+    variants, from the rows its .json names; no scoring seed is a calibration seed."""
+    import yaml
+
+    rt = benchmarks("rollouts_to_target")
+    registered = yaml.safe_load(rt.REGISTERED.read_text())
+    rows = rt.reported()
+    assert {r["policy"] for r in rows} >= {"uniform", "learnability", "uniform+filter", registered["matched_uniform"]}
+    assert not {r["seed"] for r in rows} & set(registered["calibration_seeds"])
+    text = rt.markdown(rt.summary(rows, registered), registered, rt.notice(rows))
+    assert (rt.RESULTS / "rollouts.md").read_text() == rt.REPORT_TITLE + text
