@@ -87,15 +87,6 @@ def page_block(rows: list[dict[str, Any]], said: str | None = None) -> str:
     return f"{BEGIN}\n\n{markdown(summary(rows), notice(rows) if said is None else said)}\n{END}"
 
 
-def _cumulative(row: dict[str, Any]) -> list[float]:
-    """Rollouts spent by the end of each round (round 0: none)."""
-    spent, out = 0.0, []
-    for totals in row.get("totals") or []:
-        spent += totals.get("rl/completions", 0.0)
-        out.append(spent)
-    return out
-
-
 def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
@@ -104,6 +95,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
     """Per challenge, ``variants``: one line per variant (in :data:`VARIANTS` order) with every figure of the
     report, and ``contrasts`` (:func:`contrasts`)."""
     from teachgym.analysis import mean_ci, paired_difference
+    from teachgym.benchmarking import rollouts_spent
 
     out: dict[str, list[dict[str, Any]]] = {}
     for challenge, variants in VARIANTS.items():
@@ -122,7 +114,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, An
                 "variant": v, "seeds": len(rs), "score": mean_ci([r["score"] for r in rs]),
                 "diff": diff,
                 "zero_variance": _mean([t["rl/zero_variance_share"] for t in totals if "rl/zero_variance_share" in t]),
-                "rollouts": _mean([_cumulative(r)[-1] for r in rs]),
+                "rollouts": _mean([rollouts_spent(r)[-1] for r in rs]),
                 "extra_generation": _mean([t["filter/extra_generation"] for t in totals
                                            if "filter/extra_generation" in t]),
                 "wall_s": _mean([r["wall_s"] for r in rs]),
@@ -141,6 +133,7 @@ def contrasts(rows: list[dict[str, Any]], challenge: str) -> list[dict[str, Any]
     against ``p`` (per round and per step), ``uniform+filter`` against ``uniform``; the score, and the rollouts spent
     as a ratio."""
     from teachgym.analysis import paired_difference
+    from teachgym.benchmarking import rollouts_spent
 
     here = {(r["policy"], r["seed"]): r for r in rows if r["challenge"] == challenge}
     pairs = [("uniform+filter", "uniform", "filtering, uniform")]
@@ -156,7 +149,7 @@ def contrasts(rows: list[dict[str, Any]], challenge: str) -> list[dict[str, Any]
         x, y = [here[a, s] for s in seeds], [here[b, s] for s in seeds]
         out.append({"what": what, "pair": f"{a} − {b}", "seeds": len(seeds),
                     "score": paired_difference([r["score"] for r in x], [r["score"] for r in y]),
-                    "rollouts": _mean([_cumulative(r)[-1] / _cumulative(q)[-1] for r, q in zip(x, y)])})
+                    "rollouts": _mean([rollouts_spent(r)[-1] / rollouts_spent(q)[-1] for r, q in zip(x, y)])})
     return out
 
 

@@ -73,14 +73,11 @@ def rows_for(policies: list[str], seeds: list[int], run: bool) -> list[dict[str,
     return [r for r in rows if r["status"] == "finished" and r["seed"] in seeds]
 
 
-def cumulative(row: dict[str, Any]) -> list[float]:
-    """Rollouts spent by the end of each round (round 0: none); dropped groups and screening included."""
-    return list(np.cumsum([t.get("rl/completions", 0.0) for t in row.get("totals") or []]))
-
-
 def mean_curve(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """The mean cumulative rollouts and the mean score, round by round, over ``rows``."""
-    return (np.mean([cumulative(r) for r in rows], axis=0), np.mean([r["curve"] for r in rows], axis=0))
+    from teachgym.benchmarking import rollouts_spent
+
+    return (np.mean([rollouts_spent(r) for r in rows], axis=0), np.mean([r["curve"] for r in rows], axis=0))
 
 
 def reach(rollouts: np.ndarray, curve: np.ndarray, target: float) -> float:
@@ -98,6 +95,7 @@ def calibrate(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     """What the calibration seeds register: uniform's start, final and the target between them; the compute
     match of ``uniform+filter``."""
     from teachgym.bench_protocol import score
+    from teachgym.benchmarking import rollouts_spent
 
     uniform = [r for r in rows if r["policy"] == "uniform"]
     filtered = [r for r in rows if r["policy"] == "uniform+filter"]
@@ -105,11 +103,11 @@ def calibrate(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
         raise SystemExit(f"calibration needs uniform and uniform+filter on the seeds {seeds}; run --calibrate")
     start = float(np.mean([r["curve"][0] for r in uniform]))
     final = float(np.mean([score(r["curve"], "last-3") for r in uniform]))
-    match = np.mean([cumulative(r)[-1] for r in filtered]) / np.mean([cumulative(r)[-1] for r in uniform])
-    rollouts, curve = mean_curve(uniform)
+    match = np.mean([spent[-1] for spent in map(rollouts_spent, filtered)]) / \
+        np.mean([spent[-1] for spent in map(rollouts_spent, uniform)])
+    target = start + SHARE * (final - start)
     return {"calibration_seeds": seeds, "start": round(start, 4), "final": round(final, 4),
-            "target": round(start + SHARE * (final - start), 4), "share": SHARE,
-            "uniform_reach": round(reach(rollouts, curve, start + SHARE * (final - start))),
+            "target": round(target, 4), "share": SHARE, "uniform_reach": round(reach(*mean_curve(uniform), target)),
             "match": round(float(match), 1), "matched_uniform": f"uniform+x{round(float(match), 1)}"}
 
 
@@ -131,6 +129,7 @@ def summary(rows: list[dict[str, Any]], registered: dict[str, Any]) -> list[dict
     share of uniform's with its bootstrap interval, rollouts and wall time."""
     from teachgym.analysis import mean_ci, paired_difference
     from teachgym.bench_protocol import score
+    from teachgym.benchmarking import rollouts_spent
 
     uniform = {r["seed"]: r for r in rows if r["policy"] == "uniform"}
     matched = {r["seed"]: r for r in rows if r["policy"] == registered["matched_uniform"]}
@@ -157,7 +156,7 @@ def summary(rows: list[dict[str, Any]], registered: dict[str, Any]) -> list[dict
             "ratio_ci": (float(np.quantile(draws, 0.025, method="nearest")),
                          float(np.quantile(draws, 0.975, method="nearest"))),
             "reached": float(np.mean(np.isfinite(draws))),
-            "rollouts": float(np.mean([cumulative(r)[-1] for r in mine.values()])),
+            "rollouts": float(np.mean([rollouts_spent(r)[-1] for r in mine.values()])),
             "wall_s": float(np.mean([r["wall_s"] for r in mine.values()])),
         })
     return out
@@ -247,8 +246,9 @@ def main() -> int:
         raise SystemExit(f"--policies: {unknown} are not variants of this benchmark: {variants(registered)}")
     if args.report_only:
         rows = reported()
-    else:  # run the chosen variants; report every variant's current rows
-        rows_for(wanted, seeds, run=not args.cached)
+    else:  # run the chosen variants (unless --cached); report every variant's current rows
+        if not args.cached:
+            rows_for(wanted, seeds, run=True)
         rows = rows_for(variants(registered), seeds, run=False)
     (RESULTS / "rollouts.json").write_text(json.dumps({"cases": [[r["provenance"]["key"], r["seed"]] for r in rows]},
                                                       indent=0) + "\n")

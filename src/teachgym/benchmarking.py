@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -85,6 +86,12 @@ def curves(rows: list[dict]) -> list:
     return [RunCurve(f"teaching-efficiency-{r['student']}", r.get("run_id") or "", f"{r['policy']}-s{r['seed']}",
                      r["policy"], str(r["seed"]), "FINISHED", r["examples"], r["acc_mean"], r["acc_min"])
             for r in rows]
+
+
+def rollouts_spent(row: dict[str, Any]) -> list[float]:
+    """The rollouts a GRPO run had spent by the end of each round (round 0: none), from its stored totals: every
+    completion generated (``rl/completions``), dropped groups and screening included."""
+    return list(itertools.accumulate(float(t.get("rl/completions", 0.0)) for t in row.get("totals") or []))
 
 
 def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), roots: Sequence[str] = (),
