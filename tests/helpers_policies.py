@@ -83,3 +83,20 @@ class WeakestFirst:
     def act(self, obs):
         acc = obs.accuracies()
         return Mixture({s: 1.0 for s in sorted(obs.skill_names, key=lambda s: acc[s])[:3]})
+
+
+class Watched:
+    """A built-in policy (``policy``), acting as it would; remembers each observation's profile and rollouts and
+    the action (class-level, so a test can read them)."""
+
+    seen: list = []
+
+    def __init__(self, policy: str = "learning-progress", seed: int = 0):
+        from teachgym.config import ComponentConfig, build_component
+
+        self.inner = build_component("policies", "policy", ComponentConfig(name=policy), seed=seed)
+
+    def act(self, observation):
+        action = self.inner.act(observation)
+        Watched.seen.append((dict(observation.profile), dict(observation.rollouts), action))
+        return action
