@@ -22,7 +22,7 @@ where they carry group statistics, that training's rollouts; the policy sees an
 ``loss`` (mean eval loss, for the policies that read it: ``skill-it``), and the rollout statistics
 (``learnability``, ``mean_abs_advantage``, ``zero_variance_share``, ``completion_length``, ``groups``,
 ``completions``) for the policies that read GRPO rollouts (``learnability``, ``dump``, ``sec``). A skill left
-out of an update keeps its last statistics. A ``Synthesize`` action is read as the mixture of its requests'
+out of an update keeps its last statistics; one never measured shows ``n = 0``, accuracy 0 (no evidence yet). A ``Synthesize`` action is read as the mixture of its requests'
 shares (there is no generator here); a policy that writes its own rows (``Examples``) or asks for training
 probes (``aioli``) needs the loop, and is refused when built.
 """
@@ -224,7 +224,6 @@ def read_stats(stats: Mapping[str, Any], skills: Sequence[str],
                 zero_variance_share=float(found.get("zero_variance_share", 0.0)),
                 completion_length=float(found.get("completion_length", 0.0)), groups=groups,
                 completions=int(found.get("completions", groups)))
-    missing = [s for s in skills if s not in profile]
-    if missing:
-        raise TeacherError(f"the first update needs statistics for every skill; missing {missing}")
-    return profile, rollouts
+    for s in skills:  # never measured yet (a trainer's first batches need not reach every skill): no evidence
+        profile.setdefault(s, SkillStats(accuracy=0.0, loss=math.nan, n=0, missing_rate=1.0))
+    return {s: profile[s] for s in skills}, rollouts

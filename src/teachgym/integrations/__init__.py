@@ -1,0 +1,1 @@
+"""teachgym's teachers inside trainers that researchers already use (``teachgym.integrations.trl``)."""

@@ -1,0 +1,253 @@
+"""A teachgym teacher inside a user's own TRL script: it chooses the skill mixture of a ``GRPOTrainer`` run.
+
+    trainer = GRPOTrainer(model=..., reward_funcs=[correct], train_dataset=rows, args=GRPOConfig(...))
+    teach(trainer, "learnability", skill_column="skill")  # before train(); any policy name, or a Teacher
+    trainer.train()
+
+What :func:`teach` changes, and nothing else:
+
+- **The sampler.** TRL's ``RepeatSampler`` draws a whole permutation per epoch, so weights changed mid-epoch
+  would do nothing (TRL #2801 was declined with "override the trainer's train sampler and change weights from
+  a callback"). :class:`TeacherSampler` keeps TRL's layout (each prompt ``num_generations`` times in a row, a
+  generation batch repeated ``num_iterations * steps_per_generation`` times) but draws each generation
+  batch lazily, when the data loader reaches it: a skill from the teacher's current weights, then a row of that
+  skill. Every process draws the same sequence (one seed, the same weights at the same step), so GRPO groups
+  stay aligned across processes, as with TRL's sampler.
+- **One reward function is watched** (``reward``: its index or name; default the first): each completion
+  passes when its reward exceeds ``threshold``. Per skill and generation batch: the pass rate, the
+  learnability (the mean over groups of ``p (1 - p)``), the mean absolute group-normalised advantage and the
+  share of zero-variance groups, gathered from every process; the rewards themselves are unchanged.
+- **A callback** (:class:`TeacherCallback`): every ``every`` optimizer steps, process 0 folds the statistics
+  since the last update into the teacher (:meth:`teachgym.teacher.Teacher.update`: one update is one round)
+  and broadcasts the new weights; the weights and statistics go into the trainer's own logs
+  (``teacher/weight/<skill>``, ``teacher/pass_rate/<skill>``, ...), hence to MLflow with ``report_to="mlflow"``.
+
+TRL names used: the trainer's ``reward_funcs``, ``num_generations``, ``num_iterations``, ``accelerator``,
+``train_dataset``, ``callback_handler`` and ``args`` (public attributes), and its train sampler (private:
+replaced through :func:`teachgym.integrations._trl_private.set_train_sampler`, checked against TRL 1.16.0).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from teachgym.config import ConfigError
+from teachgym.integrations._trl_private import set_train_sampler
+from teachgym.teacher import Teacher, teacher
+
+__all__ = ["TeacherCallback", "TeacherSampler", "group_stats", "teach"]
+
+
+class TeacherSampler:
+    """TRL's ``RepeatSampler`` layout, each generation batch drawn lazily from the teacher's current weights.
+
+    Args:
+        skills: Each row's skill, in dataset order.
+        weights: The initial mixture (``{skill: weight}``); :attr:`weights` may be replaced at any time.
+        batch_size: Distinct prompts per generation batch (``generation_batch_size // num_generations``).
+        mini_repeat_count: Times each prompt appears in a row (``num_generations``).
+        repeat_count: Times each generation batch is repeated (``num_iterations * steps_per_generation``).
+        seed: Seeds the draws (the same on every process).
+    """
+
+    def __init__(self, skills: Sequence[str], weights: Mapping[str, float], batch_size: int,
+                 mini_repeat_count: int = 1, repeat_count: int = 1, seed: int = 0) -> None:
+        self.rows: dict[str, np.ndarray] = {}
+        for i, s in enumerate(skills):
+            self.rows.setdefault(s, []).append(i)  # type: ignore[attr-defined]
+        self.rows = {s: np.asarray(ix) for s, ix in self.rows.items()}
+        self.num_samples = len(skills)
+        self.batch_size, self.mini_repeat_count, self.repeat_count = batch_size, mini_repeat_count, repeat_count
+        self.weights = dict(weights)
+        self.seed = seed
+        self.epoch = 0
+        self.drawn: dict[str, int] = {s: 0 for s in self.rows}  # prompts drawn per skill (for the logs)
+
+    def __len__(self) -> int:
+        return (self.num_samples // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
+
+    def __iter__(self) -> Iterator[int]:
+        gen = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        for _ in range(self.num_samples // self.batch_size):
+            chunk = self._draw(gen)  # here, not before the epoch: the weights of this moment decide
+            for _ in range(self.repeat_count):
+                for index in chunk:
+                    yield from (index,) * self.mini_repeat_count
+
+    def _draw(self, gen: np.random.Generator) -> list[int]:
+        names = [s for s in self.rows if self.weights.get(s, 0.0) > 0]
+        if not names:
+            raise ConfigError(f"the teacher gave weight 0 to every skill of the dataset ({sorted(self.rows)})")
+        p = np.asarray([self.weights[s] for s in names], dtype=float)
+        counts = gen.multinomial(self.batch_size, p / p.sum())
+        out: list[int] = []
+        for name, c in zip(names, counts, strict=True):  # distinct prompts in a batch, as TRL's permutation gives
+            rows = self.rows[name]
+            out += gen.choice(rows, size=int(c), replace=int(c) > len(rows)).tolist()
+            self.drawn[name] += int(c)
+        return [out[i] for i in gen.permutation(len(out))]
+
+
+def group_stats(skills: Sequence[str], passed: Sequence[float], rewards: Sequence[float],
+                group: int) -> dict[str, dict[str, float]]:
+    """Per-skill statistics of completions laid out in groups of ``group`` in a row (one prompt each):
+    ``pass_rate``, ``learnability`` (mean ``p (1 - p)`` over groups), ``mean_abs_advantage`` (rewards normalised
+    within each group), ``zero_variance_share``, ``groups``, ``completions``."""
+    if len(skills) % group or not len(skills) == len(passed) == len(rewards):
+        raise ValueError(f"{len(skills)} completions do not split into groups of {group}")
+    sums: dict[str, dict[str, float]] = {}
+    for start in range(0, len(skills), group):
+        p = np.asarray(passed[start:start + group], dtype=float)
+        r = np.asarray(rewards[start:start + group], dtype=float)
+        adv = (r - r.mean()) / (r.std() + 1e-4)
+        s = sums.setdefault(skills[start], dict.fromkeys(("passed", "learn", "adv", "zero", "groups"), 0.0))
+        s["passed"] += p.sum()
+        s["learn"] += p.mean() * (1 - p.mean())
+        s["adv"] += np.abs(adv).sum()
+        s["zero"] += float(np.ptp(r) <= 1e-6 * max(1.0, abs(r.max())))
+        s["groups"] += 1
+    return {k: {"pass_rate": v["passed"] / (v["groups"] * group), "learnability": v["learn"] / v["groups"],
+                "mean_abs_advantage": v["adv"] / (v["groups"] * group), "zero_variance_share": v["zero"] / v["groups"],
+                "groups": int(v["groups"]), "completions": int(v["groups"] * group)} for k, v in sums.items()}
+
+
+class _Watched:
+    """The watched reward function: returns its rewards unchanged, and keeps (skill, passed, reward) per call."""
+
+    def __init__(self, func: Callable[..., Any], skill_column: str, threshold: float) -> None:
+        self.func, self.skill_column, self.threshold = func, skill_column, threshold
+        self.calls: list[tuple[list[str], list[float], list[float]]] = []
+        functools.update_wrapper(self, func)
+
+    def record(self, kwargs: Mapping[str, Any], rewards: Sequence[Any]) -> None:
+        if self.skill_column not in kwargs:
+            raise ConfigError(f"the training rows have no column {self.skill_column!r} (teach(skill_column=...))")
+        values = [float("nan") if r is None else float(r) for r in rewards]
+        self.calls.append(([str(s) for s in kwargs[self.skill_column]],
+                           [float(v > self.threshold) for v in values], values))
+
+
+def _watch(func: Callable[..., Any], skill_column: str, threshold: float) -> Any:
+    """``func`` wrapped by a :class:`_Watched` of the same kind (TRL awaits async reward functions, as
+    ``trl.trainer.utils.is_async_callable`` tells them)."""
+    from trl.trainer.utils import is_async_callable
+
+    if is_async_callable(func):
+        class Async(_Watched):
+            async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+                out = await self.func(*args, **kwargs)
+                self.record(kwargs, out)
+                return out
+
+        return Async(func, skill_column, threshold)
+
+    class Sync(_Watched):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            out = self.func(*args, **kwargs)
+            self.record(kwargs, out)
+            return out
+
+    return Sync(func, skill_column, threshold)
+
+
+def teach(trainer: Any, policy: str | Teacher | Any, *, skill_column: str = "skill", reward: int | str = 0,
+          threshold: float = 0.5, every: int = 1, seed: int | None = None, **options: Any) -> TeacherCallback:
+    """Let a teachgym teacher choose the skill mixture of ``trainer`` (a ``trl.GRPOTrainer``, before ``train()``).
+
+    Args:
+        trainer: The user's trainer.
+        policy: A policy name (built with ``options`` and ``seed``, default ``args.seed``), a policy object, or a
+            :class:`~teachgym.teacher.Teacher`.
+        skill_column: The training dataset's column that names each row's skill.
+        reward: The reward function whose rewards decide a completion's pass (index, or function name).
+        threshold: A completion passes when that reward exceeds it.
+        every: Optimizer steps between two teacher updates.
+
+    Returns:
+        The callback it added (its ``teacher`` and ``sampler`` are the live objects).
+    """
+    from trl import GRPOTrainer
+
+    if not isinstance(trainer, GRPOTrainer):
+        raise ConfigError(f"teach() drives a trl.GRPOTrainer (its rewards are the statistics), not "
+                          f"{type(trainer).__name__}")
+    data = trainer.train_dataset
+    if skill_column not in (data.column_names or []):
+        raise ConfigError(f"the training dataset has no column {skill_column!r}; its columns: {data.column_names}")
+    skills = [str(s) for s in data[skill_column]]
+    names = list(dict.fromkeys(skills))
+    if isinstance(policy, Teacher):
+        found = policy
+    else:
+        found = teacher(policy, names, seed=trainer.args.seed if seed is None else seed, **options)
+    if set(found.skill_names) != set(names):
+        raise ConfigError(f"the teacher's skills {found.skill_names} are not the dataset's {names}")
+    funcs = list(trainer.reward_funcs)
+    labels = [getattr(f, "__name__", type(f).__name__) for f in funcs]
+    index = labels.index(reward) if isinstance(reward, str) and reward in labels else reward
+    if not isinstance(index, int) or not 0 <= index < len(funcs):
+        raise ConfigError(f"reward={reward!r}: the trainer's reward functions are {labels} (give an index or a name)")
+    if not callable(funcs[index]) or hasattr(funcs[index], "config"):
+        raise ConfigError(f"reward={reward!r} is a reward model; teach() watches a reward function")
+    watched = _watch(funcs[index], skill_column, threshold)
+    trainer.reward_funcs[index] = watched
+    args = trainer.args
+    sampler = TeacherSampler(skills, found.weights, args.generation_batch_size // trainer.num_generations,
+                             trainer.num_generations, trainer.num_iterations * args.steps_per_generation, args.seed)
+    set_train_sampler(trainer, sampler)
+    callback = TeacherCallback(found, sampler, watched, trainer.accelerator, trainer.num_generations, every)
+    trainer.callback_handler.callbacks.insert(0, callback)  # first: its logs reach MLflow's callback
+    return callback
+
+
+def _callback_base() -> type:
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class TeacherCallback(_callback_base()):  # type: ignore[misc]
+    """Every ``every`` optimizer steps: the statistics since the last update, into the teacher; its weights, into
+    the sampler (process 0 decides, every process gets the same weights) and into the trainer's logs."""
+
+    def __init__(self, teacher: Teacher, sampler: TeacherSampler, watched: _Watched, accelerator: Any, group: int,
+                 every: int = 1) -> None:
+        self.teacher, self.sampler, self.watched = teacher, sampler, watched
+        self.accelerator, self.group, self.every = accelerator, group, every
+        self.updates = 0
+        self.last: dict[str, dict[str, float]] = {}
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step % self.every or not self.watched.calls:
+            return
+        from accelerate.utils import broadcast_object_list, gather_object
+
+        mine, self.watched.calls = self.watched.calls, []
+        everyone = gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
+        skills, passed, rewards = [], [], []
+        for call in zip(*everyone, strict=True):  # call j of every process, in rank order: whole groups
+            for part in call:
+                skills += part[0]
+                passed += part[1]
+                rewards += part[2]
+        weights = [None]
+        if self.accelerator.is_main_process:
+            self.last = group_stats(skills, passed, rewards, self.group)
+            weights = [self.teacher.update(self.last)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(weights, from_process=0)
+        self.sampler.weights = dict(weights[0])
+        self.updates += 1
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+        if logs is None or not self.updates:
+            return
+        logs.update({f"teacher/weight/{s}": w for s, w in self.sampler.weights.items()})
+        for skill, stats in self.last.items():
+            logs.update({f"teacher/{k}/{skill}": float(stats[k]) for k in ("pass_rate", "learnability")})
+        logs["teacher/updates"] = float(self.updates)

@@ -1,0 +1,126 @@
+"""``teachgym.integrations.trl``: a teachgym teacher choosing the mixture of a user's own ``GRPOTrainer``."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from teachgym.config import ConfigError
+from teachgym.integrations.trl import TeacherSampler, group_stats, teach
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "trl_teacher" / "train.py"
+SKILLS = ["coin", "always", "never"]
+
+
+def test_the_private_sampler_hook_is_still_where_the_fence_says():
+    import transformers
+    import trl
+
+    from teachgym.integrations._trl_private import CHECKED_WITH
+
+    assert "_get_train_sampler" in vars(trl.GRPOTrainer)  # TRL's RepeatSampler comes from this override
+    assert "self._get_train_sampler" in inspect.getsource(transformers.Trainer.get_train_dataloader)
+    assert set(CHECKED_WITH) == {"trl", "transformers"}
+
+
+def test_the_sampler_keeps_trls_layout_and_length():
+    from trl.trainer.utils import RepeatSampler
+
+    skills = [SKILLS[i % 3] for i in range(30)]
+    ours = TeacherSampler(skills, dict.fromkeys(SKILLS, 1.0), batch_size=4, mini_repeat_count=3, repeat_count=2)
+    trls = RepeatSampler(list(range(30)), mini_repeat_count=3, batch_size=4, repeat_count=2)
+    drawn, theirs = list(ours), list(trls)
+    assert len(drawn) == len(ours) == len(theirs) == len(trls)
+
+    def layout(seq):  # where an index repeats the one before, and where a generation batch repeats
+        return [a == b for a, b in zip(seq, seq[1:])], [seq[i:i + 12] == seq[i + 12:i + 24] for i in range(0, 72, 24)]
+
+    assert layout(drawn) == layout(theirs)
+
+
+def test_the_sampler_draws_lazily_from_the_weights_of_the_moment():
+    skills = [SKILLS[i % 3] for i in range(60)]
+    sampler = TeacherSampler(skills, dict.fromkeys(SKILLS, 1.0), batch_size=4)
+    it = iter(sampler)
+    first = [next(it) for _ in range(4)]
+    sampler.weights = {"coin": 1.0, "always": 0.0, "never": 0.0}
+    after = [next(it) for _ in range(20)]
+    assert {skills[i] for i in after} == {"coin"} and len(first) == 4
+    assert sampler.drawn["coin"] >= 20
+
+
+def test_group_statistics_by_hand():
+    # two groups of 4: coin passes 2 of 4, always passes 4 of 4
+    stats = group_stats(["coin"] * 4 + ["always"] * 4, [1, 0, 1, 0, 1, 1, 1, 1], [1, 0, 1, 0, 1, 1, 1, 1], 4)
+    assert stats["coin"]["pass_rate"] == 0.5 and stats["coin"]["learnability"] == 0.25
+    assert stats["always"]["learnability"] == 0.0 and stats["always"]["zero_variance_share"] == 1.0
+    assert stats["coin"]["mean_abs_advantage"] == pytest.approx(1.0, abs=1e-3)  # +-1 after normalising
+    with pytest.raises(ValueError, match="groups of 4"):
+        group_stats(["coin"] * 3, [1, 0, 1], [1, 0, 1], 4)
+
+
+def _trainer(tmp_path, report_to="none", reward=None):
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from teachgym.students.hf import byte_tokenizer
+
+    def skill_reward(completions, skill, **kwargs):
+        """coin: half of each group passes (GRPO learns from it); always: every one; never: none."""
+        return [{"coin": float(i % 2), "always": 1.0, "never": 0.0}[s] for i, s in enumerate(skill)]
+
+    tok = byte_tokenizer()
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, pad_token_id=tok.pad_token_id))
+    rows = Dataset.from_list([{"prompt": f"{s} {i} =", "skill": s} for i in range(40) for s in SKILLS])
+    args = GRPOConfig(output_dir=str(tmp_path / "out"), max_steps=6, per_device_train_batch_size=8,
+                      num_generations=4, max_completion_length=2, logging_steps=1, report_to=report_to, use_cpu=True,
+                      disable_tqdm=True, save_strategy="no", seed=0)
+    return GRPOTrainer(model=model, processing_class=tok, reward_funcs=[reward or skill_reward], train_dataset=rows,
+                       args=args)
+
+
+def test_learnability_steers_a_real_grpo_run_and_its_weights_reach_mlflow(tmp_path, mlflow_store):
+    import mlflow
+
+    trainer = _trainer(tmp_path, report_to="mlflow")
+    callback = teach(trainer, "learnability", skill_column="skill")
+    with mlflow.start_run() as run:
+        trainer.train()
+    assert callback.updates == 6  # one update per optimizer step
+    w = callback.teacher.weights
+    assert w["coin"] > w["always"] and w["coin"] > w["never"]  # the only skill with reward variance
+    assert callback.sampler.drawn["coin"] > callback.sampler.drawn["never"]  # and later batches drew it
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "teacher/weight/coin")
+    assert len(history) >= 5 and history[-1].value == pytest.approx(w["coin"])
+    assert trainer.reward_funcs[0].__name__ == "skill_reward"  # TRL's logged reward name is unchanged
+
+
+def test_bad_input_is_named_before_training(tmp_path):
+    trainer = _trainer(tmp_path)
+    with pytest.raises(ConfigError, match="no column 'topic'"):
+        teach(trainer, "learnability", skill_column="topic")
+    with pytest.raises(ConfigError, match=r"reward='nope'.*\['skill_reward'\]"):
+        teach(trainer, "learnability", reward="nope")
+    with pytest.raises(ConfigError, match="drives a trl.GRPOTrainer"):
+        teach(object(), "learnability")
+    with pytest.raises(Exception, match="learnability"):
+        teach(trainer, "learnabilty")
+
+
+def test_the_example_script_runs_and_logs_the_teachers_weights(tmp_path, mlflow_store):
+    import mlflow
+
+    done = subprocess.run([sys.executable, str(EXAMPLE), "--steps", "3", "--report-to", "mlflow"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = mlflow.MlflowClient(mlflow_store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and {f"teacher/weight/{s}" for s in ("add", "max", "first", "mod")} <= set(
+        runs[0].data.metrics)
+    assert len(EXAMPLE.read_text().splitlines()) <= 40  # the issue: a script of at most 40 lines
