@@ -280,3 +280,13 @@ def test_benchmark_scripts_import_the_library_not_each_other():
         if names or re.search(r"sys\.path\.insert\([^)]*benchmarks", text):
             crossing[path.name] = sorted(names) or ["sys.path"]
     assert crossing == {}
+
+
+def test_every_package_is_installed():
+    """``pyproject.toml`` lists the packages setuptools installs: a package missing there works in an editable
+    checkout and is absent after ``pip install teachgym``."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {m for m, path in _modules().items() if path.name == "__init__.py"}
+    assert packages == listed
