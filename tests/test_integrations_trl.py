@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from teachgym.config import ConfigError
-from teachgym.integrations.trl import TeacherSampler, group_stats, teach
+from teachgym.integrations.trl import TeacherSampler, consecutive_groups, teach
+from teachgym.teacher import group_stats
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "trl_teacher" / "train.py"
 SKILLS = ["coin", "always", "never"]
@@ -55,12 +56,13 @@ def test_the_sampler_draws_lazily_from_the_weights_of_the_moment():
 
 def test_group_statistics_by_hand():
     # two groups of 4: coin passes 2 of 4, always passes 4 of 4
-    stats = group_stats(["coin"] * 4 + ["always"] * 4, [1, 0, 1, 0, 1, 1, 1, 1], [1, 0, 1, 0, 1, 1, 1, 1], 4)
+    stats = group_stats(consecutive_groups(["coin"] * 4 + ["always"] * 4, [1, 0, 1, 0, 1, 1, 1, 1],
+                                           [1, 0, 1, 0, 1, 1, 1, 1], 4))
     assert stats["coin"]["pass_rate"] == 0.5 and stats["coin"]["learnability"] == 0.25
     assert stats["always"]["learnability"] == 0.0 and stats["always"]["zero_variance_share"] == 1.0
     assert stats["coin"]["mean_abs_advantage"] == pytest.approx(1.0, abs=1e-3)  # +-1 after normalising
     with pytest.raises(ValueError, match="groups of 4"):
-        group_stats(["coin"] * 3, [1, 0, 1], [1, 0, 1], 4)
+        consecutive_groups(["coin"] * 3, [1, 0, 1], [1, 0, 1], 4)
 
 
 def _trainer(tmp_path, report_to="none", reward=None):

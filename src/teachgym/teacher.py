@@ -21,18 +21,21 @@ where they carry group statistics, that training's rollouts; the policy sees an
 :data:`KEYS`: ``accuracy`` (or ``pass_rate``: the share of correct answers), ``n`` (how many were scored),
 ``loss`` (mean eval loss, for the policies that read it: ``skill-it``), and the rollout statistics
 (``learnability``, ``mean_abs_advantage``, ``zero_variance_share``, ``completion_length``, ``groups``,
-``completions``) for the policies that read GRPO rollouts (``learnability``, ``dump``, ``sec``). A skill left
-out of an update keeps its last statistics; one never measured shows ``n = 0``, accuracy 0 (no evidence yet). A ``Synthesize`` action is read as the mixture of its requests'
-shares (there is no generator here); a policy that writes its own rows (``Examples``) or asks for training
-probes (``aioli``) needs the loop, and is refused when built.
+``completions``: :func:`group_stats` makes them from groups of rewards) for the policies that read GRPO
+rollouts (``learnability``, ``dump``, ``sec``). A skill left out of an update keeps its last statistics; one
+never measured shows ``n = 0``, accuracy 0 (no evidence yet). A ``Synthesize`` action is read as the mixture
+of its requests' shares (there is no generator here); a policy that writes its own rows (``Examples``) or
+asks for training probes (``aioli``) needs the loop, and is refused when built.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from teachgym.checks.common import check_plugin
 from teachgym.config import ComponentConfig, ConfigError, build_component
@@ -53,7 +56,7 @@ from teachgym.types import (
     validate_action,
 )
 
-__all__ = ["KEYS", "Teacher", "TeacherError", "teacher"]
+__all__ = ["KEYS", "Teacher", "TeacherError", "group_stats", "teacher"]
 
 #: The per-skill statistics an update may carry (see the module docstring).
 ROLLOUT_KEYS = ("learnability", "mean_abs_advantage", "zero_variance_share", "completion_length", "groups",
@@ -227,3 +230,29 @@ def read_stats(stats: Mapping[str, Any], skills: Sequence[str],
     for s in skills:  # never measured yet (a trainer's first batches need not reach every skill): no evidence
         profile.setdefault(s, SkillStats(accuracy=0.0, loss=math.nan, n=0, missing_rate=1.0))
     return {s: profile[s] for s in skills}, rollouts
+
+
+def group_stats(groups: Iterable[tuple[str, Sequence[float], Sequence[float]]]) -> dict[str, dict[str, float]]:
+    """Per-skill statistics of RL rollouts, for :meth:`Teacher.update`, from groups: ``(skill, passed, rewards)``
+    for each prompt's completions (``passed``: 1 or 0 per completion; ``rewards``: what the trainer optimised).
+
+    Per skill: ``pass_rate`` (over completions), ``learnability`` (mean over groups of ``p (1 - p)``, ``p`` the
+    group's pass rate), ``mean_abs_advantage`` (rewards normalised within each group, as GRPO does),
+    ``zero_variance_share`` (groups whose rewards are all equal), ``groups`` and ``completions``.
+    """
+    sums: dict[str, dict[str, float]] = {}
+    for skill, passed, rewards in groups:
+        p, r = np.asarray(passed, dtype=float), np.asarray(rewards, dtype=float)
+        if not len(p) or len(p) != len(r):
+            raise TeacherError(f"{skill}: a group needs as many pass verdicts as rewards, at least one "
+                               f"(got {len(p)} and {len(r)})")
+        s = sums.setdefault(skill, dict.fromkeys(("passed", "learn", "adv", "zero", "groups", "n"), 0.0))
+        s["passed"] += p.sum()
+        s["learn"] += p.mean() * (1 - p.mean())
+        s["adv"] += np.abs((r - r.mean()) / (r.std() + 1e-4)).sum()
+        s["zero"] += float(np.ptp(r) <= 1e-6 * max(1.0, float(np.abs(r).max())))
+        s["groups"] += 1
+        s["n"] += len(p)
+    return {k: {"pass_rate": v["passed"] / v["n"], "learnability": v["learn"] / v["groups"],
+                "mean_abs_advantage": v["adv"] / v["n"], "zero_variance_share": v["zero"] / v["groups"],
+                "groups": int(v["groups"]), "completions": int(v["n"])} for k, v in sums.items()}

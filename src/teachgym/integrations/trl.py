@@ -37,9 +37,9 @@ import numpy as np
 
 from teachgym.config import ConfigError
 from teachgym.integrations._trl_private import set_train_sampler
-from teachgym.teacher import Teacher, teacher
+from teachgym.teacher import Teacher, group_stats, teacher
 
-__all__ = ["TeacherCallback", "TeacherSampler", "group_stats", "teach"]
+__all__ = ["TeacherCallback", "TeacherSampler", "consecutive_groups", "teach"]
 
 
 class TeacherSampler:
@@ -93,27 +93,12 @@ class TeacherSampler:
         return [out[i] for i in gen.permutation(len(out))]
 
 
-def group_stats(skills: Sequence[str], passed: Sequence[float], rewards: Sequence[float],
-                group: int) -> dict[str, dict[str, float]]:
-    """Per-skill statistics of completions laid out in groups of ``group`` in a row (one prompt each):
-    ``pass_rate``, ``learnability`` (mean ``p (1 - p)`` over groups), ``mean_abs_advantage`` (rewards normalised
-    within each group), ``zero_variance_share``, ``groups``, ``completions``."""
+def consecutive_groups(skills: Sequence[str], passed: Sequence[float], rewards: Sequence[float],
+                       group: int) -> list[tuple[str, Sequence[float], Sequence[float]]]:
+    """Completions laid out as TRL lays out a generation batch, ``group`` of one prompt in a row, as groups."""
     if len(skills) % group or not len(skills) == len(passed) == len(rewards):
         raise ValueError(f"{len(skills)} completions do not split into groups of {group}")
-    sums: dict[str, dict[str, float]] = {}
-    for start in range(0, len(skills), group):
-        p = np.asarray(passed[start:start + group], dtype=float)
-        r = np.asarray(rewards[start:start + group], dtype=float)
-        adv = (r - r.mean()) / (r.std() + 1e-4)
-        s = sums.setdefault(skills[start], dict.fromkeys(("passed", "learn", "adv", "zero", "groups"), 0.0))
-        s["passed"] += p.sum()
-        s["learn"] += p.mean() * (1 - p.mean())
-        s["adv"] += np.abs(adv).sum()
-        s["zero"] += float(np.ptp(r) <= 1e-6 * max(1.0, abs(r.max())))
-        s["groups"] += 1
-    return {k: {"pass_rate": v["passed"] / (v["groups"] * group), "learnability": v["learn"] / v["groups"],
-                "mean_abs_advantage": v["adv"] / (v["groups"] * group), "zero_variance_share": v["zero"] / v["groups"],
-                "groups": int(v["groups"]), "completions": int(v["groups"] * group)} for k, v in sums.items()}
+    return [(skills[i], passed[i:i + group], rewards[i:i + group]) for i in range(0, len(skills), group)]
 
 
 class _Watched:
@@ -237,7 +222,7 @@ class TeacherCallback(_callback_base()):  # type: ignore[misc]
                 rewards += part[2]
         weights = [None]
         if self.accelerator.is_main_process:
-            self.last = group_stats(skills, passed, rewards, self.group)
+            self.last = group_stats(consecutive_groups(skills, passed, rewards, self.group))
             weights = [self.teacher.update(self.last)]
         if self.accelerator.num_processes > 1:
             broadcast_object_list(weights, from_process=0)
