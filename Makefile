@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+VERL_VENV ?= .venv-verl
 
-.PHONY: run test test-all lint docs clean
+.PHONY: run test test-all test-verl lint docs clean
 
 run: $(VENV)/.installed
 	$(BIN)/teachgym run configs/arithmetic.yaml
@@ -18,6 +19,11 @@ test: $(VENV)/.installed
 # Everything, the slow end-to-end runs included (what CI runs).
 test-all: $(VENV)/.installed
 	$(BIN)/pytest -m "slow or not slow" --durations=15
+
+# teachgym's verl curriculum sampler against the real verl: verl 0.7 (the last with the curriculum hook) needs
+# numpy < 2, so it gets an environment of its own, $(VERL_VENV); CI runs it after test-all.
+test-verl: $(VERL_VENV)/.installed
+	TEACHGYM_REQUIRE_VERL=1 $(VERL_VENV)/bin/pytest tests/test_integrations_verl.py
 
 # The documentation site (docs/ + mkdocs.yml) into site/; --strict: a broken link or API reference fails.
 docs: $(VENV)/.installed
@@ -36,5 +42,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -c $(VENV)/torch-constraint.txt -e ".[dev]"
 	touch $@
 
+$(VERL_VENV)/.installed: pyproject.toml
+	test -x $(VERL_VENV)/bin/python || $(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -c "import torch" 2>/dev/null || $(VERL_VENV)/bin/pip install "$(TORCH)" "numpy<2"
+	$(VERL_VENV)/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VERL_VENV)/torch-constraint.txt
+	$(VERL_VENV)/bin/pip install -c $(VERL_VENV)/torch-constraint.txt -e ".[verl]" pytest
+	touch $@
+
 clean:
-	rm -rf $(VENV) outputs mlruns .pytest_cache site
+	rm -rf $(VENV) $(VERL_VENV) outputs mlruns .pytest_cache site

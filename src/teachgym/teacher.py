@@ -216,7 +216,8 @@ def read_stats(stats: Mapping[str, Any], skills: Sequence[str],
             raise TeacherError(f"{skill}: needs 'accuracy' or 'pass_rate' in [0, 1], got {acc!r}")
         before = last.get(skill)
         loss = float(found.get("loss", before.loss if before else math.nan))
-        profile[skill] = SkillStats(accuracy=float(acc), loss=loss, n=int(found.get("n", 0)), missing_rate=1 - acc,
+        n = int(found.get("n", found.get("completions", 0)))  # rollouts: every completion was scored
+        profile[skill] = SkillStats(accuracy=float(acc), loss=loss, n=n, missing_rate=1 - acc,
                                     change=None if before is None else acc - before.accuracy)
         if any(k in found for k in ROLLOUT_KEYS):
             p = float(found.get("pass_rate", acc))
