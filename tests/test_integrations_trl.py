@@ -109,10 +109,42 @@ def test_bad_input_is_named_before_training(tmp_path):
         teach(trainer, "learnability", skill_column="topic")
     with pytest.raises(ConfigError, match=r"reward='nope'.*\['skill_reward'\]"):
         teach(trainer, "learnability", reward="nope")
-    with pytest.raises(ConfigError, match="drives a trl.GRPOTrainer"):
+    with pytest.raises(ConfigError, match="drives a trl.GRPOTrainer or SFTTrainer"):
         teach(object(), "learnability")
     with pytest.raises(Exception, match="learnability"):
         teach(trainer, "learnabilty")
+
+
+def test_an_sft_trainer_is_taught_from_a_per_skill_evaluation(tmp_path):
+    from datasets import Dataset
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from teachgym.integrations.trl import evaluator
+    from teachgym.students.hf import byte_tokenizer
+
+    tok = byte_tokenizer()
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, pad_token_id=tok.pad_token_id))
+    rows = [{"prompt": f"{s} {i} =", "completion": f" {i}", "skill": s} for i in range(30) for s in SKILLS]
+    trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=Dataset.from_list(rows),
+                         args=SFTConfig(output_dir=str(tmp_path / "o"), max_steps=4, per_device_train_batch_size=4,
+                                        report_to="none", use_cpu=True, save_strategy="no", disable_tqdm=True))
+    with pytest.raises(ConfigError, match="SFTTrainer has no rewards to read: pass evaluate="):
+        teach(trainer, "missing-skill")
+    seen = []
+
+    def verify(row, answer):  # "always" is always right, "never" never: whatever the tiny model says
+        seen.append(answer)
+        return {"coin": len(seen) % 2 == 0, "always": True, "never": False}[row["skill"]]
+
+    callback = teach(trainer, "missing-skill", evaluate=evaluator(rows[:12], verify, tok, max_new_tokens=3),
+                     every=2)
+    trainer.train()
+    assert callback.updates == 2 and len(seen) == 24  # every 2 of 4 steps, 12 greedy answers each
+    w = callback.teacher.weights
+    assert w["never"] > w["coin"] > w["always"]  # missing-skill: the more a skill is missed, the more rows
+    assert callback.teacher.history[-1].profile["always"].n == 4
 
 
 def test_the_example_script_runs_and_logs_the_teachers_weights(tmp_path, mlflow_store):

@@ -1,4 +1,5 @@
-"""A teachgym teacher inside a user's own TRL script: it chooses the skill mixture of a ``GRPOTrainer`` run.
+"""A teachgym teacher inside a user's own TRL script: it chooses the skill mixture of a ``GRPOTrainer`` (or
+``SFTTrainer``) run.
 
     trainer = GRPOTrainer(model=..., reward_funcs=[correct], train_dataset=rows, args=GRPOConfig(...))
     teach(trainer, "learnability", skill_column="skill")  # before train(); any policy name, or a Teacher
@@ -9,14 +10,16 @@ What :func:`teach` changes, and nothing else:
 - **The sampler.** TRL's ``RepeatSampler`` draws a whole permutation per epoch, so weights changed mid-epoch
   would do nothing (TRL #2801 was declined with "override the trainer's train sampler and change weights from
   a callback"). :class:`TeacherSampler` keeps TRL's layout (each prompt ``num_generations`` times in a row, a
-  generation batch repeated ``num_iterations * steps_per_generation`` times) but draws each generation
-  batch lazily, when the data loader reaches it: a skill from the teacher's current weights, then a row of that
-  skill. Every process draws the same sequence (one seed, the same weights at the same step), so GRPO groups
-  stay aligned across processes, as with TRL's sampler.
-- **One reward function is watched** (``reward``: its index or name; default the first): each completion
+  generation batch repeated ``num_iterations * steps_per_generation`` times; SFT: one row at a time) but draws
+  each generation batch lazily, when the data loader reaches it: a skill from the teacher's current weights,
+  then a row of that skill. Every process draws the same sequence (one seed, the same weights at the same
+  step), so GRPO groups stay aligned across processes, as with TRL's sampler.
+- **GRPO: one reward function is watched** (``reward``: its index or name; default the first): each completion
   passes when its reward exceeds ``threshold``. Per skill and generation batch: the pass rate, the
   learnability (the mean over groups of ``p (1 - p)``), the mean absolute group-normalised advantage and the
   share of zero-variance groups, gathered from every process; the rewards themselves are unchanged.
+  **SFT: an evaluation** (``evaluate``, e.g. :func:`evaluator`: greedy answers to held-out rows, checked by
+  the user's ``verify``) gives per-skill accuracies instead.
 - **A callback** (:class:`TeacherCallback`): every ``every`` optimizer steps, process 0 folds the statistics
   since the last update into the teacher (:meth:`teachgym.teacher.Teacher.update`: one update is one round)
   and broadcasts the new weights; the weights and statistics go into the trainer's own logs
@@ -39,7 +42,7 @@ from teachgym.config import ConfigError
 from teachgym.integrations._trl_private import set_train_sampler
 from teachgym.teacher import Teacher, group_stats, teacher
 
-__all__ = ["TeacherCallback", "TeacherSampler", "consecutive_groups", "teach"]
+__all__ = ["TeacherCallback", "TeacherSampler", "consecutive_groups", "evaluator", "teach"]
 
 
 class TeacherSampler:
@@ -141,26 +144,33 @@ def _watch(func: Callable[..., Any], skill_column: str, threshold: float) -> Any
 
 
 def teach(trainer: Any, policy: str | Teacher | Any, *, skill_column: str = "skill", reward: int | str = 0,
-          threshold: float = 0.5, every: int = 1, seed: int | None = None, **options: Any) -> TeacherCallback:
-    """Let a teachgym teacher choose the skill mixture of ``trainer`` (a ``trl.GRPOTrainer``, before ``train()``).
+          threshold: float = 0.5, every: int = 1, evaluate: Callable[[Any], Mapping[str, Any]] | None = None,
+          seed: int | None = None, **options: Any) -> TeacherCallback:
+    """Let a teachgym teacher choose the skill mixture of ``trainer`` (a ``trl.GRPOTrainer`` or ``SFTTrainer``,
+    before ``train()``).
 
     Args:
         trainer: The user's trainer.
         policy: A policy name (built with ``options`` and ``seed``, default ``args.seed``), a policy object, or a
             :class:`~teachgym.teacher.Teacher`.
         skill_column: The training dataset's column that names each row's skill.
-        reward: The reward function whose rewards decide a completion's pass (index, or function name).
-        threshold: A completion passes when that reward exceeds it.
+        reward: GRPO: the reward function whose rewards decide a completion's pass (index, or function name).
+        threshold: GRPO: a completion passes when that reward exceeds it.
         every: Optimizer steps between two teacher updates.
+        evaluate: SFT (required there; GRPO: instead of the rewards): ``evaluate(model)`` gives per-skill
+            statistics (:meth:`~teachgym.teacher.Teacher.update`'s form); :func:`evaluator` makes one.
 
     Returns:
         The callback it added (its ``teacher`` and ``sampler`` are the live objects).
     """
-    from trl import GRPOTrainer
+    from trl import GRPOTrainer, SFTTrainer
 
-    if not isinstance(trainer, GRPOTrainer):
-        raise ConfigError(f"teach() drives a trl.GRPOTrainer (its rewards are the statistics), not "
-                          f"{type(trainer).__name__}")
+    grpo = isinstance(trainer, GRPOTrainer)
+    if not grpo and not isinstance(trainer, SFTTrainer):
+        raise ConfigError(f"teach() drives a trl.GRPOTrainer or SFTTrainer, not {type(trainer).__name__}")
+    if not grpo and evaluate is None:
+        raise ConfigError("an SFTTrainer has no rewards to read: pass evaluate=, a function of the model that gives "
+                          "per-skill statistics (teachgym.integrations.trl.evaluator makes one)")
     data = trainer.train_dataset
     if skill_column not in (data.column_names or []):
         raise ConfigError(f"the training dataset has no column {skill_column!r}; its columns: {data.column_names}")
@@ -172,6 +182,23 @@ def teach(trainer: Any, policy: str | Teacher | Any, *, skill_column: str = "ski
         found = teacher(policy, names, seed=trainer.args.seed if seed is None else seed, **options)
     if set(found.skill_names) != set(names):
         raise ConfigError(f"the teacher's skills {found.skill_names} are not the dataset's {names}")
+    args, watched, group = trainer.args, None, 1
+    if grpo and evaluate is None:
+        watched = _watch_reward(trainer, reward, skill_column, threshold)
+    if grpo:
+        group = trainer.num_generations
+        sampler = TeacherSampler(skills, found.weights, args.generation_batch_size // group, group,
+                                 trainer.num_iterations * args.steps_per_generation, args.seed)
+    else:  # SFT: one row at a time, as TRL's RandomSampler draws them
+        sampler = TeacherSampler(skills, found.weights, 1, seed=args.seed)
+    set_train_sampler(trainer, sampler)
+    callback = TeacherCallback(found, sampler, watched, trainer.accelerator, group, every, evaluate)
+    trainer.callback_handler.callbacks.insert(0, callback)  # first: its logs reach MLflow's callback
+    return callback
+
+
+def _watch_reward(trainer: Any, reward: int | str, skill_column: str, threshold: float) -> _Watched:
+    """Replace the chosen reward function by a watched one (its rewards unchanged) and return it."""
     funcs = list(trainer.reward_funcs)
     labels = [getattr(f, "__name__", type(f).__name__) for f in funcs]
     index = labels.index(reward) if isinstance(reward, str) and reward in labels else reward
@@ -181,13 +208,40 @@ def teach(trainer: Any, policy: str | Teacher | Any, *, skill_column: str = "ski
         raise ConfigError(f"reward={reward!r} is a reward model; teach() watches a reward function")
     watched = _watch(funcs[index], skill_column, threshold)
     trainer.reward_funcs[index] = watched
-    args = trainer.args
-    sampler = TeacherSampler(skills, found.weights, args.generation_batch_size // trainer.num_generations,
-                             trainer.num_generations, trainer.num_iterations * args.steps_per_generation, args.seed)
-    set_train_sampler(trainer, sampler)
-    callback = TeacherCallback(found, sampler, watched, trainer.accelerator, trainer.num_generations, every)
-    trainer.callback_handler.callbacks.insert(0, callback)  # first: its logs reach MLflow's callback
-    return callback
+    return watched
+
+
+def evaluator(rows: Sequence[Mapping[str, Any]], verify: Callable[[Mapping[str, Any], str], bool], tokenizer: Any,
+              *, skill_column: str = "skill", max_new_tokens: int = 16,
+              batch_size: int = 64) -> Callable[[Any], dict[str, dict[str, float]]]:
+    """A per-skill evaluation for ``teach(evaluate=...)``: greedy answers to each row's ``prompt``, generated in
+    batches (left-padded), each checked by ``verify(row, answer)``; per skill its ``accuracy`` and ``n``."""
+    if not rows or any(skill_column not in r or "prompt" not in r for r in rows):
+        raise ConfigError(f"evaluator() needs rows, each with 'prompt' and {skill_column!r}")
+
+    def run(model: Any) -> dict[str, dict[str, float]]:
+        import torch
+
+        training, side = model.training, tokenizer.padding_side
+        model.eval()
+        tokenizer.padding_side = "left"
+        right: dict[str, list[float]] = {}
+        try:
+            for start in range(0, len(rows), batch_size):
+                chunk = list(rows[start:start + batch_size])
+                enc = tokenizer([r["prompt"] for r in chunk], return_tensors="pt", padding=True).to(model.device)
+                with torch.no_grad():
+                    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                         pad_token_id=tokenizer.pad_token_id)
+                answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+                for row, answer in zip(chunk, answers, strict=True):
+                    right.setdefault(str(row[skill_column]), []).append(float(bool(verify(row, answer))))
+        finally:
+            tokenizer.padding_side = side
+            model.train(training)
+        return {s: {"accuracy": sum(v) / len(v), "n": len(v)} for s, v in right.items()}
+
+    return run
 
 
 def _callback_base() -> type:
@@ -200,19 +254,37 @@ class TeacherCallback(_callback_base()):  # type: ignore[misc]
     """Every ``every`` optimizer steps: the statistics since the last update, into the teacher; its weights, into
     the sampler (process 0 decides, every process gets the same weights) and into the trainer's logs."""
 
-    def __init__(self, teacher: Teacher, sampler: TeacherSampler, watched: _Watched, accelerator: Any, group: int,
-                 every: int = 1) -> None:
-        self.teacher, self.sampler, self.watched = teacher, sampler, watched
+    def __init__(self, teacher: Teacher, sampler: TeacherSampler, watched: _Watched | None, accelerator: Any,
+                 group: int, every: int = 1, evaluate: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
+        self.teacher, self.sampler, self.watched, self.evaluate = teacher, sampler, watched, evaluate
         self.accelerator, self.group, self.every = accelerator, group, every
         self.updates = 0
         self.last: dict[str, dict[str, float]] = {}
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step % self.every or not self.watched.calls:
+        if state.global_step % self.every or (self.watched is not None and not self.watched.calls):
             return
-        from accelerate.utils import broadcast_object_list, gather_object
+        from accelerate.utils import broadcast_object_list
 
-        mine, self.watched.calls = self.watched.calls, []
+        stats = self._evaluated(kwargs["model"]) if self.evaluate is not None else self._rolled_out()
+        weights = [None]
+        if self.accelerator.is_main_process:
+            self.last = {s: dict(v) for s, v in stats.items()}
+            weights = [self.teacher.update(self.last)]
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(weights, from_process=0)
+        self.sampler.weights = dict(weights[0])
+        self.updates += 1
+
+    def _evaluated(self, model: Any) -> Mapping[str, Any]:
+        """``evaluate(model)`` on process 0 (the others wait for its weights)."""
+        return self.evaluate(model) if self.accelerator.is_main_process else {}  # type: ignore[misc]
+
+    def _rolled_out(self) -> dict[str, dict[str, float]]:
+        """The watched reward's groups since the last update, from every process, as per-skill statistics."""
+        from accelerate.utils import gather_object
+
+        mine, self.watched.calls = self.watched.calls, []  # type: ignore[union-attr]
         everyone = gather_object([mine]) if self.accelerator.num_processes > 1 else [mine]
         skills, passed, rewards = [], [], []
         for call in zip(*everyone, strict=True):  # call j of every process, in rank order: whole groups
@@ -220,19 +292,13 @@ class TeacherCallback(_callback_base()):  # type: ignore[misc]
                 skills += part[0]
                 passed += part[1]
                 rewards += part[2]
-        weights = [None]
-        if self.accelerator.is_main_process:
-            self.last = group_stats(consecutive_groups(skills, passed, rewards, self.group))
-            weights = [self.teacher.update(self.last)]
-        if self.accelerator.num_processes > 1:
-            broadcast_object_list(weights, from_process=0)
-        self.sampler.weights = dict(weights[0])
-        self.updates += 1
+        return group_stats(consecutive_groups(skills, passed, rewards, self.group))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if logs is None or not self.updates:
             return
         logs.update({f"teacher/weight/{s}": w for s, w in self.sampler.weights.items()})
         for skill, stats in self.last.items():
-            logs.update({f"teacher/{k}/{skill}": float(stats[k]) for k in ("pass_rate", "learnability")})
+            logs.update({f"teacher/{k}/{skill}": float(stats[k]) for k in ("accuracy", "pass_rate", "learnability")
+                         if k in stats})
         logs["teacher/updates"] = float(self.updates)
