@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,24 @@ def test_the_example_script_runs_and_logs_the_teachers_weights(tmp_path, mlflow_
     assert len(runs) == 1 and {f"teacher/weight/{s}" for s in ("add", "max", "first", "mod")} <= set(
         runs[0].data.metrics)
     assert len(EXAMPLE.read_text().splitlines()) <= 40  # the issue: a script of at most 40 lines
+
+
+@pytest.mark.slow
+def test_two_processes_draw_the_same_batches_and_hold_the_same_weights(tmp_path):
+    """``accelerate launch`` with 2 processes (gloo, 127.0.0.1): process 0 decides, both draw alike."""
+    import os
+
+    from conftest import free_port
+
+    script = Path(__file__).parent / "trl_two_processes.py"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    done = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+                           "--main_process_port", str(free_port()), str(script), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["processes"] == 2 and ranks[0]["updates"] == 4
+    assert ranks[0]["weights"] == ranks[1]["weights"] and ranks[0]["drawn"] == ranks[1]["drawn"]
+    assert ranks[0]["weights"][-1]["coin"] > ranks[0]["weights"][-1]["never"]  # rewards gathered from both
