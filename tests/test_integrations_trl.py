@@ -104,6 +104,47 @@ def test_learnability_steers_a_real_grpo_run_and_its_weights_reach_mlflow(tmp_pa
     assert trainer.reward_funcs[0].__name__ == "skill_reward"  # TRL's logged reward name is unchanged
 
 
+def test_a_checkpoint_carries_the_teacher_and_a_resumed_run_goes_on_from_it(tmp_path):
+    from teachgym.integrations.trl import STATE_FILE
+
+    trainer = _trainer(tmp_path)
+    trainer.args.save_strategy, trainer.args.save_steps = "steps", 3
+    first = teach(trainer, "learnability")
+    trainer.train()
+    saved = json.loads((tmp_path / "out" / "checkpoint-3" / STATE_FILE).read_text())
+    assert saved["updates"] == 3 and len(saved["teacher"]["history"]) == 3
+
+    again = _trainer(tmp_path)
+    again.args.save_strategy, again.args.save_steps = "steps", 3
+    resumed = teach(again, "learnability")
+    begun, restore = [], resumed.on_train_begin
+
+    def on_train_begin(*args, **kwargs):
+        restore(*args, **kwargs)
+        begun.append(len(resumed.teacher.history))
+
+    resumed.on_train_begin = on_train_begin
+    again.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-3"))
+    assert begun == [3] and resumed.updates == 6  # three updates restored, three more after the resume
+    assert len(resumed.teacher.history) == len(first.teacher.history) == 6
+
+
+def test_an_async_reward_function_is_watched_and_still_awaited():
+    import asyncio
+
+    from trl.trainer.utils import is_async_callable
+
+    from teachgym.integrations.trl import _watch
+
+    async def correct(completions, skill, **kwargs):
+        return [1.0 for _ in completions]
+
+    watched = _watch(correct, "skill", 0.5)
+    assert is_async_callable(watched) and watched.__name__ == "correct"
+    assert asyncio.run(watched(completions=["a", "b"], skill=["x", "y"])) == [1.0, 1.0]
+    assert watched.calls == [(["x", "y"], [1.0, 1.0], [1.0, 1.0])]
+
+
 def test_bad_input_is_named_before_training(tmp_path):
     trainer = _trainer(tmp_path)
     with pytest.raises(ConfigError, match="no column 'topic'"):

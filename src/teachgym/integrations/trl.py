@@ -24,6 +24,8 @@ What :func:`teach` changes, and nothing else:
   since the last update into the teacher (:meth:`teachgym.teacher.Teacher.update`: one update is one round)
   and broadcasts the new weights; the weights and statistics go into the trainer's own logs
   (``teacher/weight/<skill>``, ``teacher/pass_rate/<skill>``, ...), hence to MLflow with ``report_to="mlflow"``.
+  Each checkpoint gets the teacher's state (:data:`STATE_FILE`); ``train(resume_from_checkpoint=...)`` goes on
+  from it.
 
 TRL names used: the trainer's ``reward_funcs``, ``num_generations``, ``num_iterations``, ``accelerator``,
 ``train_dataset``, ``callback_handler`` and ``args`` (public attributes), and its train sampler (private:
@@ -33,6 +35,8 @@ replaced through :func:`teachgym.integrations._trl_private.set_train_sampler`, c
 from __future__ import annotations
 
 import functools
+import json
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -42,7 +46,9 @@ from teachgym.config import ConfigError
 from teachgym.integrations._trl_private import set_train_sampler
 from teachgym.teacher import Teacher, group_stats, teacher
 
-__all__ = ["TeacherCallback", "TeacherSampler", "consecutive_groups", "evaluator", "teach"]
+STATE_FILE = "teachgym_teacher.json"  # in each checkpoint folder: what --resume needs of the teacher
+
+__all__ = ["STATE_FILE", "TeacherCallback", "TeacherSampler", "consecutive_groups", "evaluator", "teach"]
 
 
 class TeacherSampler:
@@ -59,10 +65,10 @@ class TeacherSampler:
 
     def __init__(self, skills: Sequence[str], weights: Mapping[str, float], batch_size: int,
                  mini_repeat_count: int = 1, repeat_count: int = 1, seed: int = 0) -> None:
-        self.rows: dict[str, np.ndarray] = {}
+        found: dict[str, list[int]] = {}
         for i, s in enumerate(skills):
-            self.rows.setdefault(s, []).append(i)  # type: ignore[attr-defined]
-        self.rows = {s: np.asarray(ix) for s, ix in self.rows.items()}
+            found.setdefault(s, []).append(i)
+        self.rows = {s: np.asarray(ix) for s, ix in found.items()}
         self.num_samples = len(skills)
         self.batch_size, self.mini_repeat_count, self.repeat_count = batch_size, mini_repeat_count, repeat_count
         self.weights = dict(weights)
@@ -293,6 +299,29 @@ class TeacherCallback(_callback_base()):  # type: ignore[misc]
                 passed += part[1]
                 rewards += part[2]
         return group_stats(consecutive_groups(skills, passed, rewards, self.group))
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """The teacher's state (and the sampler's weights and epoch) into the checkpoint folder the trainer wrote."""
+        if not self.accelerator.is_main_process:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, STATE_FILE), "w") as f:
+            json.dump({"teacher": self.teacher.state_dict(), "weights": self.sampler.weights,
+                       "epoch": self.sampler.epoch, "drawn": self.sampler.drawn, "updates": self.updates,
+                       "last": self.last}, f)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Resumed from a checkpoint (``train(resume_from_checkpoint=...)``): the teacher goes on from its state
+        there. The data loader then skips the batches already trained, drawing them under the restored weights."""
+        file = os.path.join(args.output_dir, f"checkpoint-{state.global_step}", STATE_FILE)
+        if not state.global_step or not os.path.exists(file):
+            return
+        with open(file) as f:
+            saved = json.load(f)
+        self.teacher.load_state_dict(saved["teacher"])
+        self.sampler.weights, self.sampler.epoch = dict(saved["weights"]), int(saved["epoch"])
+        self.sampler.drawn, self.updates, self.last = dict(saved["drawn"]), int(saved["updates"]), saved["last"]
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         if logs is None or not self.updates:
