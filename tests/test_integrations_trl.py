@@ -190,10 +190,13 @@ def test_an_sft_trainer_is_taught_from_a_per_skill_evaluation(tmp_path):
 
 
 def test_the_example_script_runs_and_logs_the_teachers_weights(tmp_path, mlflow_store):
+    import os
+
     import mlflow
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # a run of another test: not ours
     done = subprocess.run([sys.executable, str(EXAMPLE), "--steps", "3", "--report-to", "mlflow"], cwd=tmp_path,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**env, "MLFLOW_TRACKING_URI": mlflow_store})
     assert done.returncode == 0, done.stderr[-3000:]
     client = mlflow.MlflowClient(mlflow_store)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
