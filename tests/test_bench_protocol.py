@@ -105,3 +105,16 @@ def test_tracks_keep_per_challenge_training_and_extra_compute_apart():
     assert track("learnability") == track("dump@step") == track("my.mod:T") == "general"
     assert track("learned") == "trained per challenge"
     assert track("uniform+filter") == track("dump@step+filter") == "extra compute"
+
+
+def test_a_teacher_on_fewer_than_the_scoring_seeds_is_said_to_be():
+    from teachgym.bench_report import markdown
+
+    cal = {100: 0.2, 101: 0.3, 102: 0.25}
+    table = {"x": {"uniform": {**cal, 0: 0.2, 1: 0.3, 2: 0.2, 3: 0.3}, "oracle": {s: v + 0.3 for s, v in cal.items()},
+                   "t": {0: 0.35, 1: 0.45}, "u": {0: 0.3, 1: 0.3, 2: 0.3, 3: 0.3}}}
+    registered = Protocol(calibration_seeds=P.calibration_seeds, scoring_seeds=P.scoring_seeds,
+                          calibrated={"simulated": {"x": {"in_aggregate": True}}})
+    text = markdown(_rows(table), {}, "footer", protocol=registered, kind="simulated")
+    assert "On fewer than the protocol's 4 scoring seeds (the rest not run yet): t on x (2)." in text
+    assert "u on x" not in text

@@ -292,6 +292,12 @@ def _board_lines(board: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str
     if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
         lines += ["", f"IQM over fewer of the {len(met)} challenges in the aggregate (no rows on the others yet): "
                   + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
+    wanted = len(protocol.scoring_seeds) if protocol is not None else 0
+    short = [f"{r['policy']} on {ch} ({v['n']})" for r in board if r["policy"] not in ("uniform", "oracle")
+             for ch, v in sorted(r["challenges"].items()) if v["n"] < wanted]
+    if short:  # the protocol asks for its scoring seeds: a teacher short of them is reported, and said to be
+        lines += ["", f"On fewer than the protocol's {wanted} scoring seeds (the rest not run yet): "
+                  + "; ".join(short) + "."]
     return lines
 
 
