@@ -118,3 +118,8 @@ def test_a_teacher_on_fewer_than_the_scoring_seeds_is_said_to_be():
     text = markdown(_rows(table), {}, "footer", protocol=registered, kind="simulated")
     assert "On fewer than the protocol's 4 scoring seeds (the rest not run yet): t on x (2)." in text
     assert "u on x" not in text
+    from teachgym.bench_report import readme_block
+
+    block = readme_block({"simulated": _rows(table)}, protocols={"simulated": registered})
+    lines = {line.split(" | ")[0]: line for line in block.splitlines() if line.startswith("| ")}
+    assert lines["| t"].endswith("† |") and not lines["| u"].endswith("† |") and "* †: on fewer" in block

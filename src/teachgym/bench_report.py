@@ -293,7 +293,7 @@ def _board_lines(board: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str
         lines += ["", f"IQM over fewer of the {len(met)} challenges in the aggregate (no rows on the others yet): "
                   + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
     wanted = len(protocol.scoring_seeds) if protocol is not None else 0
-    short = [f"{r['policy']} on {ch} ({v['n']})" for r in board if r["policy"] not in ("uniform", "oracle")
+    short = [f"{r['policy']} on {ch} ({v['n']})" for r in board if _short(r, protocol)
              for ch, v in sorted(r["challenges"].items()) if v["n"] < wanted]
     if short:  # the protocol asks for its scoring seeds: a teacher short of them is reported, and said to be
         lines += ["", f"On fewer than the protocol's {wanted} scoring seeds (the rest not run yet): "
@@ -398,7 +398,8 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notic
             r = tables[k].get(policy)
             cells.append("—" if r is None or math.isnan(r["iqm"]) else
                          format_interval(r["iqm"], r["low"], r["high"], digits=2)
-                         + ("" if len(r["in_iqm"]) == met[k] else f" ({len(r['in_iqm'])} of {met[k]})"))
+                         + ("" if len(r["in_iqm"]) == met[k] else f" ({len(r['in_iqm'])} of {met[k]})")
+                         + (" †" if _short(r, protocols.get(k)) else ""))
         label = policy if track(policy) == "general" else f"{policy} ({track(policy)})"
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -410,4 +411,12 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notic
     if any(len(r["in_iqm"]) < met[k] for k in kinds for r in ranked[k] if not math.isnan(r["iqm"])):
         lines.append("* (k of n): that IQM is over the k challenges with rows for that teacher, of the n that meet "
                      "the target.")
+    if any(_short(r, protocols.get(k)) for k in kinds for r in ranked[k]):
+        lines.append("* †: on fewer than the protocol's scoring seeds on some challenge (its report says which).")
     return "\n".join([*lines, "", README_END])
+
+
+def _short(row: Mapping[str, Any], protocol: Protocol | None) -> bool:
+    """Whether a teacher's leaderboard row has fewer than the protocol's scoring seeds on some challenge."""
+    return protocol is not None and row["policy"] not in ("uniform", "oracle") and any(
+        v["n"] < len(protocol.scoring_seeds) for v in row["challenges"].values())
