@@ -31,6 +31,7 @@ asks for training probes (``aioli``) needs the loop, and is refused when built.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -43,6 +44,7 @@ from teachgym.errors import TeachgymError
 from teachgym.protocols import Probes, Stateful
 from teachgym.state import policy_levels
 from teachgym.statefile import decode, encode
+from teachgym.students._rollouts import Group, Rollouts
 from teachgym.types import (
     Examples,
     HistoryEntry,
@@ -53,6 +55,7 @@ from teachgym.types import (
     Skill,
     SkillStats,
     Synthesize,
+    merge_rollouts,
     validate_action,
 )
 
@@ -239,21 +242,18 @@ def group_stats(groups: Iterable[tuple[str, Sequence[float], Sequence[float]]]) 
 
     Per skill: ``pass_rate`` (over completions), ``learnability`` (mean over groups of ``p (1 - p)``, ``p`` the
     group's pass rate), ``mean_abs_advantage`` (rewards normalised within each group, as GRPO does),
-    ``zero_variance_share`` (groups whose rewards are all equal), ``groups`` and ``completions``.
+    ``zero_variance_share`` (groups whose rewards are all equal), ``groups`` and ``completions``: the GRPO
+    student's own sums (:class:`teachgym.students._rollouts.Rollouts`), one per group size, merged.
     """
-    sums: dict[str, dict[str, float]] = {}
+    by_size: dict[int, Rollouts] = {}
     for skill, passed, rewards in groups:
         p, r = np.asarray(passed, dtype=float), np.asarray(rewards, dtype=float)
         if not len(p) or len(p) != len(r):
             raise TeacherError(f"{skill}: a group needs as many pass verdicts as rewards, at least one "
                                f"(got {len(p)} and {len(r)})")
-        s = sums.setdefault(skill, dict.fromkeys(("passed", "learn", "adv", "zero", "groups", "n"), 0.0))
-        s["passed"] += p.sum()
-        s["learn"] += p.mean() * (1 - p.mean())
-        s["adv"] += np.abs((r - r.mean()) / (r.std() + 1e-4)).sum()
-        s["zero"] += float(np.ptp(r) <= 1e-6 * max(1.0, float(np.abs(r).max())))
-        s["groups"] += 1
-        s["n"] += len(p)
-    return {k: {"pass_rate": v["passed"] / v["n"], "learnability": v["learn"] / v["groups"],
-                "mean_abs_advantage": v["adv"] / v["n"], "zero_variance_share": v["zero"] / v["groups"],
-                "groups": int(v["groups"]), "completions": int(v["n"])} for k, v in sums.items()}
+        advantages = (r - r.mean()) / (r.std() + 1e-4)
+        flat = bool(np.ptp(r) <= 1e-6 * max(1.0, float(np.abs(r).max())))
+        group = Group({"skills": [skill]}, p.tolist(), advantages.tolist(), [0] * len(p), flat)
+        by_size.setdefault(len(p), Rollouts(len(p))).add([group])
+    merged = merge_rollouts([found.stats() for found in by_size.values()])
+    return {skill: dataclasses.asdict(stats) for skill, stats in merged.items()}
