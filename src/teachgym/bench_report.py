@@ -292,12 +292,10 @@ def _board_lines(board: Sequence[Mapping[str, Any]], rooms: Sequence[Mapping[str
     if partial:  # a teacher run on some challenges only: its IQM is not over the same challenges as the others
         lines += ["", f"IQM over fewer of the {len(met)} challenges in the aggregate (no rows on the others yet): "
                   + "; ".join(f"{p} ({', '.join(chs)})" for p, chs in partial) + "."]
-    wanted = len(protocol.scoring_seeds) if protocol is not None else 0
-    short = [f"{r['policy']} on {ch} ({v['n']})" for r in board if _short(r, protocol)
-             for ch, v in sorted(r["challenges"].items()) if v["n"] < wanted]
+    short = [f"{r['policy']} on {ch} ({n})" for r in board for ch, n in _short(r, protocol)]
     if short:  # the protocol asks for its scoring seeds: a teacher short of them is reported, and said to be
-        lines += ["", f"On fewer than the protocol's {wanted} scoring seeds (the rest not run yet): "
-                  + "; ".join(short) + "."]
+        lines += ["", f"On fewer than the protocol's {len(protocol.scoring_seeds)} scoring seeds (the rest not "
+                  "run yet): " + "; ".join(short) + "."]
     return lines
 
 
@@ -416,7 +414,9 @@ def readme_block(boards: Mapping[str, Sequence[Mapping[str, Any]] | None], notic
     return "\n".join([*lines, "", README_END])
 
 
-def _short(row: Mapping[str, Any], protocol: Protocol | None) -> bool:
-    """Whether a teacher's leaderboard row has fewer than the protocol's scoring seeds on some challenge."""
-    return protocol is not None and row["policy"] not in ("uniform", "oracle") and any(
-        v["n"] < len(protocol.scoring_seeds) for v in row["challenges"].values())
+def _short(row: Mapping[str, Any], protocol: Protocol | None) -> list[tuple[str, int]]:
+    """The challenges (with their seed counts) where a teacher's leaderboard row has fewer than the protocol's
+    scoring seeds; empty for the anchors and for rows scored without a protocol."""
+    if protocol is None or row["policy"] in ("uniform", "oracle"):
+        return []
+    return [(ch, v["n"]) for ch, v in sorted(row["challenges"].items()) if v["n"] < len(protocol.scoring_seeds)]
