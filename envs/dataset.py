@@ -172,17 +172,27 @@ class DatasetEnv:
             raise DatasetEnvError("env.eval_per_skill must be >= 1 and env.min_pool_per_skill >= 0")
         self.path = str(path)
         self.name = name or Path(path).stem or "dataset"
-        self.eval_per_skill, self.seed = eval_per_skill, seed
         self._check = make_checker(checker, pattern, tolerance, case_sensitive)
         table = read_columns(path, format, split, prompt_column, completion_column, skills_column, difficulty_column)
+        self._load(table, (prompt_column, completion_column, skills_column, difficulty_column), skill_separator,
+                   skills, eval_per_skill, min_pool_per_skill, seed, descriptions, prerequisites, Path(path).name)
+
+    def _load(self, table: pa.Table, columns: tuple[str, str, str, str | None], skill_separator: str | None,
+              skills: Sequence[str] | None, eval_per_skill: int, min_pool_per_skill: int, seed: int,
+              descriptions: Mapping[str, str] | None, prerequisites: Mapping[str, Sequence[str]] | None,
+              source: str) -> None:
+        """The rows, their eval split and pool, and the skills, from a table of the ``columns`` (prompt,
+        completion, skills, difficulty or None); ``source`` names the data in the skills' descriptions."""
+        if eval_per_skill < 1 or min_pool_per_skill < 0:
+            raise DatasetEnvError("env.eval_per_skill must be >= 1 and env.min_pool_per_skill >= 0")
+        self.eval_per_skill, self.seed = eval_per_skill, seed
         # Everything below works on whole Arrow columns: no Python object per row (issue 14: a million
         # rows load in seconds). The result is the row-by-row reading of the data this env always had.
-        self._rows, codes, parents, order = skill_rows(table, prompt_column, completion_column, skills_column,
-                                                       difficulty_column, skill_separator, skills)
+        self._rows, codes, parents, order = skill_rows(table, *columns, skill_separator, skills)
         self._codes, self._parents = codes, parents
         self._split(order, min_pool_per_skill)
         levels = levels_per_code(codes, self._rows.column("level").to_numpy()[parents], len(order))
-        self.skills: tuple[Skill, ...] = _skills(order, levels, descriptions, prerequisites, Path(path).name)
+        self.skills: tuple[Skill, ...] = _skills(order, levels, descriptions, prerequisites, source)
         self._gold: dict[str, set[str]] | None = None  # every prompt's golds, built when first needed
         self._eval_gold = golds_of(self._rows.filter(pc.is_in(self._rows.column("prompt"),
                                                             value_set=self._eval_table.column("prompt"))))
