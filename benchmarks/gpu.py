@@ -8,14 +8,17 @@ and measures:
   built by hand with the same arguments) on the same rows: seconds and the ratio;
 * **eval** -- per-skill evaluation answers for 2,000 prompts with ``generate`` (the student's batched
   greedy decoding) against ``eval.backend: vllm`` (:class:`teachgym.vllm_eval.VLLMAnswers`, a fresh
-  engine in a subprocess, start-up included): seconds and the ratio;
+  engine in a subprocess, start-up included): seconds and the ratio; and the resident engine
+  (:class:`teachgym.vllm_engine.ResidentEngine`): its start, a round's save + reload, and its answers — the
+  design ``benchmarks/results/vllm_cpu.md`` favours on a CPU, to be confirmed here;
 * **grpo** -- one GRPO round of the ``grpo`` student with and without ``use_vllm`` (colocate);
 * **memory** -- the peak GPU memory of each part (``torch.cuda.max_memory_allocated``);
 * **state** -- the round state's MB, full fine-tune and LoRA (r 16, every linear layer).
 
     python benchmarks/gpu.py                 # on a CUDA machine: writes benchmarks/results/gpu.{json,md}
-    python benchmarks/gpu.py --smoke         # any machine: tiny dimensions on the CPU, no vLLM, writes nothing
-                                             # under results/ (it checks that the script runs)
+    python benchmarks/gpu.py --smoke         # any machine: tiny dimensions on the CPU, writes nothing under
+                                             # results/ (it checks that the script runs); where vLLM is installed
+                                             # (.venv-vllm: its CPU build) the resident engine runs too
 
 Each row carries the machine (GPU name and count, CPU, cores), the package versions and the commit.
 """
@@ -35,8 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 from teachgym.benchmarking import QWEN2_05B, environment, git_commit  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-SMOKE = {**QWEN2_05B, "vocab_size": 259, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}
+# head_dim 64: the smallest vLLM's CPU attention takes (16 is refused).
+SMOKE = {**QWEN2_05B, "vocab_size": 259, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+         "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 512}
+#: vllm.LLM arguments: a CUDA GPU shared with training, or (--smoke) the CPU build.
+ENGINE_GPU = {"gpu_memory_utilization": 0.3}
+ENGINE_CPU = {"dtype": "float32", "max_model_len": 256, "enforce_eager": True, "gpu_memory_utilization": 0.05}
 
 
 def machine() -> dict[str, Any]:
@@ -110,8 +117,9 @@ def sft(model: str, n: int, device: str) -> dict[str, Any]:
             "ratio": ours.seconds / bare.seconds, "peak_gb": ours.peak_gb, "trl_peak_gb": bare.peak_gb}
 
 
-def evaluation(model: str, n: int, device: str, use_vllm: bool) -> dict[str, Any]:
-    """Answers to ``n`` eval prompts: the student's generate, then (GPU) a vLLM engine."""
+def evaluation(model: str, n: int, device: str, use_vllm: bool, resident: bool) -> dict[str, Any]:
+    """Answers to ``n`` eval prompts: the student's generate, then (GPU) a fresh vLLM engine, then (where vLLM is
+    installed) the resident engine: its start, a round's save + reload, and its answers."""
     from teachgym.students.hf import HFStudent
 
     data, _ = rows(n)
@@ -124,8 +132,22 @@ def evaluation(model: str, n: int, device: str, use_vllm: bool) -> dict[str, Any
         from teachgym.vllm_eval import VLLMAnswers
 
         with _Peak() as vl:
-            VLLMAnswers(student, {"gpu_memory_utilization": 0.3}).generate(prompts, max_new_tokens=32)
+            VLLMAnswers(student, ENGINE_GPU).generate(prompts, max_new_tokens=32)
         out.update({"vllm_s": vl.seconds, "ratio": gen.seconds / vl.seconds})
+    if resident:
+        from teachgym.vllm_engine import ResidentEngine
+
+        with tempfile.TemporaryDirectory() as tmp, ResidentEngine(ENGINE_GPU if use_vllm else ENGINE_CPU) as engine:
+            student.save(f"{tmp}/r0")
+            engine.answers(f"{tmp}/r0", prompts[:8], 32)
+            start_s = engine.timings["start_s"]
+            start = time.perf_counter()
+            student.save(f"{tmp}/r1")
+            save_s = time.perf_counter() - start
+            engine.answers(f"{tmp}/r1", prompts, 32)
+            t = engine.timings
+        out.update({"resident_start_s": start_s, "resident_save_s": save_s,
+                    "resident_reload_s": t["reload_s"], "resident_s": t["generate_s"]})
     return out
 
 
@@ -169,6 +191,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| eval, {e['prompts']} prompts | vLLM {e.get('vllm_s', float('nan')):.1f} s | generate "
         f"{e['generate_s']:.1f} s | {e.get('ratio', float('nan')):.2f}x | {e['generate_peak_gb']:.1f} |",
     ]
+    if "resident_s" in e:
+        lines.append(f"| eval, {e['prompts']} prompts, resident vLLM engine (start {e['resident_start_s']:.1f} s once; "
+                     f"per round save {e['resident_save_s']:.2f} s + reload {e['resident_reload_s']:.2f} s) | "
+                     f"{e['resident_s']:.1f} s | generate {e['generate_s']:.1f} s | "
+                     f"{e['generate_s'] / e['resident_s']:.2f}x | |")
     for row in g:
         lines.append(f"| GRPO round, {row['prompts']} prompts x 8, {'vLLM' if row['use_vllm'] else 'generate'} | "
                      f"{row['seconds']:.1f} s | | | {row['peak_gb']:.1f} |")
@@ -190,6 +217,9 @@ def main() -> int:
               file=sys.stderr)
         return 2
     use_vllm = not args.smoke
+    import importlib.util
+
+    resident = importlib.util.find_spec("vllm") is not None  # on a GPU, or (--smoke) vLLM's CPU build
     if use_vllm:
         from teachgym.vllm_eval import require_vllm
 
@@ -201,7 +231,7 @@ def main() -> int:
         build_model(model, SMOKE if args.smoke else QWEN2_05B)
         result = {"machine": machine(), "smoke": args.smoke,
                   "sft": sft(model, sizes["sft"], device),
-                  "eval": evaluation(model, sizes["eval"], device, use_vllm),
+                  "eval": evaluation(model, sizes["eval"], device, use_vllm, resident),
                   "grpo": [grpo(model, sizes["grpo"], device, False)]
                   + ([grpo(model, sizes["grpo"], device, True)] if use_vllm else []),
                   "state": state_mb(model, device)}

@@ -153,11 +153,11 @@ def report(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['shape_name']} | {it['n']:,} | {it['generate_s']:.1f} | {it['vllm_s']:.1f} | "
                          f"{it['generate_s'] / it['vllm_s']:.2f} | {100 * it['agree']:.1f}% |")
     lines += ["", "A round's evaluation with a fresh engine costs the first table's third column; with the resident "
-              "engine it costs the save and the reload (the fourth and fifth) plus the answering. The random-weight "
-              "model's logits are nearly flat, so near-ties decide many of its tokens: where the two disagree, it is "
-              "such a tie (float32 kernels that sum in different orders), not a different model; the tiny student "
-              "has had a round of SFT, and there they agree. Answers are compared "
-              "without a trailing U+FFFD (an unfinished UTF-8 character: `decode` writes it, vLLM holds it back)."]
+              "engine it costs the save and the reload (the fourth and fifth) plus the answering. \"Same answers\" "
+              "compares the two greedy answers item by item, without a trailing U+FFFD (an unfinished UTF-8 "
+              "character: `decode` writes it, vLLM holds it back); a float32 near-tie could flip a token, and the "
+              "column says how often one did. The tiny student has had a round of SFT (3,000 rows); the ~100M "
+              "model has its random weights."]
     return "\n".join(lines) + "\n"
 
 

@@ -17,8 +17,19 @@ def benchmarks(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     yield lambda name: importlib.import_module(name)
     for name in ("reasoning_gym_tasks", "reasoning_gym_curve", "teaching_efficiency", "round_state", "bench_readme",
-                 "per_step", "rollouts_to_target"):
+                 "per_step", "rollouts_to_target", "trl_sampler", "vllm_cpu"):
         sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize("name", ["trl_sampler", "vllm_cpu"])
+def test_a_keyed_script_report_is_what_its_rows_make(benchmarks, name):
+    """trl_sampler.md and vllm_cpu.md (made in .venv-vllm) are their scripts' reports of their committed rows, one
+    row per case key, every shape the script measures."""
+    script = benchmarks(name)
+    rows = json.loads((RESULTS / f"{name}.json").read_text())
+    assert (RESULTS / f"{name}.md").read_text() == script.report(rows)
+    assert len({r["provenance"]["key"] for r in rows}) == len(rows)
+    assert {r["shape_name"] for r in rows} == set(script.SHAPES)
 
 
 def test_reasoning_gym_tasks_report_matches_its_results(benchmarks):

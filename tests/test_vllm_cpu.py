@@ -130,3 +130,14 @@ def _group(pgid):
         except (ProcessLookupError, psutil.Error):
             pass
     return found
+
+
+def test_the_gpu_benchmarks_smoke_mode_runs_the_resident_engine_on_the_cpu_build():
+    """``benchmarks/gpu.py --smoke`` runs every part of the GPU script on a CPU at tiny size; here, where vLLM is
+    installed, the resident engine's part runs too (the fresh engine and GRPO's use_vllm need CUDA)."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    done = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resident vLLM engine (start" in done.stdout and "SFT round" in done.stdout
