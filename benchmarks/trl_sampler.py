@@ -19,16 +19,14 @@ and the CPU; a row whose key matches is reused, not rerun (``--force`` reruns).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-from teachgym.benchmarking import script_provenance  # noqa: E402
+from teachgym.benchmarking import keyed_rows, script_provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHAPES = {"tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2},
@@ -157,18 +155,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS), help="the folder of trl_sampler.{json,md}")
     a = ap.parse_args()
     out = Path(a.out)
-    file = out / "trl_sampler.json"
-    cached = {r["provenance"]["key"]: r for r in json.loads(file.read_text())} if file.exists() else {}
-    rows = []
-    for name, shape in SHAPES.items():
-        prov = _key(shape, a.repeats)
-        row = cached.get(prov["key"]) if not a.force else None
-        if row is None:
-            print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            row = {"shape_name": name, **measure(shape, a.repeats), "provenance": prov}
-        rows.append(row)
-    out.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(rows, indent=1) + "\n")
+    rows = keyed_rows(out / "trl_sampler.json", {name: _key(shape, a.repeats) for name, shape in SHAPES.items()},
+                      lambda name: measure(SHAPES[name], a.repeats), a.force)
     text = report(rows)
     (out / "trl_sampler.md").write_text(text)
     print(text)

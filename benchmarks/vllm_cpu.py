@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-from teachgym.benchmarking import script_provenance  # noqa: E402
+from teachgym.benchmarking import keyed_rows, script_provenance  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHAPES = {
@@ -170,18 +170,8 @@ def main() -> None:
     a = ap.parse_args()
     items = [int(x) for x in a.items.split(",")]
     out = Path(a.out)
-    file = out / "vllm_cpu.json"
-    cached = {r["provenance"]["key"]: r for r in json.loads(file.read_text())} if file.exists() else {}
-    rows = []
-    for name in a.shapes:
-        prov = _key(SHAPES[name], items)
-        row = cached.get(prov["key"]) if not a.force else None
-        if row is None:
-            print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            row = {"shape_name": name, **measure(SHAPES[name], items), "provenance": prov}
-        rows.append(row)
-    out.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(rows, indent=1) + "\n")
+    rows = keyed_rows(out / "vllm_cpu.json", {name: _key(SHAPES[name], items) for name in a.shapes},
+                      lambda name: measure(SHAPES[name], items), a.force)
     text = report(rows)
     (out / "vllm_cpu.md").write_text(text)
     print(text)

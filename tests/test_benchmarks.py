@@ -269,3 +269,23 @@ def test_a_script_row_is_current_for_the_cpu_that_made_it_and_stale_when_its_cod
     moved = {**there, "key": "0" * 16}
     notice = script_staleness([here, moved], [], REASONING_GYM_ROOTS, "python x.py")
     assert notice.startswith("**Stale: 1 of 2 rows are not the current code's numbers.**") and "`python x.py`" in notice
+
+
+def test_keyed_rows_reuse_a_stored_row_of_the_same_key_and_measure_the_rest(tmp_path):
+    from teachgym.benchmarking import keyed_rows
+
+    file = tmp_path / "rows.json"
+    measured = []
+
+    def measure(name):
+        measured.append(name)
+        return {"value": len(measured)}
+
+    cases = {"a": {"key": "ka"}, "b": {"key": "kb"}}
+    first = keyed_rows(file, cases, measure)
+    assert measured == ["a", "b"] and [r["value"] for r in first] == [1, 2]
+    again = keyed_rows(file, {**cases, "b": {"key": "kb2"}}, measure)  # b's key moved: only b is measured again
+    assert measured == ["a", "b", "b"] and [r["value"] for r in again] == [1, 3]
+    assert json.loads(file.read_text()) == again
+    keyed_rows(file, cases, measure, force=True)
+    assert measured == ["a", "b", "b", "a", "b"]

@@ -11,7 +11,8 @@ import hashlib
 import importlib.metadata
 import itertools
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,24 @@ def script_provenance(config: dict[str, Any], packages: Sequence[str] = (), root
     key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
     commit, dirty = git_state(ROOT)
     return {**keyed, "key": key, "commit": commit, "dirty": dirty}
+
+
+def keyed_rows(file: Path, cases: Mapping[str, dict[str, Any]], measure: Callable[[str], dict[str, Any]],
+               force: bool = False) -> list[dict[str, Any]]:
+    """A keyed benchmark script's rows, one per case (``{name: its provenance}``, :func:`script_provenance`): the
+    row of that key stored in ``file`` (a JSON list), else ``{"shape_name": name, **measure(name), "provenance":
+    ...}`` measured now (always, with ``force``). The rows, in the cases' order, are written back to ``file``."""
+    stored = {r["provenance"]["key"]: r for r in json.loads(file.read_text())} if file.exists() else {}
+    rows = []
+    for name, prov in cases.items():
+        row = None if force else stored.get(prov["key"])
+        if row is None:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            row = {"shape_name": name, **measure(name), "provenance": prov}
+        rows.append(row)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 def script_staleness(provenances: Sequence[dict[str, Any]], packages: Sequence[str], roots: Sequence[str],
