@@ -51,6 +51,11 @@ from teachgym.envs.dataset import DatasetEnv
 INSTALL_HINT = "env.name=verifiers needs the verifiers package: pip install 'teachgym[verifiers]'"
 
 
+#: The rows' columns, as the dataset env's split reads them.
+_ROWS = pa.schema([("prompt", pa.string()), ("completion", pa.string()), ("skills", pa.list_(pa.string())),
+                   ("level", pa.int64())])
+
+
 class VerifiersEnvError(DatasetEnvError):
     """The taskset or the env's options cannot make an env (the message names the option)."""
 
@@ -215,7 +220,7 @@ class VerifiersEnv(DatasetEnv):
     @staticmethod
     def _table(tasks: list[Any], skill_field: str, level_field: str | None, answer_field: str) -> pa.Table:
         """The rows (``prompt``, ``completion``, ``skills``, ``level``), one per task, with every field checked."""
-        columns: dict[str, list[Any]] = {"prompt": [], "completion": [], "skills": [], "level": []}
+        rows = []
         for task in tasks:
             skill = _field(task, skill_field, "skill_field")
             labels = [skill] if isinstance(skill, str) else list(skill) if isinstance(skill, (list, tuple)) else []
@@ -229,13 +234,8 @@ class VerifiersEnv(DatasetEnv):
                                         f"levels must be integers (easiest first)")
             if not task.data.prompt_text or answer is None or str(answer) == "":
                 raise VerifiersEnvError(f"task {task.data.idx}: empty prompt or {answer_field!r}")
-            for key, value in (("prompt", _prompt(task)), ("completion", str(answer)), ("skills", labels),
-                               ("level", level)):
-                columns[key].append(value)
-        return pa.table({"prompt": pa.array(columns["prompt"], pa.string()),
-                         "completion": pa.array(columns["completion"], pa.string()),
-                         "skills": pa.array(columns["skills"], pa.list_(pa.string())),
-                         "level": pa.array(columns["level"], pa.int64())})
+            rows.append({"prompt": _prompt(task), "completion": str(answer), "skills": labels, "level": level})
+        return pa.Table.from_pylist(rows, schema=_ROWS)
 
     def _check_references(self, answer_field: str) -> None:
         """Score the first eval task of each skill with its reference answer, before round 0: a reward that
@@ -244,9 +244,9 @@ class VerifiersEnv(DatasetEnv):
         first: dict[str, tuple[str, str]] = {}
         for p, c, sk in zip(rows["prompt"], rows["completion"], rows["skills"]):
             first.setdefault(sk[0], (p, c))
-        prompts, golds = [p for p, _ in first.values()], [c for _, c in first.values()]
+        prompts, golds = zip(*first.values())
         scores = self._runner.run(self._score_all(prompts, golds, strict=True))
-        for skill, (prompt, gold), score in zip(first, first.values(), scores):
+        for (skill, (prompt, gold)), score in zip(first.items(), scores):
             if score < self.threshold:
                 raise VerifiersEnvError(
                     f"env.answer_field: the reference answer {gold!r} ({answer_field!r}) of a {skill!r} task "
@@ -285,13 +285,10 @@ class VerifiersEnv(DatasetEnv):
                     return 0.0
             return float(trace.reward)
 
-        jobs = [[one(t, o) for t in self._tasks.get(p, ())] for p, o in zip(prompts, outputs)]
-        flat = await asyncio.gather(*(j for js in jobs for j in js))
-        out, at = [], 0
-        for js in jobs:
-            out.append(max(flat[at:at + len(js)], default=0.0))
-            at += len(js)
-        return out
+        # One flat gather (an asyncio task per scoring, none per prompt), then each prompt's best, in order.
+        loaded = [self._tasks.get(p, ()) for p in prompts]
+        scores = iter(await asyncio.gather(*(one(t, o) for ts, o in zip(loaded, outputs) for t in ts)))
+        return [max((next(scores) for _ in ts), default=0.0) for ts in loaded]
 
     def _scoring_error(self, error: BaseException) -> None:
         self.scoring_errors += 1
